@@ -1,0 +1,173 @@
+"""The invoke tasks: `invoke lld-all` in this checkout, `assemblyzero lld-all` anywhere.
+
+Thin on purpose: each task checks its flags and calls into the package.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from invoke import Collection, Context, Exit, Program, task
+
+from assemblyzero import __version__, runner
+from assemblyzero.constants import DEMO_LATENCY, ENV_OFFLINE_LATENCY, EXIT_USAGE
+from assemblyzero.ids import Kind
+from assemblyzero.options import UsageError, parse_ids, parse_int, parse_parallel, resolve
+
+_SHARED = {
+    "repo": "the workspace to work on (default: the current directory)",
+    "only": "comma-separated ids to run, e.g. --only=42,43 (others are left alone)",
+    "limit": "run at most N of the pending items (in id order)",
+    "timeout": "seconds one workflow may take before its worker is ended (default 1800)",
+    "grace": "seconds a stopped worker gets to save its checkpoint before SIGKILL (default 5)",
+    "drafter": "model that drafts and revises, as provider:model (default offline:default)",
+    "reviewer": "model that reviews, as provider:model (default offline:default)",
+    "max_iterations": "revisions allowed after the first draft (default 3)",
+}
+_ONE_HELP = {k: v for k, v in _SHARED.items() if k not in ("only", "limit")}
+_RUN_HELP = {
+    **_SHARED,
+    "parallel": "run N workers at once; --parallel alone means 3, at most 10; "
+                "without it items run one at a time",
+    "dry_run": "show what would run (same as `dry-run`) and stop",
+}
+_KINDS = {"lld": [Kind.LLD], "issue": [Kind.ISSUE], "all": [Kind.ISSUE, Kind.LLD]}
+
+
+def _settings(repo: str, flags: dict[str, Any]) -> tuple[runner.Workspace, dict[str, Any]]:
+    ws = runner.workspace(repo)
+    return ws, resolve(ws.root, flags)
+
+
+def _limit(limit: str | None) -> int | None:
+    return None if limit in (None, "") else parse_int(limit, "--limit", minimum=1)  # type: ignore[arg-type]
+
+
+def _run_all(kind: Kind, parallel: Any, dry_run: bool, repo: str, only: str | None,
+             limit: str | None, flags: dict[str, Any]) -> None:
+    try:
+        ws, settings = _settings(repo, flags)
+        workers = parse_parallel(parallel)
+        ids, first = parse_ids(only), _limit(limit)
+        if dry_run:
+            data = runner.describe(ws, [kind], settings, workers, ids, first)
+            print(runner.render_plan(data, workers.warning))
+            return
+        code = runner.run_kind(ws, kind, settings, workers, ids, first)
+    except UsageError as exc:
+        raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
+    if code:
+        raise Exit(code=code)
+
+
+@task(optional=["parallel"], help=_RUN_HELP)
+def lld_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str = ".",
+            only: str | None = None, limit: str | None = None, timeout: str | None = None,
+            grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
+            max_iterations: str | None = None) -> None:
+    """Write an LLD for every pending issue (docs/issues/active without an approved LLD)."""
+    flags = dict(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
+                 max_iterations=max_iterations)
+    _run_all(Kind.LLD, parallel, dry_run, repo, only, limit, flags)
+
+
+@task(optional=["parallel"], help=_RUN_HELP)
+def issue_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str = ".",
+              only: str | None = None, limit: str | None = None, timeout: str | None = None,
+              grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
+              max_iterations: str | None = None) -> None:
+    """Write an issue for every pending brief (ideas/active), then move the brief to ideas/done."""
+    flags = dict(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
+                 max_iterations=max_iterations)
+    _run_all(Kind.ISSUE, parallel, dry_run, repo, only, limit, flags)
+
+
+def _one(kind: Kind, item_id: str | None, repo: str, flags: dict[str, Any]) -> None:
+    if not item_id:
+        raise Exit(f"error: --id is required (e.g. `{kind.value} --id=42`)", code=EXIT_USAGE)
+    _run_all(kind, None, False, repo, item_id, None, flags)
+
+
+@task(help={"id": "the id of the issue to design (docs/issues/active/<id>.md)", **_ONE_HELP})
+def lld(c: Context, id: str | None = None, repo: str = ".", timeout: str | None = None,
+        grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
+        max_iterations: str | None = None) -> None:
+    """Write the LLD of one issue, in the foreground."""
+    _one(Kind.LLD, id, repo, dict(timeout=timeout, grace=grace, drafter=drafter,
+                                  reviewer=reviewer, max_iterations=max_iterations))
+
+
+@task(help={"id": "the id of the brief to turn into an issue (ideas/active/<id>.md)", **_ONE_HELP})
+def issue(c: Context, id: str | None = None, repo: str = ".", timeout: str | None = None,
+          grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
+          max_iterations: str | None = None) -> None:
+    """Write the issue of one brief, in the foreground."""
+    _one(Kind.ISSUE, id, repo, dict(timeout=timeout, grace=grace, drafter=drafter,
+                                    reviewer=reviewer, max_iterations=max_iterations))
+
+
+@task(optional=["parallel"], help={
+    "kind": "which workflow: lld, issue or all (default all)",
+    "json": "print the plan as JSON (schema version 1) instead of text",
+    "parallel": _RUN_HELP["parallel"], **_SHARED})
+def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Any = None,
+            repo: str = ".", only: str | None = None, limit: str | None = None,
+            timeout: str | None = None, grace: str | None = None, drafter: str | None = None,
+            reviewer: str | None = None, max_iterations: str | None = None) -> None:
+    """Show the plan: pending items, skipped ones and why, parallelism. Writes nothing."""
+    if kind not in _KINDS:
+        raise Exit(f"error: --kind must be one of lld, issue, all (got {kind!r})", code=EXIT_USAGE)
+    flags = dict(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
+                 max_iterations=max_iterations)
+    try:
+        ws, settings = _settings(repo, flags)
+        workers = parse_parallel(parallel)
+        data = runner.describe(ws, _KINDS[kind], settings, workers, parse_ids(only), _limit(limit))
+    except UsageError as exc:
+        raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
+    print(runner.plan_json(data) if json_ else runner.render_plan(data, workers.warning))
+
+
+_EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "workspace"
+
+
+@task(help={"dest": "folder to copy the example workspace into (default: a new temp folder)",
+            "latency": f"seconds per offline model call (default {DEMO_LATENCY})"})
+def demo(c: Context, dest: str | None = None, latency: str | None = None) -> None:
+    """Copy examples/workspace to a scratch folder; run issue-all, then lld-all --parallel=3."""
+    if not _EXAMPLES.is_dir():
+        raise Exit(f"error: example workspace not found at {_EXAMPLES} "
+                   "(the demo runs from a source checkout)", code=EXIT_USAGE)
+    target = Path(dest) if dest else Path(tempfile.mkdtemp(prefix="assemblyzero-demo-"))
+    if target.exists() and any(target.iterdir()):
+        raise Exit(f"error: {target} is not empty; pick another --dest", code=EXIT_USAGE)
+    shutil.copytree(_EXAMPLES, target, dirs_exist_ok=True)
+    os.environ.setdefault(ENV_OFFLINE_LATENCY, latency or str(DEMO_LATENCY))
+    print(f"demo workspace: {target}", flush=True)
+    print("$ assemblyzero issue-all", flush=True)
+    issue_all(c, repo=str(target))
+    print("$ assemblyzero lld-all --parallel=3", flush=True)
+    lld_all(c, parallel="3", repo=str(target))
+    print(f"demo done: LLDs in {target / 'docs/lld/active'}, logs in {target / 'logs/parallel'}")
+
+
+@task(help={"args": "extra arguments for pytest, e.g. --args='-k prefix'"})
+def test(c: Context, args: str = "") -> None:
+    """Run the test suite (pytest -n auto)."""
+    c.run(f"{sys.executable} -m pytest -n auto {args}", pty=False)
+
+
+@task
+def lint(c: Context) -> None:
+    """ruff check, then mypy --strict on the package."""
+    c.run(f"{sys.executable} -m ruff check .")
+    c.run(f"{sys.executable} -m mypy --strict assemblyzero")
+
+
+ns = Collection(lld_all, issue_all, dry_run, lld, issue, demo, test, lint)
+program = Program(namespace=ns, version=__version__, name="assemblyzero", binary="assemblyzero")

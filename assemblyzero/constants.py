@@ -1,0 +1,40 @@
+"""Every limit, default and environment variable name, in one place."""
+
+from __future__ import annotations
+
+# Parallelism (SPEC 6).
+DEFAULT_PARALLEL = 3  # `--parallel` given without a value
+MAX_PARALLEL = 10  # larger values are capped, with a warning
+
+# Workflow (SPEC 3).
+DEFAULT_MAX_ITERATIONS = 3  # revisions after the first draft
+DEFAULT_TIMEOUT = 1800.0  # seconds per workflow before its group is ended
+DEFAULT_GRACE = 5.0  # seconds between SIGTERM and SIGKILL on stop
+DEFAULT_MODEL = "offline:default"
+
+# Files shared between processes.
+LOCK_TIMEOUT = 30.0  # seconds to wait for a shared-file lock (status index)
+SQLITE_TIMEOUT = 10.0  # seconds SQLite waits on a busy checkpoint
+
+# Ids (SPEC 2): checked before an id is used in any path.
+ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+
+# Exit codes (SPEC 6).
+EXIT_OK = 0
+EXIT_NOT_DONE = 1
+EXIT_USAGE = 2
+EXIT_NO_CREDENTIAL = 75
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+# Environment variables.
+ENV_WORKFLOW_DB = "ASSEMBLYZERO_WORKFLOW_DB"
+ENV_STATE_DIR = "ASSEMBLYZERO_STATE_DIR"
+ENV_CREDENTIALS = "ASSEMBLYZERO_CREDENTIALS"
+ENV_OFFLINE_APPROVE_AT = "ASSEMBLYZERO_OFFLINE_APPROVE_AT"
+ENV_OFFLINE_LATENCY = "ASSEMBLYZERO_OFFLINE_LATENCY"
+ENV_SIMULATE_FAIL = "ASSEMBLYZERO_SIMULATE_FAIL"
+DEFAULT_OFFLINE_APPROVE_AT = 2
+
+# Demo (invoke demo): per-call latency so that the parallelism is visible.
+DEMO_LATENCY = 0.25

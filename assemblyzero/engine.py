@@ -1,0 +1,218 @@
+"""The workflow of one item (SPEC 3), as a checkpointed state machine.
+
+    load -> draft -> validate -> review -> (revise -> validate -> review)* -> finalize
+
+Each step reads and updates one JSON-able `state` dict and names the next
+step in `state["next"]`; after every step the whole state is saved to the
+checkpoint, so a rerun continues exactly after the last completed step and
+no model call is repeated.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from assemblyzero.checkpoint import Checkpoint
+from assemblyzero.fileio import atomic_write
+from assemblyzero.ids import Kind, tag
+from assemblyzero.providers import ModelRequest, Provider
+from assemblyzero.results import Status, WorkerResult
+from assemblyzero.templates import Template, missing_sections, render, split_sections, title_of
+from assemblyzero.workspace import Workspace
+
+State = dict[str, Any]
+_VERDICT = re.compile(r"^\s*\**\s*VERDICT\s*\**\s*:\s*\**\s*(APPROVED|REVISE)\b", re.I | re.M)
+_FINDING = re.compile(r"^\s*\d+[.)]\s+(.+?)\s*$", re.M)
+
+
+class Halted(Exception):
+    """The item needs a human; the message says why."""
+
+
+@dataclass
+class Workflow:
+    ws: Workspace
+    kind: Kind
+    item_id: str
+    template: Template
+    drafter: Provider
+    reviewer: Provider
+    models: tuple[str, str]  # drafter and reviewer specs, for the record
+    max_iterations: int
+    checkpoint: Checkpoint
+    say: Callable[[str], None]
+
+    def run(self, state: State | None = None) -> WorkerResult:
+        """Run from `state` (a loaded checkpoint) or from the start."""
+        resumed = state["next"] if state else None
+        state = state or {"next": "load", "iteration": 0, "model_calls": 0, "history": []}
+        if resumed:
+            self.say(f"resuming at step '{resumed}' (checkpoint {self.checkpoint.path.name})")
+        steps: dict[str, Callable[[State], None]] = {
+            "load": self._load, "draft": self._draft, "validate": self._validate,
+            "review": self._review, "revise": self._revise, "finalize": self._finalize,
+        }
+        done: list[str] = []
+        try:
+            while state["next"] != "done":
+                name = state["next"]
+                steps[name](state)
+                self.checkpoint.save(name, state)
+                done.append(name)
+        except Halted as why:
+            return self._result(Status.HALTED, state, resumed, done, str(why))
+        return self._result(Status.DONE, state, resumed, done, "")
+
+    def _result(
+        self, status: Status, state: State, resumed: str | None, done: list[str], reason: str
+    ) -> WorkerResult:
+        output = self.ws.output_file(self.kind, self.item_id) if status is Status.DONE else None
+        return WorkerResult(
+            kind=self.kind.value, id=self.item_id, status=status,
+            iterations=state["iteration"], model_calls=state["model_calls"],
+            resumed_from=resumed, reason=reason, steps=done,
+            output=str(output.relative_to(self.ws.root)) if output else None,
+        )
+
+    # --- steps --------------------------------------------------------------
+    def _load(self, state: State) -> None:
+        path = self.ws.input_file(self.kind, self.item_id)
+        state["source"] = path.read_text(encoding="utf-8", errors="replace")
+        state["title"] = title_of(state["source"], tag(self.kind, self.item_id))
+        self.say(f"load: {path.relative_to(self.ws.root)} ({state['title']})")
+        state["next"] = "draft"
+
+    def _draft(self, state: State) -> None:
+        state["iteration"] = 1
+        state["draft"] = self._call(self.drafter, "draft", state)
+        self._lineage(f"{state['iteration']:03d}-draft.md", state["draft"])
+        state["next"] = "validate"
+
+    def _validate(self, state: State) -> None:
+        missing = missing_sections(self.template, state["draft"])
+        if not missing:
+            self.say(f"validate: all {len(self.template.sections)} sections present")
+            state["next"] = "review"
+            return
+        self.say(f"validate: {len(missing)} section(s) missing or empty: {', '.join(missing)}")
+        self._judge(state, "REVISE", [f"{name}: section is missing or empty." for name in missing])
+
+    def _review(self, state: State) -> None:
+        reply = self._call(self.reviewer, "review", state)
+        self._lineage(f"{state['iteration']:03d}-review.md", reply)
+        verdict, findings = parse_verdict(reply)
+        self.say(f"review: {verdict}" + (f" ({len(findings)} finding(s))" if findings else ""))
+        self._judge(state, verdict, findings)
+
+    def _judge(self, state: State, verdict: str, findings: list[str]) -> None:
+        """Decide what follows a verdict: finalize, revise, or halt."""
+        if verdict == "APPROVED":
+            state["next"] = "finalize"
+            return
+        previous = state["history"][-1]["findings"] if state["history"] else []
+        state["history"].append({"iteration": state["iteration"], "findings": findings})
+        state["findings"] = findings
+        repeated = {_norm(f) for f in findings} & {_norm(f) for f in previous}
+        if repeated:
+            first = next(f for f in findings if _norm(f) in repeated)
+            raise Halted(f"same blocking finding twice in a row: {first}")
+        if state["iteration"] - 1 >= self.max_iterations:
+            raise Halted(f"not approved after {self.max_iterations} revision(s)")
+        state["next"] = "revise"
+
+    def _revise(self, state: State) -> None:
+        state["iteration"] += 1
+        state["draft"] = self._call(self.drafter, "revise", state)
+        self._lineage(f"{state['iteration']:03d}-draft.md", state["draft"])
+        state["next"] = "validate"
+
+    def _finalize(self, state: State) -> None:
+        out = self.ws.output_file(self.kind, self.item_id)
+        doc = self._document(state)
+        atomic_write(out, doc)
+        self._lineage("final.md", doc)
+        self.say(f"finalize: wrote {out.relative_to(self.ws.root)} "
+                 f"(approved at iteration {state['iteration']})")
+        if self.kind is Kind.LLD:
+            from assemblyzero import status_index  # lazy: filelock only here
+
+            status_index.record(self.ws, self.item_id, "approved", iterations=state["iteration"],
+                                file=str(out.relative_to(self.ws.root)))
+        else:
+            brief = self.ws.input_file(self.kind, self.item_id)
+            if brief.exists():
+                self.ws.briefs_done.mkdir(parents=True, exist_ok=True)
+                brief.replace(self.ws.briefs_done / brief.name)
+        state["next"] = "done"
+
+    # --- helpers ------------------------------------------------------------
+    def _call(self, provider: Provider, role: str, state: State) -> str:
+        spec = self.models[1] if role == "review" else self.models[0]
+        self.say(f"{role}: calling {spec} (iteration {state['iteration']})")
+        request = ModelRequest(
+            role=role, kind=self.kind.value, item_id=self.item_id, title=state["title"],
+            source=state["source"], sections=self.template.sections,
+            prompt=build_prompt(role, self.template, state), draft=state.get("draft", ""),
+            findings=tuple(state.get("findings", ())), iteration=state["iteration"],
+        )
+        started = time.monotonic()
+        reply = provider.complete(request)
+        state["model_calls"] += 1
+        self.say(f"{role}: reply in {time.monotonic() - started:.2f}s")
+        return reply.text
+
+    def _lineage(self, name: str, text: str) -> None:
+        atomic_write(self.ws.lineage_dir(self.kind, self.item_id) / name, text)
+
+    def _document(self, state: State) -> str:
+        body = split_sections(state["draft"])
+        source = self.ws.input_file(self.kind, self.item_id).relative_to(self.ws.root)
+        if self.kind is Kind.ISSUE:
+            return render(state["title"], body, self.template.sections)
+        preface = (f"**Status:** APPROVED (iteration {state['iteration']})  \n"
+                   f"**Source:** `{source}`  \n"
+                   f"**Drafter:** `{self.models[0]}` / **Reviewer:** `{self.models[1]}`")
+        title = f"{tag(self.kind, self.item_id)}: {state['title']}"
+        return render(title, body, self.template.sections, preface)
+
+
+def parse_verdict(text: str) -> tuple[str, list[str]]:
+    """`APPROVED` or `REVISE` with its numbered findings.
+
+    An unparseable reply is REVISE, with that as its finding.
+    """
+    match = _VERDICT.search(text)
+    if match is None:
+        snippet = " ".join(text.split())[:120]
+        return "REVISE", [f"Review: unparseable verdict: {snippet!r}"]
+    verdict = match.group(1).upper()
+    findings = _FINDING.findall(text) if verdict == "REVISE" else []
+    return verdict, findings or (["Review: REVISE without numbered findings"]
+                                 if verdict == "REVISE" else [])
+
+
+def _norm(finding: str) -> str:
+    return " ".join(finding.lower().split())
+
+
+def build_prompt(role: str, template: Template, state: State) -> str:
+    """The instruction text a real model receives."""
+    outline = "\n".join(f"## {name}\n{template.guidance.get(name, '')}"
+                        for name in template.sections)
+    kind = "low-level design" if template.kind is Kind.LLD else "issue"
+    if role == "review":
+        return (f"Review this {kind} draft against its source. Answer with a first line "
+                f"'VERDICT: APPROVED' or 'VERDICT: REVISE', then numbered findings, each "
+                f"starting with the section name and a colon.\n\n# Source\n{state['source']}"
+                f"\n\n# Draft\n{state['draft']}")
+    task = (f"Write a {kind} in markdown for the source below, with exactly these "
+            f"sections, each non-empty:\n\n{outline}\n\n# Source\n{state['source']}")
+    if role == "revise":
+        findings = "\n".join(f"{n}. {f}" for n, f in enumerate(state.get("findings", []), 1))
+        task += (f"\n\n# Previous draft\n{state['draft']}\n\n# Reviewer findings to address"
+                 f"\n{findings}\n\nReturn the whole revised document.")
+    return task

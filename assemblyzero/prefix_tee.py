@@ -1,0 +1,249 @@
+"""prefix-tee: run one command, show its output as ``[TAG] line``, keep a raw log.
+
+Stdlib only and free of ``assemblyzero`` imports: it is run as a plain script
+(``python -I -S .../prefix_tee.py``) so that it starts fast.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import select
+import signal
+import sys
+import zlib
+
+USAGE = "usage: prefix-tee [--width N] [--color auto|always|never] TAG LOGFILE -- COMMAND [ARGS...]"
+HELP = f"""{USAGE}
+
+Run COMMAND with its stdout and stderr joined into one pipe. Its raw output is
+appended to LOGFILE (parent directories are created); every line is also written
+to stdout as "[TAG] line", in writes of whole lines of at most PIPE_BUF bytes, so
+several prefix-tee processes can share one terminal without mixing lines.
+SIGINT and SIGTERM are ignored by prefix-tee itself (not by COMMAND): it drains
+COMMAND's last output and exits after it.
+
+options:
+  --width N      pad "[TAG]" with spaces to at least N characters (default 0)
+  --color WHEN   colour the prefix: auto (default: only when stdout is a terminal,
+                 NO_COLOR is unset or empty and TERM is not "dumb"), always, never
+  -h, --help     show this help and exit
+
+exit status: COMMAND's; 128+N if it was killed by signal N; 127 if it could
+not be started; 2 on usage errors or when LOGFILE cannot be opened.
+"""
+PALETTE = (31, 32, 33, 34, 35, 36)
+READ_SIZE = 65536
+EXIT_USAGE = 2
+EXIT_NOT_RUN = 127
+TEE_IGNORES = (signal.SIGINT, signal.SIGTERM)
+CHILD_DEFAULTS = (*TEE_IGNORES, signal.SIGPIPE, signal.SIGXFSZ)
+
+
+def format_prefix(tag: str, width: int = 0, color: bool = False) -> bytes:
+    """``[TAG]`` padded to ``width`` characters plus one space, optionally coloured."""
+    label = f"[{tag}]"
+    pad = " " * max(0, width - len(label))
+    if color:
+        code = PALETTE[zlib.crc32(tag.encode("utf-8", "surrogateescape")) % len(PALETTE)]
+        label = f"\x1b[{code}m{label}\x1b[0m"
+    return f"{label}{pad} ".encode("utf-8", "surrogateescape")
+
+
+class LinePrefixer:
+    """Bytes in, prefixed lines out: each line is ``prefix + text + b"\\n"``.
+
+    Text is re-encoded UTF-8 (invalid bytes become U+FFFD), one trailing CR is
+    dropped, and no output line is longer than ``max_line`` bytes: longer lines
+    are cut, on character boundaries, into several prefixed pieces.
+    """
+
+    def __init__(self, prefix: bytes, max_line: int = 3800) -> None:
+        self.prefix = prefix
+        self.max_line = max_line
+        # Text bytes per output line; at least 4 so that any character fits.
+        self._room = max(4, max_line - len(prefix) - 1)
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buf = b""  # partial last line, always valid UTF-8
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add ``data``; return the output lines completed by it."""
+        text = self._buf + self._decoder.decode(data).encode()
+        *lines, partial = text.split(b"\n")
+        out: list[bytes] = []
+        for line in lines:
+            out += self._pieces(line)
+        # Bound the buffer: emit the full pieces of a long partial line now
+        # (leaving a trailing CR aside, it may still be part of a CRLF).
+        cr = partial.endswith(b"\r")
+        full, rest = self._cut(partial[:-1] if cr else partial)
+        self._buf = rest + b"\r" if cr else rest
+        return out + full
+
+    def flush(self) -> list[bytes]:
+        """Return the partial last line (if any) as output lines; empty the buffer."""
+        text = self._buf + self._decoder.decode(b"", final=True).encode()
+        self._buf = b""
+        return self._pieces(text) if text else []
+
+    def _pieces(self, line: bytes) -> list[bytes]:
+        full, rest = self._cut(line[:-1] if line.endswith(b"\r") else line)
+        return [*full, self.prefix + rest + b"\n"]
+
+    def _cut(self, text: bytes) -> tuple[list[bytes], bytes]:
+        """Split off full-size pieces while more than one piece's worth remains."""
+        out: list[bytes] = []
+        start = 0
+        while len(text) - start > self._room:
+            end = start + self._room
+            while text[end] & 0xC0 == 0x80:  # never cut inside a UTF-8 sequence
+                end -= 1
+            out.append(self.prefix + text[start:end] + b"\n")
+            start = end
+        return out, text[start:]
+
+
+def _batches(lines: list[bytes], limit: int) -> list[bytes]:
+    """Join whole lines into blocks of at most ``limit`` bytes (a longer line stands alone)."""
+    blocks: list[bytes] = []
+    block: list[bytes] = []
+    size = 0
+    for line in lines:
+        if block and size + len(line) > limit:
+            blocks.append(b"".join(block))
+            block, size = [], 0
+        block.append(line)
+        size += len(line)
+    if block:
+        blocks.append(b"".join(block))
+    return blocks
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:  # someone made the shared file non-blocking
+            select.select([], [fd], [])
+
+
+class _Sink:
+    """A file descriptor that stops being written (quietly unless named) after an error."""
+
+    def __init__(self, fd: int, name: str = "") -> None:
+        self.fd, self.name, self.alive = fd, name, True
+
+    def write(self, data: bytes) -> None:
+        if not self.alive:
+            return
+        try:
+            _write_all(self.fd, data)
+        except OSError as exc:
+            self.alive = False
+            if self.name:
+                print(f"prefix-tee: cannot write {self.name}: {exc}", file=sys.stderr)
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        for block in _batches(lines, select.PIPE_BUF):
+            self.write(block)
+
+
+def _parse_args(argv: list[str]) -> tuple[str, str, int, str, list[str]] | None:
+    """Return (tag, logfile, width, color, command), or None for --help."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    head, command = argv[:cut], argv[cut + 1 :]
+    if "-h" in head or "--help" in head:
+        return None
+    values = {"--width": "0", "--color": "auto"}
+    rest: list[str] = []
+    args = iter(head)
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if name in values:
+            values[name] = value if eq else next(args, "")
+        elif arg.startswith("-") and arg != "-":
+            raise ValueError(f"unknown option {arg!r}")
+        else:
+            rest.append(arg)
+    if len(rest) != 2 or not command:
+        raise ValueError("expected TAG LOGFILE -- COMMAND")
+    if values["--color"] not in ("auto", "always", "never"):
+        raise ValueError("--color must be auto, always or never")
+    if not values["--width"].isdecimal():
+        raise ValueError("--width must be a non-negative integer")
+    return rest[0], rest[1], int(values["--width"]), values["--color"], command
+
+
+def _want_color(mode: str) -> bool:
+    if mode != "auto":
+        return mode == "always"
+    env = os.environ
+    return os.isatty(1) and not env.get("NO_COLOR") and env.get("TERM") != "dumb"
+
+
+def _spawn(command: list[str]) -> tuple[int, int]:
+    """Start ``command`` with stdout+stderr on a new pipe; return (pid, read end)."""
+    rfd, wfd = os.pipe()  # both close-on-exec; dup2 gives the child inheritable copies
+    actions = [(os.POSIX_SPAWN_DUP2, wfd, 1), (os.POSIX_SPAWN_DUP2, wfd, 2)]
+    spawn = os.posix_spawn if "/" in command[0] else os.posix_spawnp
+    try:
+        pid = spawn(command[0], command, os.environ, file_actions=actions, setsigdef=CHILD_DEFAULTS)
+    except BaseException:
+        os.close(rfd)
+        raise
+    finally:
+        os.close(wfd)
+    return pid, rfd
+
+
+def _run(command: list[str], prefix: bytes, log: _Sink) -> int:
+    out, prefixer = _Sink(1), LinePrefixer(prefix)
+    try:
+        pid, rfd = _spawn(command)
+    except OSError as exc:
+        msg = f"prefix-tee: cannot run {command[0]}: {exc.strerror or exc}\n"
+        raw = msg.encode("utf-8", "surrogateescape")
+        log.write(raw)
+        out.write_lines(prefixer.feed(raw))
+        return EXIT_NOT_RUN
+    try:
+        while chunk := os.read(rfd, READ_SIZE):
+            log.write(chunk)
+            out.write_lines(prefixer.feed(chunk))
+        out.write_lines(prefixer.flush())
+    finally:
+        os.close(rfd)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return 128 - code if code < 0 else code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    try:
+        parsed = _parse_args(sys.argv[1:] if argv is None else argv)
+    except ValueError as exc:
+        print(f"prefix-tee: {exc}\n{USAGE}", file=sys.stderr)
+        return EXIT_USAGE
+    if parsed is None:
+        print(HELP, end="")
+        return 0
+    tag, logfile, width, color, command = parsed
+    try:
+        os.makedirs(os.path.dirname(logfile) or ".", exist_ok=True)
+        log_fd = os.open(logfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        print(f"prefix-tee: cannot open log {logfile}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in TEE_IGNORES}
+    try:
+        return _run(command, format_prefix(tag, width, _want_color(color)), _Sink(log_fd, logfile))
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        os.close(log_fd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

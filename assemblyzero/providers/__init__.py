@@ -1,0 +1,80 @@
+"""The one small interface every model provider implements.
+
+A provider turns a ModelRequest into a ModelReply or raises one of the
+errors below. Real providers use `request.prompt`; the offline provider
+uses the structured fields. Providers are imported lazily by name, so a
+worker loads only the one it uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Protocol
+
+# provider name -> module that defines `create(model: str) -> Provider`
+REGISTRY: dict[str, str] = {
+    "offline": "assemblyzero.providers.offline",
+}
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    role: str  # "draft", "review" or "revise"
+    kind: str  # "lld" or "issue"
+    item_id: str
+    title: str
+    source: str  # the input document
+    sections: tuple[str, ...]  # required sections, in order
+    prompt: str  # the full instruction text for a real model
+    draft: str = ""  # the document under review / revision
+    findings: tuple[str, ...] = ()  # what the reviewer asked to change
+    iteration: int = 1  # 1 = first draft
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    text: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class Provider(Protocol):
+    name: str
+
+    def complete(self, request: ModelRequest) -> ModelReply: ...
+
+
+class ProviderError(Exception):
+    """A model call failed; the item fails with this message."""
+
+
+class RateLimited(ProviderError):
+    """HTTP 429 or equivalent; `retry_after` seconds if the server said."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AuthFailed(ProviderError):
+    """HTTP 401/403: the credential is not usable."""
+
+
+def check_spec(spec: str) -> str:
+    """Validate `provider:model` without importing anything; return the provider."""
+    provider, sep, model = spec.partition(":")
+    if provider not in REGISTRY:
+        known = ", ".join(sorted(REGISTRY))
+        raise ValueError(f"unknown provider {provider!r} in {spec!r} (known: {known})")
+    if not sep or not model:
+        raise ValueError(f"model spec {spec!r} must look like 'provider:model'")
+    return provider
+
+
+def load_provider(spec: str) -> Provider:
+    """Instantiate the provider named by `provider:model`."""
+    provider = check_spec(spec)
+    module = importlib.import_module(REGISTRY[provider])
+    created: Provider = module.create(spec.partition(":")[2])
+    return created

@@ -1,0 +1,149 @@
+"""The embedded offline provider: deterministic, no network (SPEC 4).
+
+Drafts fill every required section from the input document; the reviewer
+approves at iteration ASSEMBLYZERO_OFFLINE_APPROVE_AT (default 2, so the
+revise loop runs); every call sleeps ASSEMBLYZERO_OFFLINE_LATENCY seconds;
+ASSEMBLYZERO_SIMULATE_FAIL=<id>[:<role>],... makes that item's call of that
+role (default: review) fail, after its draft is checkpointed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from assemblyzero.constants import (
+    DEFAULT_OFFLINE_APPROVE_AT,
+    ENV_OFFLINE_APPROVE_AT,
+    ENV_OFFLINE_LATENCY,
+    ENV_SIMULATE_FAIL,
+)
+from assemblyzero.providers import ModelReply, ModelRequest, ProviderError
+from assemblyzero.templates import render, split_sections
+
+# Where each target section looks first in the source document.
+_SOURCES: dict[str, tuple[str, ...]] = {
+    "Context & Goal": ("User Story", "Objective", "Context & Goal"),
+    "Proposed Changes": ("Requirements",),
+    "Alternatives Considered": ("Out of Scope",),
+    "Risks": ("Risks",),
+    "Testing": ("Acceptance Criteria",),
+    "Definition of Done": ("Acceptance Criteria",),
+    "User Story": ("User Story",),
+    "Objective": ("Objective",),
+    "Requirements": ("Requirements",),
+    "Out of Scope": ("Out of Scope",),
+    "Acceptance Criteria": ("Acceptance Criteria", "Requirements"),
+}
+
+# Sections with no counterpart in the source pick facts by keyword.
+_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "Data Structures": ("store", "table", "column", "field", "schema", "record", "row", "unit"),
+    "Interfaces": ("endpoint", "api", "/", "command", "email", "screen", "button", "page"),
+    "Security": ("auth", "password", "secret", "token", "permission", "rate", "login", "abuse"),
+    "Performance": ("ms", "second", "size", "max", "cache", "limit", "rows", "mb"),
+    "Rollout": ("migration", "flag", "default", "existing", "deploy", "release"),
+}
+_MAX_FACTS = 6
+
+_FINDINGS = (
+    "Risks: give every risk a mitigation and a way to notice it in production.",
+    "Testing: tie each test to one acceptance criterion by name.",
+    "Proposed Changes: say which module owns each change.",
+    "Open Questions: name who decides each question and by when.",
+    "Security: state which inputs are untrusted and how they are checked.",
+)
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return float(raw) if raw else default
+    except ValueError as exc:
+        raise ProviderError(f"{name}={raw!r} is not a number") from exc
+
+
+class OfflineProvider:
+    name = "offline"
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.latency = max(0.0, _env_float(ENV_OFFLINE_LATENCY, 0.0))
+        self.approve_at = int(_env_float(ENV_OFFLINE_APPROVE_AT, DEFAULT_OFFLINE_APPROVE_AT))
+        self.failing = _parse_fail(os.environ.get(ENV_SIMULATE_FAIL, ""))
+
+    def complete(self, request: ModelRequest) -> ModelReply:
+        if self.latency:
+            time.sleep(self.latency)
+        if (request.item_id, request.role) in self.failing:
+            raise ProviderError(f"simulated failure of the {request.role} call ({ENV_SIMULATE_FAIL})")
+        if request.role == "review":
+            text = self._review(request)
+        elif request.role == "revise":
+            text = _revise(request)
+        else:
+            text = _draft(request)
+        return ModelReply(text, len(request.prompt.split()), len(text.split()))
+
+    def _review(self, request: ModelRequest) -> str:
+        if request.iteration >= self.approve_at:
+            return "VERDICT: APPROVED\n\nEvery section is complete and consistent with the source.\n"
+        first = (request.iteration - 1) * 2
+        picked = [_FINDINGS[(first + k) % len(_FINDINGS)] for k in range(2)]
+        lines = [f"{n}. {text}" for n, text in enumerate(picked, 1)]
+        return "VERDICT: REVISE\n\n" + "\n".join(lines) + "\n"
+
+
+def create(model: str) -> OfflineProvider:
+    return OfflineProvider(model)
+
+
+def _parse_fail(raw: str) -> set[tuple[str, str]]:
+    pairs = set()
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        item_id, _, role = entry.partition(":")
+        pairs.add((item_id, role or "review"))
+    return pairs
+
+
+def _facts(text: str) -> list[str]:
+    """Sentences and list items of a markdown text, markup stripped."""
+    facts: list[str] = []
+    for line in text.splitlines():
+        item = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", line).strip()
+        if not item or item.startswith(("#", "<!--")):
+            continue
+        if item != line.strip():  # a list item is one fact
+            facts.append(item)
+        else:  # prose: one fact per sentence
+            facts.extend(p for p in re.split(r"(?<=[.!?])\s+(?=[A-Z])", item) if p)
+    return facts
+
+
+def _draft(request: ModelRequest) -> str:
+    source = split_sections(request.source)
+    pool = _facts(request.source) or [request.title]
+    body: dict[str, str] = {}
+    for index, name in enumerate(request.sections):
+        picked = [fact for key in _SOURCES.get(name, ()) for fact in _facts(source.get(key, ""))]
+        if not picked:
+            words = _KEYWORDS.get(name, ())
+            picked = [fact for fact in pool if any(w in fact.lower() for w in words)]
+        if not picked:  # spread the source over the sections that have no direct match
+            picked = [pool[(index + k) % len(pool)] for k in range(min(2, len(pool)))]
+        lead = f"{name} for \"{request.title}\", drafted from the source document."
+        body[name] = lead + "\n\n" + "\n".join(f"- {fact}" for fact in picked[:_MAX_FACTS])
+    return render(request.title, body, request.sections)
+
+
+def _revise(request: ModelRequest) -> str:
+    body = split_sections(request.draft)
+    for finding in request.findings:
+        target = finding.split(":", 1)[0].strip()
+        name = target if target in body else request.sections[-1]
+        body[name] = body.get(name, "") + f"\n- Revision {request.iteration}: {finding}"
+    for name in request.sections:  # a revision also fills what validation found missing
+        if not body.get(name, "").strip():
+            body[name] = f"{name} for \"{request.title}\", added in revision {request.iteration}."
+    return render(request.title, body, request.sections)

@@ -1,0 +1,123 @@
+"""A run's record: its directory, `journal.jsonl`, `summary.json`, the table.
+
+    logs/parallel/<run-id>/<kind>-<id>.log    raw output of one worker
+    logs/parallel/<run-id>/results/*.json     what each worker reported
+    logs/parallel/<run-id>/journal.jsonl      one JSON event per line
+    logs/parallel/<run-id>/summary.json       the outcome of the run
+    logs/parallel/latest -> <run-id>
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from assemblyzero.fileio import append_line, atomic_write
+from assemblyzero.results import Status
+
+SUMMARY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one item ended in this run."""
+
+    kind: str
+    id: str
+    tag: str
+    status: Status
+    duration: float = 0.0
+    iterations: int = 0
+    model_calls: int = 0
+    attempts: int = 0
+    rate_limited: int = 0
+    credential: str | None = None
+    reason: str = ""
+    log: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        data["duration"] = round(self.duration, 3)
+        return data
+
+
+class RunRecord:
+    """The files of one run, under `logs/parallel/<run-id>/`."""
+
+    def __init__(self, runs: Path, label: str) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.run_id = f"{stamp}-{label}-{os.getpid()}"
+        self.dir = runs / self.run_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.journal = self.dir / "journal.jsonl"
+        _point_latest(runs, self.run_id)
+
+    def log_path(self, slug: str) -> Path:
+        return self.dir / f"{slug}.log"
+
+    def result_path(self, slug: str) -> Path:
+        return self.dir / "results" / f"{slug}.json"
+
+    def event(self, event: str, **fields: Any) -> None:
+        record = {"ts": round(time.time(), 3), "event": event, **fields}
+        append_line(self.journal, json.dumps(record, sort_keys=True))
+
+    def write_summary(self, summary: dict[str, Any]) -> Path:
+        path = self.dir / "summary.json"
+        atomic_write(path, json.dumps(summary, indent=2) + "\n")
+        return path
+
+
+def _point_latest(runs: Path, run_id: str) -> None:
+    """Replace `runs/latest` atomically with a symlink to `run_id`."""
+    tmp = runs / f".latest.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_id)
+    os.replace(tmp, runs / "latest")
+
+
+def summary_data(
+    record: RunRecord, outcomes: list[Outcome], meta: dict[str, Any], exit_code: int
+) -> dict[str, Any]:
+    counts = {s.value: 0 for s in Status}
+    for outcome in outcomes:
+        counts[outcome.status.value] += 1
+    return {
+        "version": SUMMARY_VERSION,
+        "run_id": record.run_id,
+        **meta,
+        "exit_code": exit_code,
+        "counts": counts,
+        "worker_seconds": round(sum(o.duration for o in outcomes), 3),
+        "items": [o.to_json() for o in outcomes],
+    }
+
+
+_ORDER = {Status.FAILED: 0, Status.TIMEOUT: 1, Status.HALTED: 2, Status.INTERRUPTED: 3,
+          Status.SKIPPED: 4, Status.DONE: 5}
+
+
+def table(outcomes: list[Outcome], root: Path) -> list[str]:
+    """The summary as aligned rows, failures first."""
+    header = ("ITEM", "STATUS", "TIME", "ITER", "CALLS", "LOG / REASON")
+    rows = [header]
+    for o in sorted(outcomes, key=lambda o: (_ORDER[o.status], o.tag)):
+        note = o.reason if o.status is not Status.DONE or not o.log else ""
+        where = _rel(o.log, root) if o.log else ""
+        rows.append((o.tag, o.status.value, f"{o.duration:.1f}s", str(o.iterations),
+                     str(o.model_calls), "  ".join(filter(None, (where, note)))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+            for row in rows]
+
+
+def _rel(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return path

@@ -1,0 +1,69 @@
+"""Item statuses, worker exit codes and the result a worker reports."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from assemblyzero.constants import EXIT_INTERRUPTED, EXIT_TERMINATED
+
+
+class Status(str, Enum):
+    DONE = "done"
+    FAILED = "failed"
+    HALTED = "halted"  # needs a human: same finding twice, or out of iterations
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"  # not run: already done, or taken by another run
+
+
+# How a worker reports its status by exit code (the JSON may be missing).
+WORKER_EXIT: dict[Status, int] = {
+    Status.DONE: 0,
+    Status.FAILED: 1,
+    Status.HALTED: 3,
+    Status.INTERRUPTED: EXIT_INTERRUPTED,
+}
+
+
+def status_from_exit(code: int) -> Status:
+    """What the coordinator concludes from an exit code alone."""
+    for status, value in WORKER_EXIT.items():
+        if code == value:
+            return status
+    if code in (EXIT_TERMINATED, EXIT_INTERRUPTED):
+        return Status.INTERRUPTED
+    return Status.FAILED
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """What a worker writes to `<run-dir>/results/<kind>-<id>.json`."""
+
+    kind: str
+    id: str
+    status: Status
+    iterations: int = 0
+    model_calls: int = 0
+    resumed_from: str | None = None
+    output: str | None = None
+    reason: str = ""
+    steps: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def read(cls, path: Path) -> WorkerResult | None:
+        """The result file, or None if it is missing or unreadable."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data["status"] = Status(data["status"])
+            return cls(**data)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None

@@ -1,0 +1,43 @@
+"""`docs/lld/status.json`: the LLD status of every id, shared by all workers.
+
+Every update is read-modify-write under a FileLock plus atomic replace, so
+many workers finishing at once lose no entry. A missing or corrupt index is
+rebuilt from the approved LLD files on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from assemblyzero.fileio import JsonDict, update_json
+from assemblyzero.workspace import Workspace
+
+INDEX_VERSION = 1
+
+
+def record(ws: Workspace, item_id: str, status: str, **fields: Any) -> JsonDict:
+    """Set the entry of `item_id` (LLD workflow) to `status` plus `fields`."""
+
+    def change(data: JsonDict) -> None:
+        items = data.setdefault("items", {})
+        items[item_id] = {"status": status, "updated": _now(), **fields}
+        data["version"] = INDEX_VERSION
+
+    return update_json(ws.status_index, ws.status_lock, change, lambda: rebuild(ws))
+
+
+def rebuild(ws: Workspace) -> JsonDict:
+    """An index holding every approved LLD found on disk."""
+    items: JsonDict = {}
+    if ws.llds.is_dir():
+        for path in sorted(ws.llds.glob("LLD-*.md")):
+            raw = path.stem[4:]
+            item_id = str(int(raw)) if raw.isdigit() else raw
+            items[item_id] = {"status": "approved", "file": str(path.relative_to(ws.root)),
+                              "updated": _now(), "rebuilt": True}
+    return {"version": INDEX_VERSION, "items": items}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,0 +1,157 @@
+"""One item, one process: `python -m assemblyzero.worker --kind lld --id 42 ...`.
+
+Everything it needs arrives through argv, the environment and files; it
+reports through its output lines, `<run-dir>/results/<kind>-<id>.json` and
+its exit code (see results.WORKER_EXIT). Started once per item, so its
+imports stay lean: no invoke, no subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from assemblyzero.checkpoint import Checkpoint, CheckpointError
+from assemblyzero.constants import DEFAULT_MAX_ITERATIONS, DEFAULT_MODEL, ENV_WORKFLOW_DB, EXIT_USAGE
+from assemblyzero.fileio import atomic_write
+from assemblyzero.ids import InvalidId, Kind, check_id, slug
+from assemblyzero.results import WORKER_EXIT, Status, WorkerResult
+from assemblyzero.workspace import Workspace
+
+
+class Interrupted(BaseException):
+    """SIGTERM/SIGINT arrived: stop after saving what is saved."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def say(message: str) -> None:
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m assemblyzero.worker",
+        description="Run the workflow of one item (started by the coordinator).",
+    )
+    parser.add_argument("--kind", required=True, choices=[k.value for k in Kind])
+    parser.add_argument("--id", required=True, dest="item_id")
+    parser.add_argument("--repo", required=True, type=Path, help="the workspace")
+    parser.add_argument("--run-dir", required=True, type=Path, help="where the result goes")
+    parser.add_argument("--drafter", default=DEFAULT_MODEL)
+    parser.add_argument("--reviewer", default=DEFAULT_MODEL)
+    parser.add_argument("--max-iterations", type=int, default=DEFAULT_MAX_ITERATIONS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        item_id = check_id(args.item_id)
+    except InvalidId as exc:
+        say(f"error: {exc}")
+        return EXIT_USAGE
+    kind, ws = Kind(args.kind), Workspace.at(args.repo)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _raise_interrupted)
+    db_path = Path(os.environ.get(ENV_WORKFLOW_DB) or ws.checkpoint(kind, item_id))
+    result = run_item(args, ws, kind, item_id, Checkpoint(db_path, slug(kind, item_id)))
+    _write_result(args.run_dir, result)
+    return WORKER_EXIT.get(result.status, 1)
+
+
+def run_item(
+    args: argparse.Namespace, ws: Workspace, kind: Kind, item_id: str, checkpoint: Checkpoint
+) -> WorkerResult:
+    """Run the workflow and turn every outcome into a WorkerResult."""
+
+    def failed(status: Status, reason: str) -> WorkerResult:
+        return WorkerResult(kind.value, item_id, status, reason=reason)
+
+    try:
+        state = _load_state(checkpoint)
+        workflow = _build(args, ws, kind, item_id, checkpoint)
+        result = workflow.run(state)
+    except Interrupted as stop:
+        say(f"interrupted by {stop}; checkpoint kept: {checkpoint.path}")
+        return failed(Status.INTERRUPTED, f"interrupted by {stop}")
+    except FileNotFoundError as exc:
+        say(f"error: file not found: {exc.filename}")
+        result = failed(Status.FAILED, f"file not found: {exc.filename}")
+    except Exception as exc:  # the item fails; the run goes on
+        reason = f"{type(exc).__name__}: {exc}" if not str(exc).startswith("simulated") else str(exc)
+        say(f"error: {reason}")
+        result = failed(Status.FAILED, reason)
+    finally:
+        checkpoint.close()
+    _settle(ws, kind, checkpoint, result)
+    return result
+
+
+def _load_state(checkpoint: Checkpoint) -> dict[str, object] | None:
+    try:
+        loaded = checkpoint.load()
+    except CheckpointError as exc:
+        aside = checkpoint.set_aside()
+        say(f"warning: checkpoint unreadable ({exc}); moved to {aside.name}, "
+            "restarting this item from the beginning")
+        return None
+    return loaded[1] if loaded else None
+
+
+def _build(
+    args: argparse.Namespace, ws: Workspace, kind: Kind, item_id: str, checkpoint: Checkpoint
+) -> object:
+    from assemblyzero.engine import Workflow
+    from assemblyzero.providers import load_provider
+    from assemblyzero.templates import load_template
+
+    drafter = load_provider(args.drafter)
+    reviewer = drafter if args.reviewer == args.drafter else load_provider(args.reviewer)
+    return Workflow(
+        ws=ws, kind=kind, item_id=item_id,
+        template=load_template(kind, ws.template_override(kind)),
+        drafter=drafter, reviewer=reviewer, models=(args.drafter, args.reviewer),
+        max_iterations=args.max_iterations, checkpoint=checkpoint, say=say,
+    )
+
+
+def _settle(ws: Workspace, kind: Kind, checkpoint: Checkpoint, result: WorkerResult) -> None:
+    """Success (and halt) delete the checkpoint; failure keeps it for the rerun."""
+    if result.status in (Status.DONE, Status.HALTED):
+        checkpoint.delete()
+    else:
+        say(f"checkpoint kept: {checkpoint.path}")
+    if kind is Kind.LLD and result.status is not Status.DONE:
+        from assemblyzero import status_index
+
+        try:
+            status_index.record(ws, result.id, result.status.value, reason=result.reason)
+        except Exception as exc:  # the index is a view; losing one entry must not fail the item
+            say(f"warning: could not update {ws.status_index}: {exc}")
+    if result.status is Status.HALTED:
+        say(f"halted: {result.reason} (needs a human)")
+
+
+def _write_result(run_dir: Path, result: WorkerResult) -> None:
+    path = run_dir / "results" / f"{slug(Kind(result.kind), result.id)}.json"
+    try:
+        atomic_write(path, json.dumps(result.to_json(), indent=2) + "\n")
+    except OSError as exc:
+        say(f"warning: could not write {path}: {exc}")
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

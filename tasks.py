@@ -1,0 +1,5 @@
+"""invoke tasks of this checkout: the same collection as the `assemblyzero` command."""
+
+from assemblyzero.cli import ns
+
+__all__ = ["ns"]
