@@ -12,12 +12,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Context, Exit, Program, task
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.program import Program
+from invoke.tasks import task
 
 from assemblyzero import __version__, runner
 from assemblyzero.constants import DEMO_LATENCY, ENV_OFFLINE_LATENCY, EXIT_USAGE
 from assemblyzero.ids import Kind
 from assemblyzero.options import UsageError, parse_ids, parse_int, parse_parallel, resolve
+from assemblyzero.workspace import Workspace
 
 _SHARED = {
     "repo": "the workspace to work on (default: the current directory)",
@@ -39,13 +44,13 @@ _RUN_HELP = {
 _KINDS = {"lld": [Kind.LLD], "issue": [Kind.ISSUE], "all": [Kind.ISSUE, Kind.LLD]}
 
 
-def _settings(repo: str, flags: dict[str, Any]) -> tuple[runner.Workspace, dict[str, Any]]:
+def _settings(repo: str, flags: dict[str, Any]) -> tuple[Workspace, dict[str, Any]]:
     ws = runner.workspace(repo)
     return ws, resolve(ws.root, flags)
 
 
 def _limit(limit: str | None) -> int | None:
-    return None if limit in (None, "") else parse_int(limit, "--limit", minimum=1)  # type: ignore[arg-type]
+    return None if limit is None or limit == "" else parse_int(limit, "--limit", minimum=1)
 
 
 def _run_all(kind: Kind, parallel: Any, dry_run: bool, repo: str, only: str | None,

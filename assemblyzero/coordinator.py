@@ -25,8 +25,15 @@ from filelock import FileLock, Timeout
 from assemblyzero import backlog, procs
 from assemblyzero.backlog import Item, Skipped
 from assemblyzero.constants import (
-    DEFAULT_GRACE, DEFAULT_MAX_ITERATIONS, DEFAULT_MODEL, DEFAULT_TIMEOUT, ENV_WORKFLOW_DB,
-    EXIT_INTERRUPTED, EXIT_NOT_DONE, EXIT_OK, EXIT_TERMINATED,
+    DEFAULT_GRACE,
+    DEFAULT_MAX_ITERATIONS,
+    DEFAULT_MODEL,
+    DEFAULT_TIMEOUT,
+    ENV_WORKFLOW_DB,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_DONE,
+    EXIT_OK,
+    EXIT_TERMINATED,
 )
 from assemblyzero.ids import slug
 from assemblyzero.report import Outcome, RunRecord, summary_data, table
@@ -259,17 +266,17 @@ class Coordinator:
         def post(signum: int, frame: FrameType | None) -> None:
             self.events.put(("signal", "", signum))
 
-        saved: dict[int, Any] = {}
+        saved: dict[signal.Signals, Any] = {}
         try:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                saved[signum] = signal.signal(signum, post)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                saved[sig] = signal.signal(sig, post)
         except ValueError:  # not the main thread: leave signals alone
             pass
         try:
             yield
         finally:
-            for signum, handler in saved.items():
-                signal.signal(signum, handler)
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
 
 
 def _why(status: Status, code: int) -> str:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 
 from assemblyzero.constants import ID_PATTERN
 
 _ID_RE = re.compile(ID_PATTERN)
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """The two workflows: a brief becomes an issue, an issue becomes an LLD."""
 
     ISSUE = "issue"

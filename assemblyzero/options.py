@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from assemblyzero.constants import (
-    DEFAULT_GRACE, DEFAULT_MAX_ITERATIONS, DEFAULT_MODEL, DEFAULT_PARALLEL, DEFAULT_TIMEOUT,
+    DEFAULT_GRACE,
+    DEFAULT_MAX_ITERATIONS,
+    DEFAULT_MODEL,
+    DEFAULT_PARALLEL,
+    DEFAULT_TIMEOUT,
     MAX_PARALLEL,
 )
 from assemblyzero.providers import check_spec

@@ -16,21 +16,17 @@ import zlib
 USAGE = "usage: prefix-tee [--width N] [--color auto|always|never] TAG LOGFILE -- COMMAND [ARGS...]"
 HELP = f"""{USAGE}
 
-Run COMMAND with its stdout and stderr joined into one pipe. Its raw output is
-appended to LOGFILE (parent directories are created); every line is also written
-to stdout as "[TAG] line", in writes of whole lines of at most PIPE_BUF bytes, so
-several prefix-tee processes can share one terminal without mixing lines.
-SIGINT and SIGTERM are ignored by prefix-tee itself (not by COMMAND): it drains
-COMMAND's last output and exits after it.
+Run COMMAND (stdout and stderr joined), append its raw output to LOGFILE and
+write each line to stdout as "[TAG] line", in writes of whole lines of at most
+PIPE_BUF bytes, so parallel prefix-tees can share one terminal. prefix-tee
+ignores SIGINT/SIGTERM (COMMAND does not) and exits after COMMAND, with its
+status: 128+N if it was killed by signal N, 127 if it could not be started,
+2 on usage errors or if LOGFILE cannot be opened.
 
-options:
-  --width N      pad "[TAG]" with spaces to at least N characters (default 0)
-  --color WHEN   colour the prefix: auto (default: only when stdout is a terminal,
-                 NO_COLOR is unset or empty and TERM is not "dumb"), always, never
-  -h, --help     show this help and exit
-
-exit status: COMMAND's; 128+N if it was killed by signal N; 127 if it could
-not be started; 2 on usage errors or when LOGFILE cannot be opened.
+  --width N     pad "[TAG]" with spaces to at least N characters (default 0)
+  --color WHEN  auto (default: if stdout is a tty, NO_COLOR is empty and TERM is
+                not "dumb"), always or never
+  -h, --help    show this help
 """
 PALETTE = (31, 32, 33, 34, 35, 36)
 READ_SIZE = 65536

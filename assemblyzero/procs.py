@@ -9,6 +9,7 @@ expected and ignored.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -57,10 +58,8 @@ def watch(proc: Proc, key: str, events: SimpleQueue[tuple[str, str, int]]) -> No
 
 def signal_group(pid: int, signum: int) -> None:
     """Send `signum` to the process group led by `pid`; a gone group is fine."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def terminate_group(pid: int) -> None:

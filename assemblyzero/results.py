@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from assemblyzero.constants import EXIT_INTERRUPTED, EXIT_TERMINATED
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     DONE = "done"
     FAILED = "failed"
     HALTED = "halted"  # needs a human: same finding twice, or out of iterations

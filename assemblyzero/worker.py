@@ -15,13 +15,23 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from assemblyzero.checkpoint import Checkpoint, CheckpointError
-from assemblyzero.constants import DEFAULT_MAX_ITERATIONS, DEFAULT_MODEL, ENV_WORKFLOW_DB, EXIT_USAGE
+from assemblyzero.constants import (
+    DEFAULT_MAX_ITERATIONS,
+    DEFAULT_MODEL,
+    ENV_WORKFLOW_DB,
+    EXIT_USAGE,
+)
 from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import InvalidId, Kind, check_id, slug
+from assemblyzero.providers import ProviderError
 from assemblyzero.results import WORKER_EXIT, Status, WorkerResult
 from assemblyzero.workspace import Workspace
+
+if TYPE_CHECKING:
+    from assemblyzero.engine import Workflow
 
 
 class Interrupted(BaseException):
@@ -87,7 +97,7 @@ def run_item(
         say(f"error: file not found: {exc.filename}")
         result = failed(Status.FAILED, f"file not found: {exc.filename}")
     except Exception as exc:  # the item fails; the run goes on
-        reason = f"{type(exc).__name__}: {exc}" if not str(exc).startswith("simulated") else str(exc)
+        reason = str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
         say(f"error: {reason}")
         result = failed(Status.FAILED, reason)
     finally:
@@ -109,7 +119,7 @@ def _load_state(checkpoint: Checkpoint) -> dict[str, object] | None:
 
 def _build(
     args: argparse.Namespace, ws: Workspace, kind: Kind, item_id: str, checkpoint: Checkpoint
-) -> object:
+) -> Workflow:
     from assemblyzero.engine import Workflow
     from assemblyzero.providers import load_provider
     from assemblyzero.templates import load_template

@@ -64,11 +64,12 @@ class AuthFailed(ProviderError):
 def check_spec(spec: str) -> str:
     """Validate `provider:model` without importing anything; return the provider."""
     provider, sep, model = spec.partition(":")
+    if not sep or not model:
+        raise ValueError(f"model spec {spec!r} must look like 'provider:model' "
+                         "(e.g. offline:default)")
     if provider not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
         raise ValueError(f"unknown provider {provider!r} in {spec!r} (known: {known})")
-    if not sep or not model:
-        raise ValueError(f"model spec {spec!r} must look like 'provider:model'")
     return provider
 
 

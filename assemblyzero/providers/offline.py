@@ -4,7 +4,9 @@ Drafts fill every required section from the input document; the reviewer
 approves at iteration ASSEMBLYZERO_OFFLINE_APPROVE_AT (default 2, so the
 revise loop runs); every call sleeps ASSEMBLYZERO_OFFLINE_LATENCY seconds;
 ASSEMBLYZERO_SIMULATE_FAIL=<id>[:<role>],... makes that item's call of that
-role (default: review) fail, after its draft is checkpointed.
+role (default: review) fail, after its draft is checkpointed;
+ASSEMBLYZERO_SIMULATE_HANG=<id>[:<role>],... makes that call never return
+(for `--timeout` and stop tests).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from assemblyzero.constants import (
     ENV_OFFLINE_APPROVE_AT,
     ENV_OFFLINE_LATENCY,
     ENV_SIMULATE_FAIL,
+    ENV_SIMULATE_HANG,
 )
 from assemblyzero.providers import ModelReply, ModelRequest, ProviderError
 from assemblyzero.templates import render, split_sections
@@ -72,12 +75,17 @@ class OfflineProvider:
         self.latency = max(0.0, _env_float(ENV_OFFLINE_LATENCY, 0.0))
         self.approve_at = int(_env_float(ENV_OFFLINE_APPROVE_AT, DEFAULT_OFFLINE_APPROVE_AT))
         self.failing = _parse_fail(os.environ.get(ENV_SIMULATE_FAIL, ""))
+        self.hanging = _parse_fail(os.environ.get(ENV_SIMULATE_HANG, ""), "draft")
 
     def complete(self, request: ModelRequest) -> ModelReply:
         if self.latency:
             time.sleep(self.latency)
+        while (request.item_id, request.role) in self.hanging:
+            time.sleep(3600)
         if (request.item_id, request.role) in self.failing:
-            raise ProviderError(f"simulated failure of the {request.role} call ({ENV_SIMULATE_FAIL})")
+            raise ProviderError(
+                f"simulated failure of the {request.role} call ({ENV_SIMULATE_FAIL})"
+            )
         if request.role == "review":
             text = self._review(request)
         elif request.role == "revise":
@@ -88,7 +96,7 @@ class OfflineProvider:
 
     def _review(self, request: ModelRequest) -> str:
         if request.iteration >= self.approve_at:
-            return "VERDICT: APPROVED\n\nEvery section is complete and consistent with the source.\n"
+            return "VERDICT: APPROVED\n\nEvery section is complete and matches the source.\n"
         first = (request.iteration - 1) * 2
         picked = [_FINDINGS[(first + k) % len(_FINDINGS)] for k in range(2)]
         lines = [f"{n}. {text}" for n, text in enumerate(picked, 1)]
@@ -99,11 +107,12 @@ def create(model: str) -> OfflineProvider:
     return OfflineProvider(model)
 
 
-def _parse_fail(raw: str) -> set[tuple[str, str]]:
+def _parse_fail(raw: str, default_role: str = "review") -> set[tuple[str, str]]:
+    """`42,43:revise` -> {("42", "review"), ("43", "revise")}."""
     pairs = set()
     for entry in filter(None, (part.strip() for part in raw.split(","))):
         item_id, _, role = entry.partition(":")
-        pairs.add((item_id, role or "review"))
+        pairs.add((item_id, role or default_role))
     return pairs
 
 

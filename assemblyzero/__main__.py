@@ -1,0 +1,5 @@
+"""`python -m assemblyzero lld-all ...`: the same as the `assemblyzero` command."""
+
+from assemblyzero.cli import program
+
+program.run()

@@ -1,0 +1,137 @@
+"""Shared fixtures: an isolated home, temp workspaces, and running the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ISSUE = """# {title}
+
+## User Story
+As a house-share member I want {what} so that settling up takes minutes, not an evening.
+
+## Objective
+Ship {what} behind the existing group page.
+
+## Requirements
+1. Store each {noun} in SQLite with its group id and amount in integer cents.
+2. Expose `GET /api/groups/<id>/{noun}s` returning JSON.
+3. Reject amounts above 1,000,000 cents with HTTP 400.
+
+## Out of Scope
+- Mobile apps.
+
+## Acceptance Criteria
+- A {noun} created through the API appears in the list within one request.
+- Invalid amounts are refused with a clear message.
+
+## Risks
+- Rounding errors when amounts are split three ways.
+"""
+
+BRIEF = """# {title}
+
+People keep asking for {what}. We could add it to the group page, with a limit of 20 per
+group so the page stays fast. It should work without a new service.
+"""
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test touches the real home: HOME, state dir and credentials in tmp_path."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("ASSEMBLYZERO_STATE_DIR", str(home / "state"))
+    monkeypatch.setenv("ASSEMBLYZERO_CREDENTIALS", str(home / "credentials.json"))
+    for name in list(os.environ):
+        if name.startswith("ASSEMBLYZERO_") and name not in (
+            "ASSEMBLYZERO_STATE_DIR", "ASSEMBLYZERO_CREDENTIALS"
+        ):
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    return home
+
+
+def make_workspace(root: Path, issues: list[str] = (), briefs: list[str] = ()) -> Path:  # type: ignore[assignment]
+    """A workspace with the given issue and brief ids."""
+    for item_id in issues:
+        path = root / "docs/issues/active" / f"{item_id}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(ISSUE.format(title=f"Feature {item_id}", what=f"feature {item_id}",
+                                     noun="entry"), encoding="utf-8")
+    for item_id in briefs:
+        path = root / "ideas/active" / f"{item_id}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(BRIEF.format(title=f"Idea {item_id}", what=f"idea {item_id}"),
+                        encoding="utf-8")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    """Six pending issues, no briefs."""
+    return make_workspace(tmp_path / "ws", issues=[str(n) for n in range(41, 47)])
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+        timeout: float = 120) -> Run:
+    """Run `python -m assemblyzero ARGS` as a user would; stdin closed."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "assemblyzero", *args], cwd=cwd or ROOT,
+        env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def latest_run(ws: Path) -> Path:
+    return (ws / "logs/parallel/latest").resolve()
+
+
+def summary(run_dir: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def journal(run_dir: Path) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+
+
+def max_concurrency(run_dir: Path) -> int:
+    """Most workers running at once, from the start/end events of the journal."""
+    running = peak = 0
+    for event in journal(run_dir):
+        if event["event"] == "start":
+            running += 1
+            peak = max(peak, running)
+        elif event["event"] == "end":
+            running -= 1
+    return peak
+
+
+def model_calls(log_text: str) -> list[str]:
+    """The model-call lines of a worker log (`draft: calling ...`)."""
+    return [line for line in log_text.splitlines() if ": calling " in line]
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("ASSEMBLYZERO_OFFLINE_LATENCY", "0")
+    yield
