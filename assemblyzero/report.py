@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from assemblyzero.fileio import append_line, atomic_write
+from assemblyzero.ids import sort_key
 from assemblyzero.results import Status
 
 SUMMARY_VERSION = 1
@@ -94,7 +95,7 @@ def summary_data(
         "exit_code": exit_code,
         "counts": counts,
         "worker_seconds": round(sum(o.duration for o in outcomes), 3),
-        "items": [o.to_json() for o in outcomes],
+        "items": [o.to_json() for o in sorted(outcomes, key=lambda o: (o.kind, sort_key(o.id)))],
     }
 
 

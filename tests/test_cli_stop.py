@@ -1,0 +1,78 @@
+"""Stopping a run with real signals: workers save their checkpoint, nothing is left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import cli, latest_run, model_calls, summary
+
+
+def _start(ws: Path, *flags: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "assemblyzero", "lld-all", "--repo", str(ws), *flags],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _wait_for_calls(proc: subprocess.Popen[bytes], count: int) -> list[str]:
+    """Read the run's output until `count` workers are inside a model call."""
+    assert proc.stdout is not None
+    seen: list[str] = []
+    while sum(": calling " in line for line in seen) < count:
+        line = proc.stdout.readline().decode()
+        assert line, "run ended before its workers started: " + "".join(seen)
+        seen.append(line)
+    return seen
+
+
+def _alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        alive.append(pid)
+    return alive
+
+
+def test_sigint_stops_workers_keeps_checkpoints_and_a_rerun_finishes(ws: Path):
+    proc = _start(ws, "--parallel=3", env={"ASSEMBLYZERO_OFFLINE_LATENCY": "30"})
+    _wait_for_calls(proc, 3)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 130, out
+    run_dir = latest_run(ws)
+    items = {i["id"]: i["status"] for i in summary(run_dir)["items"]}
+    running = sorted(i for i, s in items.items() if s == "interrupted")
+    assert len(running) == 3
+    assert all(s in ("interrupted", "skipped") for s in items.values())
+    pids = [int(line.split('"pid": ')[1].split(",")[0])
+            for line in (run_dir / "journal.jsonl").read_text().splitlines()
+            if '"event": "start"' in line]
+    assert _alive(pids) == []
+    for item_id in running:
+        assert (ws / f".assemblyzero/checkpoints/lld-{item_id}.db").exists()
+
+    rerun = cli("lld-all", "--parallel=3", "--repo", str(ws))
+    assert rerun.code == 0, rerun.out
+    second = latest_run(ws)
+    for item_id in running:
+        log = (second / f"lld-{item_id}.log").read_text()
+        assert "resuming at step 'draft'" in log
+        assert len(model_calls(log)) == 4
+    assert len(list((ws / "docs/lld/active").glob("LLD-*.md"))) == 6
+
+
+def test_sigterm_gives_143(ws: Path):
+    proc = _start(ws, "--parallel=2", env={"ASSEMBLYZERO_OFFLINE_LATENCY": "30"})
+    _wait_for_calls(proc, 2)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 143, out
+    assert "SIGTERM: stopping 2 worker(s)" in out
