@@ -70,7 +70,7 @@ def _run_all(kind: Kind, parallel: Any, dry_run: bool, repo: str, only: str | No
         raise Exit(code=code)
 
 
-@task(optional=["parallel"], help=_RUN_HELP)
+@task(optional=["parallel"], help=_RUN_HELP, auto_shortflags=False)
 def lld_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str = ".",
             only: str | None = None, limit: str | None = None, timeout: str | None = None,
             grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
@@ -81,7 +81,7 @@ def lld_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str =
     _run_all(Kind.LLD, parallel, dry_run, repo, only, limit, flags)
 
 
-@task(optional=["parallel"], help=_RUN_HELP)
+@task(optional=["parallel"], help=_RUN_HELP, auto_shortflags=False)
 def issue_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str = ".",
               only: str | None = None, limit: str | None = None, timeout: str | None = None,
               grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
@@ -98,7 +98,8 @@ def _one(kind: Kind, item_id: str | None, repo: str, flags: dict[str, Any]) -> N
     _run_all(kind, None, False, repo, item_id, None, flags)
 
 
-@task(help={"id": "the id of the issue to design (docs/issues/active/<id>.md)", **_ONE_HELP})
+@task(auto_shortflags=False, help={
+    "id": "the id of the issue to design (docs/issues/active/<id>.md)", **_ONE_HELP})
 def lld(c: Context, id: str | None = None, repo: str = ".", timeout: str | None = None,
         grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
         max_iterations: str | None = None) -> None:
@@ -107,7 +108,8 @@ def lld(c: Context, id: str | None = None, repo: str = ".", timeout: str | None 
                                   reviewer=reviewer, max_iterations=max_iterations))
 
 
-@task(help={"id": "the id of the brief to turn into an issue (ideas/active/<id>.md)", **_ONE_HELP})
+@task(auto_shortflags=False, help={
+    "id": "the id of the brief to turn into an issue (ideas/active/<id>.md)", **_ONE_HELP})
 def issue(c: Context, id: str | None = None, repo: str = ".", timeout: str | None = None,
           grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
           max_iterations: str | None = None) -> None:
@@ -116,7 +118,7 @@ def issue(c: Context, id: str | None = None, repo: str = ".", timeout: str | Non
                                     reviewer=reviewer, max_iterations=max_iterations))
 
 
-@task(optional=["parallel"], help={
+@task(optional=["parallel"], auto_shortflags=False, help={
     "kind": "which workflow: lld, issue or all (default all)",
     "json": "print the plan as JSON (schema version 1) instead of text",
     "parallel": _RUN_HELP["parallel"], **_SHARED})
@@ -141,8 +143,9 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Any = 
 _EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "workspace"
 
 
-@task(help={"dest": "folder to copy the example workspace into (default: a new temp folder)",
-            "latency": f"seconds per offline model call (default {DEMO_LATENCY})"})
+@task(auto_shortflags=False, help={
+    "dest": "folder to copy the example workspace into (default: a new temp folder)",
+    "latency": f"seconds per offline model call (default {DEMO_LATENCY})"})
 def demo(c: Context, dest: str | None = None, latency: str | None = None) -> None:
     """Copy examples/workspace to a scratch folder; run issue-all, then lld-all --parallel=3."""
     if not _EXAMPLES.is_dir():
@@ -161,7 +164,7 @@ def demo(c: Context, dest: str | None = None, latency: str | None = None) -> Non
     print(f"demo done: LLDs in {target / 'docs/lld/active'}, logs in {target / 'logs/parallel'}")
 
 
-@task(help={"args": "extra arguments for pytest, e.g. --args='-k prefix'"})
+@task(auto_shortflags=False, help={"args": "extra arguments for pytest, e.g. --args='-k prefix'"})
 def test(c: Context, args: str = "") -> None:
     """Run the test suite (pytest -n auto)."""
     c.run(f"{sys.executable} -m pytest -n auto {args}", pty=False)

@@ -182,8 +182,9 @@ class Coordinator:
 
     def _wait_one(self) -> None:
         deadline = min(self._deadline(r) for r in self.running.values())
+        wait = None if deadline == float("inf") else max(0.0, deadline - self.clock())
         try:
-            what, key, value = self.events.get(timeout=max(0.0, deadline - self.clock()))
+            what, key, value = self.events.get(timeout=wait)
         except Empty:
             self._enforce_deadlines()
             return
