@@ -49,18 +49,25 @@ def _md_stems(folder: Path) -> Iterable[tuple[str, str]]:
     ]
 
 
-def scan(root: Path, kind: Kind) -> Plan:
-    """Every pending item of one kind, sorted; invalid file names skipped."""
+def scan(root: Path, kind: Kind, include_done: bool = False) -> Plan:
+    """Every pending item of one kind (or every item), sorted; invalid names skipped."""
     plan = Plan()
     source = root / ("ideas/active" if kind is Kind.ISSUE else "docs/issues/active")
     done = _done_ids(root) if kind is Kind.LLD else set()
-    for name, stem in _md_stems(source):
+    outputs: dict[str, str] = {}  # LLD display id -> the file that claimed it
+    for name, stem in sorted(_md_stems(source), key=lambda entry: sort_key(entry[1])):
         if not is_valid_id(stem):
             plan.skipped.append(Skipped(kind, name, f"file name {name!r} is not a valid id "
                                         "(letters, digits, '_' and '-', at most 64)"))
-        elif display_id(stem) not in done:
+            continue
+        shown = display_id(stem)
+        if kind is Kind.LLD and shown in outputs:  # `42.md` and `042.md` -> one LLD-042.md
+            plan.skipped.append(Skipped(kind, name, f"its LLD would be LLD-{shown}.md, "
+                                        f"the same file as {outputs[shown]}'s; rename one"))
+            continue
+        outputs[shown] = name
+        if include_done or shown not in done:
             plan.items.append(Item(kind, stem))
-    plan.items.sort(key=lambda item: sort_key(item.id))
     return plan
 
 

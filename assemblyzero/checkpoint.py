@@ -49,11 +49,17 @@ class Checkpoint:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 db = sqlite3.connect(self.path, timeout=SQLITE_TIMEOUT, isolation_level=None)
+            except sqlite3.DatabaseError as exc:
+                raise CheckpointError(f"{self.path}: {exc}") from exc
+            try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
                 db.executescript(_SCHEMA)
                 self._check_owner(db)
-            except sqlite3.DatabaseError as exc:
+            except (sqlite3.DatabaseError, CheckpointError) as exc:
+                db.close()
+                if isinstance(exc, CheckpointError):
+                    raise
                 raise CheckpointError(f"{self.path}: {exc}") from exc
             self._db = db
         return self._db
@@ -88,16 +94,23 @@ class Checkpoint:
     def save(self, step: str, state: dict[str, Any]) -> None:
         """Record that `step` completed, with the whole state after it."""
         db = self._conn()
-        with db:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute(
-                "INSERT INTO steps (step, state, saved_at) VALUES (?, ?, ?)",
-                (step, json.dumps(state), time.time()),
-            )
+        try:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "INSERT INTO steps (step, state, saved_at) VALUES (?, ?, ?)",
+                    (step, json.dumps(state), time.time()),
+                )
+        except sqlite3.DatabaseError as exc:
+            raise CheckpointError(f"{self.path}: {exc}") from exc
 
     def steps(self) -> list[str]:
         """Names of the completed steps, oldest first."""
-        return [r[0] for r in self._conn().execute("SELECT step FROM steps ORDER BY seq")]
+        try:
+            rows = self._conn().execute("SELECT step FROM steps ORDER BY seq").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise CheckpointError(f"{self.path}: {exc}") from exc
+        return [r[0] for r in rows]
 
     def close(self) -> None:
         if self._db is not None:
@@ -113,7 +126,7 @@ class Checkpoint:
     def set_aside(self) -> Path:
         """Move an unusable checkpoint out of the way, keeping it for inspection."""
         self.close()
-        target = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
+        target = self.path.with_name(f"{self.path.name}.unreadable-{time.time_ns()}")
         if self.path.exists():
             self.path.rename(target)
         for suffix in ("-wal", "-shm", "-journal"):

@@ -39,7 +39,7 @@ def is_valid_id(raw: str) -> bool:
 
 def display_id(item_id: str) -> str:
     """Numeric ids are zero-padded to 3 digits: `42` -> `042`."""
-    return f"{int(item_id):03d}" if item_id.isdigit() else item_id
+    return f"{int(item_id):03d}" if _numeric(item_id) else item_id
 
 
 def tag(kind: Kind, item_id: str) -> str:
@@ -54,6 +54,10 @@ def slug(kind: Kind, item_id: str) -> str:
 
 def sort_key(item_id: str) -> tuple[int, int, str]:
     """Numeric ids first, in numeric order, then the others alphabetically."""
-    if item_id.isdigit():
+    if _numeric(item_id):
         return (0, int(item_id), item_id)
     return (1, 0, item_id)
+
+
+def _numeric(raw: str) -> bool:
+    return raw.isascii() and raw.isdigit()

@@ -58,9 +58,11 @@ def parse_parallel(value: bool | str | int | None) -> Parallel:
 
 
 def parse_int(value: str | int, what: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):  # TOML true, 2.7, [..]
+        raise UsageError(f"{what} must be a whole number (got {value!r})")
     try:
         n = int(value)
-    except (TypeError, ValueError):
+    except ValueError:
         raise UsageError(f"{what} must be a whole number (got {value!r})") from None
     if minimum is not None and n < minimum:
         raise UsageError(f"{what} must be at least {minimum} (got {n})")
@@ -68,6 +70,8 @@ def parse_int(value: str | int, what: str, minimum: int | None = None) -> int:
 
 
 def parse_seconds(value: str | float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise UsageError(f"{what} must be a number of seconds (got {value!r})")
     try:
         seconds = float(value)
     except (TypeError, ValueError):
@@ -123,7 +127,8 @@ def _pyproject(repo: Path) -> dict[str, Any]:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
-    section = data.get("tool", {}).get("assemblyzero", {})
+    tool = data.get("tool", {})
+    section = tool.get("assemblyzero", {}) if isinstance(tool, dict) else None
     if not isinstance(section, dict):
         raise UsageError(f"{path}: [tool.assemblyzero] must be a table")
     return section

@@ -2,7 +2,7 @@
 
 Every update is read-modify-write under a FileLock plus atomic replace, so
 many workers finishing at once lose no entry. A missing or corrupt index is
-rebuilt from the approved LLD files on disk.
+rebuilt from disk: every issue whose approved LLD exists.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from assemblyzero import backlog
 from assemblyzero.fileio import JsonDict, update_json
+from assemblyzero.ids import Kind
 from assemblyzero.workspace import Workspace
 
 INDEX_VERSION = 1
@@ -28,13 +30,12 @@ def record(ws: Workspace, item_id: str, status: str, **fields: Any) -> JsonDict:
 
 
 def rebuild(ws: Workspace) -> JsonDict:
-    """An index holding every approved LLD found on disk."""
+    """An index holding every issue whose approved LLD is on disk."""
     items: JsonDict = {}
-    if ws.llds.is_dir():
-        for path in sorted(ws.llds.glob("LLD-*.md")):
-            raw = path.stem[4:]
-            item_id = str(int(raw)) if raw.isdigit() else raw
-            items[item_id] = {"status": "approved", "file": str(path.relative_to(ws.root)),
+    for item in backlog.scan(ws.root, Kind.LLD, include_done=True).items:
+        lld = ws.output_file(Kind.LLD, item.id)
+        if lld.exists():
+            items[item.id] = {"status": "approved", "file": str(lld.relative_to(ws.root)),
                               "updated": _now(), "rebuilt": True}
     return {"version": INDEX_VERSION, "items": items}
 

@@ -93,6 +93,11 @@ def run_item(
     except Interrupted as stop:
         say(f"interrupted by {stop}; checkpoint kept: {checkpoint.path}")
         return failed(Status.INTERRUPTED, f"interrupted by {stop}")
+    except CheckpointError as exc:  # unusable mid-run: the next run starts this item afresh
+        aside = checkpoint.set_aside()
+        say(f"error: checkpoint unusable ({exc}); moved to {aside.name}, "
+            "the next run restarts this item from the beginning")
+        result = failed(Status.FAILED, f"checkpoint unusable: {exc}")
     except FileNotFoundError as exc:
         say(f"error: file not found: {exc.filename}")
         result = failed(Status.FAILED, f"file not found: {exc.filename}")
@@ -138,7 +143,7 @@ def _settle(ws: Workspace, kind: Kind, checkpoint: Checkpoint, result: WorkerRes
     """Success (and halt) delete the checkpoint; failure keeps it for the rerun."""
     if result.status in (Status.DONE, Status.HALTED):
         checkpoint.delete()
-    else:
+    elif checkpoint.path.exists():
         say(f"checkpoint kept: {checkpoint.path}")
     if kind is Kind.LLD and result.status is not Status.DONE:
         from assemblyzero import status_index

@@ -188,13 +188,10 @@ def test_item_tag_uses_the_display_id():
     assert Skipped(Kind.LLD, "a b.md", "r").name == "a b.md"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: ids '42' and '042' are distinct valid ids but share the output file LLD-042.md "
-    "(display_id pads/strips to 3 digits); scan() lists both as pending, so two workers "
-    "write the same LLD. Expected: only one of them is pending, the other is skipped by name."
-))
 def test_two_issue_files_sharing_one_lld_file_are_not_both_pending(tmp_path: Path):
+    """`42.md` and `042.md` would both write LLD-042.md: one runs, the other is named."""
     root = make_workspace(tmp_path / "ws", issues=["42", "042"])
     plan = scan(root, Kind.LLD)
     assert len(plan.items) == 1
     assert [s.name for s in plan.skipped] in (["42.md"], ["042.md"])
+    assert "LLD-042.md" in plan.skipped[0].reason

@@ -1,0 +1,236 @@
+"""Flags, environment and `[tool.assemblyzero]` turned into checked settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assemblyzero.constants import (
+    DEFAULT_GRACE,
+    DEFAULT_MAX_ITERATIONS,
+    DEFAULT_MODEL,
+    DEFAULT_TIMEOUT,
+    MAX_PARALLEL,
+)
+from assemblyzero.options import (
+    Parallel,
+    UsageError,
+    parse_ids,
+    parse_int,
+    parse_parallel,
+    parse_seconds,
+    resolve,
+)
+
+DEFAULTS = {"drafter": DEFAULT_MODEL, "reviewer": DEFAULT_MODEL,
+            "max_iterations": DEFAULT_MAX_ITERATIONS, "timeout": DEFAULT_TIMEOUT,
+            "grace": DEFAULT_GRACE}
+NO_FLAGS = {name: None for name in DEFAULTS}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    return path
+
+
+def pyproject(repo: Path, body: str) -> Path:
+    path = repo / "pyproject.toml"
+    path.write_text(f'[project]\nname = "x"\n\n[tool.assemblyzero]\n{body}', encoding="utf-8")
+    return path
+
+
+# --- parse_parallel --------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "workers"), [(None, 1), (False, 1), (True, 3), ("1", 1),
+                                                ("5", 5), (5, 5), ("10", 10)])
+def test_parse_parallel_values(value, workers: int):
+    assert parse_parallel(value) == Parallel(workers)
+
+
+def test_parse_parallel_above_the_cap_is_capped_with_a_warning():
+    parallel = parse_parallel("20")
+    assert parallel.workers == MAX_PARALLEL == 10
+    assert "--parallel=20" in parallel.warning and "10" in parallel.warning
+
+
+@pytest.mark.parametrize("value", ["0", "-1", 0])
+def test_parse_parallel_below_one_is_a_usage_error(value):
+    with pytest.raises(UsageError, match="--parallel must be at least 1"):
+        parse_parallel(value)
+
+
+@pytest.mark.parametrize("value", ["abc", "", "2.5", "3x"])
+def test_parse_parallel_not_a_number_is_a_usage_error(value: str):
+    with pytest.raises(UsageError) as caught:
+        parse_parallel(value)
+    assert "--parallel must be a whole number" in str(caught.value)
+    assert repr(value) in str(caught.value)
+
+
+def test_usage_error_is_a_value_error():
+    assert issubclass(UsageError, ValueError)
+
+
+def test_parse_int_minimum_names_the_setting():
+    assert parse_int("0", "--limit") == 0
+    with pytest.raises(UsageError, match="--limit must be at least 1 \\(got 0\\)"):
+        parse_int("0", "--limit", minimum=1)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "nan", "soon", ""])
+def test_parse_seconds_refuses_non_positive_and_non_numbers(value: str):
+    with pytest.raises(UsageError, match="--timeout"):
+        parse_seconds(value, "--timeout")
+
+
+def test_parse_seconds_accepts_fractions():
+    assert parse_seconds("0.5", "--grace") == 0.5
+
+
+@pytest.mark.parametrize(("raw", "ids"), [(None, None), ("", None), ("42", ["42"]),
+                                          (" 42, 43 ,,auth ", ["42", "43", "auth"])])
+def test_parse_ids_splits_on_commas(raw, ids):
+    assert parse_ids(raw) == ids
+
+
+# --- resolve: precedence ----------------------------------------------------------
+
+def test_defaults_without_flags_env_or_pyproject(repo: Path):
+    assert resolve(repo, {}) == DEFAULTS
+    assert resolve(repo, NO_FLAGS) == DEFAULTS
+
+
+def test_pyproject_overrides_defaults(repo: Path):
+    pyproject(repo, 'drafter = "offline:big"\nmax_iterations = 5\ntimeout = 60\ngrace = 2.5\n')
+    settings = resolve(repo, NO_FLAGS)
+    assert settings == {**DEFAULTS, "drafter": "offline:big", "max_iterations": 5,
+                        "timeout": 60.0, "grace": 2.5}
+
+
+def test_pyproject_accepts_the_dashed_spelling(repo: Path):
+    pyproject(repo, 'max-iterations = 7\n')
+    assert resolve(repo, {})["max_iterations"] == 7
+
+
+def test_pyproject_underscore_spelling_wins_over_the_dashed_one(repo: Path):
+    pyproject(repo, 'max_iterations = 4\nmax-iterations = 7\n')
+    assert resolve(repo, {})["max_iterations"] == 4
+
+
+def test_env_overrides_pyproject(repo: Path, monkeypatch: pytest.MonkeyPatch):
+    pyproject(repo, 'drafter = "offline:from-pyproject"\nmax-iterations = 7\ntimeout = 60\n')
+    monkeypatch.setenv("ASSEMBLYZERO_DRAFTER", "offline:from-env")
+    monkeypatch.setenv("ASSEMBLYZERO_MAX_ITERATIONS", "2")
+    monkeypatch.setenv("ASSEMBLYZERO_REVIEWER", "offline:reviewer-env")
+    monkeypatch.setenv("ASSEMBLYZERO_GRACE", "1.5")
+    settings = resolve(repo, NO_FLAGS)
+    assert settings == {"drafter": "offline:from-env", "reviewer": "offline:reviewer-env",
+                        "max_iterations": 2, "timeout": 60.0, "grace": 1.5}
+
+
+def test_flags_override_env_and_pyproject(repo: Path, monkeypatch: pytest.MonkeyPatch):
+    pyproject(repo, 'drafter = "offline:from-pyproject"\nmax_iterations = 7\n')
+    monkeypatch.setenv("ASSEMBLYZERO_DRAFTER", "offline:from-env")
+    monkeypatch.setenv("ASSEMBLYZERO_MAX_ITERATIONS", "2")
+    monkeypatch.setenv("ASSEMBLYZERO_TIMEOUT", "30")
+    flags = {**NO_FLAGS, "drafter": "offline:from-flag", "max_iterations": "1"}
+    settings = resolve(repo, flags)
+    assert settings["drafter"] == "offline:from-flag"
+    assert settings["max_iterations"] == 1
+    assert settings["timeout"] == 30.0  # no flag: the environment
+    assert settings["reviewer"] == DEFAULT_MODEL  # nowhere: the default
+
+
+def test_empty_flag_and_empty_env_fall_through(repo: Path, monkeypatch: pytest.MonkeyPatch):
+    pyproject(repo, 'max_iterations = 6\n')
+    monkeypatch.setenv("ASSEMBLYZERO_MAX_ITERATIONS", "")
+    assert resolve(repo, {"max_iterations": ""})["max_iterations"] == 6
+
+
+def test_max_iterations_zero_is_allowed(repo: Path):
+    assert resolve(repo, {"max_iterations": "0"})["max_iterations"] == 0
+
+
+def test_pyproject_without_a_tool_assemblyzero_table_gives_defaults(repo: Path):
+    (repo / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.ruff]\nline-length = 9\n')
+    assert resolve(repo, {}) == DEFAULTS
+
+
+# --- resolve: bad values name their source ------------------------------------------
+
+@pytest.mark.parametrize(("env", "value", "expected"), [
+    ("ASSEMBLYZERO_DRAFTER", "gpt4", "must look like 'provider:model'"),
+    ("ASSEMBLYZERO_REVIEWER", "nosuch:model", "unknown provider 'nosuch'"),
+    ("ASSEMBLYZERO_MAX_ITERATIONS", "three", "must be a whole number"),
+    ("ASSEMBLYZERO_MAX_ITERATIONS", "-1", "must be at least 0"),
+    ("ASSEMBLYZERO_TIMEOUT", "0", "must be more than 0 seconds"),
+    ("ASSEMBLYZERO_GRACE", "later", "must be a number of seconds"),
+])
+def test_a_bad_env_value_names_the_variable(repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                            env: str, value: str, expected: str):
+    monkeypatch.setenv(env, value)
+    with pytest.raises(UsageError) as caught:
+        resolve(repo, {})
+    assert str(caught.value).startswith(env)
+    assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize(("flag", "value", "shown"), [
+    ("max_iterations", "x", "--max-iterations"),
+    ("drafter", "offline", "--drafter"),
+    ("timeout", "-5", "--timeout"),
+])
+def test_a_bad_flag_names_the_flag(repo: Path, flag: str, value: str, shown: str):
+    with pytest.raises(UsageError) as caught:
+        resolve(repo, {flag: value})
+    assert str(caught.value).startswith(shown)
+
+
+@pytest.mark.parametrize("body", ['max_iterations = "lots"\n', 'max-iterations = -2\n',
+                                  'reviewer = "offline"\n', 'grace = 0\n'])
+def test_a_bad_pyproject_value_names_the_file(repo: Path, body: str):
+    path = pyproject(repo, body)
+    with pytest.raises(UsageError) as caught:
+        resolve(repo, {})
+    assert "[tool.assemblyzero]" in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_a_bad_pyproject_value_is_ignored_when_env_overrides_it(
+        repo: Path, monkeypatch: pytest.MonkeyPatch):
+    pyproject(repo, 'max_iterations = "lots"\n')
+    monkeypatch.setenv("ASSEMBLYZERO_MAX_ITERATIONS", "2")
+    assert resolve(repo, {})["max_iterations"] == 2
+
+
+def test_a_broken_pyproject_is_a_usage_error_naming_the_file(repo: Path):
+    path = repo / "pyproject.toml"
+    path.write_text("[tool.assemblyzero\nmax_iterations = \n", encoding="utf-8")
+    with pytest.raises(UsageError) as caught:
+        resolve(repo, {})
+    assert f"cannot read {path}" in str(caught.value)
+
+
+def test_tool_assemblyzero_that_is_not_a_table_is_a_usage_error(repo: Path):
+    path = repo / "pyproject.toml"
+    path.write_text('[tool]\nassemblyzero = "yes"\n', encoding="utf-8")
+    with pytest.raises(UsageError) as caught:
+        resolve(repo, {})
+    assert str(path) in str(caught.value) and "must be a table" in str(caught.value)
+
+
+@pytest.mark.parametrize("body", ["max_iterations = 2.7\n", "max_iterations = true\n"])
+def test_a_non_integer_max_iterations_in_pyproject_is_refused(repo: Path, body: str):
+    path = pyproject(repo, body)
+    with pytest.raises(UsageError) as caught:
+        resolve(repo, {})
+    assert str(path) in str(caught.value)
+
+
+def test_a_tool_key_that_is_not_a_table_is_a_usage_error(repo: Path):
+    (repo / "pyproject.toml").write_text("tool = 1\n", encoding="utf-8")
+    with pytest.raises(UsageError):
+        resolve(repo, {})
