@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assemblyzero.ids import Kind, display_id, is_valid_id, sort_key, tag
+from assemblyzero.ids import Kind, is_valid_id, sort_key, tag
+from assemblyzero.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -49,57 +50,59 @@ def _md_stems(folder: Path) -> Iterable[tuple[str, str]]:
     ]
 
 
-def scan(root: Path, kind: Kind, include_done: bool = False) -> Plan:
+def scan(ws: Workspace, kind: Kind, include_done: bool = False) -> Plan:
     """Every pending item of one kind (or every item), sorted; invalid names skipped."""
     plan = Plan()
-    source = root / ("ideas/active" if kind is Kind.ISSUE else "docs/issues/active")
-    done = _done_ids(root) if kind is Kind.LLD else set()
-    outputs: dict[str, str] = {}  # LLD display id -> the file that claimed it
+    source = ws.briefs if kind is Kind.ISSUE else ws.issues
+    done = _done_ids(ws, kind)
+    outputs: dict[str, str] = {}  # output file -> the input file that claimed it
     for name, stem in sorted(_md_stems(source), key=lambda entry: sort_key(entry[1])):
         if not is_valid_id(stem):
             plan.skipped.append(Skipped(kind, name, f"file name {name!r} is not a valid id "
                                         "(letters, digits, '_' and '-', at most 64)"))
             continue
-        shown = display_id(stem)
-        if kind is Kind.LLD and shown in outputs:  # `42.md` and `042.md` -> one LLD-042.md
-            plan.skipped.append(Skipped(kind, name, f"its LLD would be LLD-{shown}.md, "
-                                        f"the same file as {outputs[shown]}'s; rename one"))
+        output = ws.output_file(kind, stem).name
+        if output in outputs:  # `42.md` and `042.md` -> one LLD-042.md
+            plan.skipped.append(Skipped(kind, name, f"its output would be {output}, the same "
+                                        f"file as {outputs[output]}'s; rename one"))
             continue
-        outputs[shown] = name
-        if include_done or shown not in done:
+        outputs[output] = name
+        if include_done or output not in done:
             plan.items.append(Item(kind, stem))
+        elif kind is Kind.ISSUE:  # never overwrite an issue someone already has
+            plan.skipped.append(Skipped(kind, name, f"docs/issues/active/{output} already "
+                                        "exists; move the brief to ideas/done or rename it"))
     return plan
 
 
-def _done_ids(root: Path) -> set[str]:
-    """Display ids (`042`, `auth`) of the approved LLDs on disk."""
-    return {stem[4:] for _, stem in _md_stems(root / "docs/lld/active") if stem.startswith("LLD-")}
+def _done_ids(ws: Workspace, kind: Kind) -> set[str]:
+    """File names of the outputs that exist already."""
+    folder = ws.issues if kind is Kind.ISSUE else ws.llds
+    return {name for name, _ in _md_stems(folder)}
 
 
-def is_pending(root: Path, item: Item) -> bool:
+def is_pending(ws: Workspace, item: Item) -> bool:
     """Re-check one item just before it starts (another run may have done it)."""
-    if item.kind is Kind.ISSUE:
-        return (root / "ideas/active" / f"{item.id}.md").is_file()
-    return (root / "docs/issues/active" / f"{item.id}.md").is_file() and not (
-        root / "docs/lld/active" / f"LLD-{display_id(item.id)}.md"
-    ).exists()
+    return (ws.input_file(item.kind, item.id).is_file()
+            and not ws.output_file(item.kind, item.id).exists())
 
 
 def select(plan: Plan, kind: Kind, only: list[str] | None, limit: int | None) -> Plan:
-    """Keep the ids of `--only` (each validated) and the first `--limit`."""
+    """Keep the ids of `--only` (each validated), then the first `--limit` in id order."""
     items, skipped = plan.items, list(plan.skipped)
-    if only:
+    if only is not None:
         by_id = {item.id: item for item in items}
         items = []
         for raw in dict.fromkeys(only):
             if not is_valid_id(raw):
                 skipped.append(Skipped(kind, raw, "--only: not a valid id (letters, digits, "
-                                               "'_' and '-', at most 64)"))
+                                       "'_' and '-', at most 64)"))
             elif raw in by_id:
                 items.append(by_id[raw])
             else:
                 skipped.append(Skipped(kind, raw, "--only: not pending (no input file, "
-                                               "or already done)"))
+                                       "or already done)"))
+        items.sort(key=lambda item: sort_key(item.id))
     if limit is not None:
         items = items[:limit]
     return Plan(items, skipped)

@@ -9,6 +9,8 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,16 @@ from invoke.program import Program
 from invoke.tasks import task
 
 from assemblyzero import __version__, runner
-from assemblyzero.constants import DEMO_LATENCY, ENV_OFFLINE_LATENCY, EXIT_USAGE
-from assemblyzero.ids import Kind
+from assemblyzero.backlog import Item, is_pending
+from assemblyzero.constants import (
+    DEMO_LATENCY,
+    ENV_OFFLINE_LATENCY,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_DONE,
+    EXIT_USAGE,
+)
+from assemblyzero.ids import InvalidId, Kind, check_id, tag
 from assemblyzero.options import UsageError, parse_ids, parse_int, parse_parallel, resolve
-from assemblyzero.workspace import Workspace
 
 _SHARED = {
     "repo": "the workspace to work on (default: the current directory)",
@@ -44,28 +52,46 @@ _RUN_HELP = {
 _KINDS = {"lld": [Kind.LLD], "issue": [Kind.ISSUE], "all": [Kind.ISSUE, Kind.LLD]}
 
 
-def _settings(repo: str, flags: dict[str, Any]) -> tuple[Workspace, dict[str, Any]]:
-    ws = runner.workspace(repo)
-    return ws, resolve(ws.root, flags)
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn what a user can fix into a one-line message and exit code, never a traceback."""
+    try:
+        yield
+    except UsageError as exc:
+        raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
+    except OSError as exc:  # a workspace folder that is a file, a read-only disk, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise Exit(f"error: {where}{exc.strerror or exc}", code=EXIT_USAGE) from None
+    except KeyboardInterrupt:  # Ctrl+C outside a run (planning, between tasks)
+        raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
+
+
+def _flags(**given: str | None) -> dict[str, Any]:
+    return given
 
 
 def _limit(limit: str | None) -> int | None:
-    return None if limit is None or limit == "" else parse_int(limit, "--limit", minimum=1)
+    return None if limit is None else parse_int(limit, "--limit", minimum=1)
+
+
+def _plan(kinds: list[Kind], as_json: bool, parallel: Any, repo: str, only: str | None,
+          limit: str | None, flags: dict[str, Any]) -> None:
+    with _user_errors():
+        ws = runner.workspace(repo)
+        settings, workers = resolve(ws.root, flags), parse_parallel(parallel)
+        data = runner.describe(ws, kinds, settings, workers, parse_ids(only), _limit(limit))
+    print(runner.plan_json(data) if as_json else runner.render_plan(data, workers.warning))
 
 
 def _run_all(kind: Kind, parallel: Any, dry_run: bool, repo: str, only: str | None,
              limit: str | None, flags: dict[str, Any]) -> None:
-    try:
-        ws, settings = _settings(repo, flags)
-        workers = parse_parallel(parallel)
-        ids, first = parse_ids(only), _limit(limit)
-        if dry_run:
-            data = runner.describe(ws, [kind], settings, workers, ids, first)
-            print(runner.render_plan(data, workers.warning))
-            return
-        code = runner.run_kind(ws, kind, settings, workers, ids, first)
-    except UsageError as exc:
-        raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
+    if dry_run:
+        _plan([kind], False, parallel, repo, only, limit, flags)
+        return
+    with _user_errors():
+        ws = runner.workspace(repo)
+        settings, workers = resolve(ws.root, flags), parse_parallel(parallel)
+        code = runner.run_kind(ws, kind, settings, workers, parse_ids(only), _limit(limit))
     if code:
         raise Exit(code=code)
 
@@ -76,8 +102,8 @@ def lld_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str =
             grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
             max_iterations: str | None = None) -> None:
     """Write an LLD for every pending issue (docs/issues/active without an approved LLD)."""
-    flags = dict(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
-                 max_iterations=max_iterations)
+    flags = _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
+                   max_iterations=max_iterations)
     _run_all(Kind.LLD, parallel, dry_run, repo, only, limit, flags)
 
 
@@ -87,14 +113,26 @@ def issue_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str
               grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
               max_iterations: str | None = None) -> None:
     """Write an issue for every pending brief (ideas/active), then move the brief to ideas/done."""
-    flags = dict(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
-                 max_iterations=max_iterations)
+    flags = _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
+                   max_iterations=max_iterations)
     _run_all(Kind.ISSUE, parallel, dry_run, repo, only, limit, flags)
 
 
 def _one(kind: Kind, item_id: str | None, repo: str, flags: dict[str, Any]) -> None:
-    if not item_id:
-        raise Exit(f"error: --id is required (e.g. `{kind.value} --id=42`)", code=EXIT_USAGE)
+    """One item in the foreground: a bad id is a usage error, a done one exit 1."""
+    with _user_errors():
+        if not item_id:
+            raise UsageError(f"--id is required (e.g. `{kind.value} --id=42`)")
+        try:
+            check_id(item_id)
+        except InvalidId as exc:
+            raise UsageError(str(exc)) from None
+        ws = runner.workspace(repo)
+        if not is_pending(ws, Item(kind, item_id)):
+            src, out = ws.input_file(kind, item_id), ws.output_file(kind, item_id)
+            shown = out if out.exists() else src
+            why = f"{shown.relative_to(ws.root)} {'exists' if out.exists() else 'not found'}"
+            raise Exit(f"{tag(kind, item_id)}: nothing to do ({why})", code=EXIT_NOT_DONE)
     _run_all(kind, None, False, repo, item_id, None, flags)
 
 
@@ -104,8 +142,8 @@ def lld(c: Context, id: str | None = None, repo: str = ".", timeout: str | None 
         grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
         max_iterations: str | None = None) -> None:
     """Write the LLD of one issue, in the foreground."""
-    _one(Kind.LLD, id, repo, dict(timeout=timeout, grace=grace, drafter=drafter,
-                                  reviewer=reviewer, max_iterations=max_iterations))
+    _one(Kind.LLD, id, repo, _flags(timeout=timeout, grace=grace, drafter=drafter,
+                                    reviewer=reviewer, max_iterations=max_iterations))
 
 
 @task(auto_shortflags=False, help={
@@ -114,8 +152,8 @@ def issue(c: Context, id: str | None = None, repo: str = ".", timeout: str | Non
           grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
           max_iterations: str | None = None) -> None:
     """Write the issue of one brief, in the foreground."""
-    _one(Kind.ISSUE, id, repo, dict(timeout=timeout, grace=grace, drafter=drafter,
-                                    reviewer=reviewer, max_iterations=max_iterations))
+    _one(Kind.ISSUE, id, repo, _flags(timeout=timeout, grace=grace, drafter=drafter,
+                                      reviewer=reviewer, max_iterations=max_iterations))
 
 
 @task(optional=["parallel"], auto_shortflags=False, help={
@@ -129,15 +167,9 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Any = 
     """Show the plan: pending items, skipped ones and why, parallelism. Writes nothing."""
     if kind not in _KINDS:
         raise Exit(f"error: --kind must be one of lld, issue, all (got {kind!r})", code=EXIT_USAGE)
-    flags = dict(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
-                 max_iterations=max_iterations)
-    try:
-        ws, settings = _settings(repo, flags)
-        workers = parse_parallel(parallel)
-        data = runner.describe(ws, _KINDS[kind], settings, workers, parse_ids(only), _limit(limit))
-    except UsageError as exc:
-        raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
-    print(runner.plan_json(data) if json_ else runner.render_plan(data, workers.warning))
+    _plan(_KINDS[kind], json_, parallel, repo, only, limit,
+          _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
+                 max_iterations=max_iterations))
 
 
 _EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "workspace"

@@ -39,3 +39,17 @@ DEFAULT_OFFLINE_APPROVE_AT = 2
 
 # Demo (invoke demo): per-call latency so that the parallelism is visible.
 DEMO_LATENCY = 0.25
+
+# Credential leases (SPEC 5).
+ENV_CREDENTIAL = "ASSEMBLYZERO_CREDENTIAL"  # names of the worker's leased credentials
+ENV_SECRET_FD = "ASSEMBLYZERO_SECRET_FD"  # pipe the worker reads its secrets from
+DEFAULT_STATE_DIR = "~/.assemblyzero/state"
+LEASE_TTL = 120.0  # a holder on another host whose heartbeat is older is stale
+LEASE_HEARTBEAT = 30.0  # seconds between heartbeats of held leases
+LEASE_RECHECK = 1.0  # pool exhausted by other runs: look again this often
+BACKOFF_START = 2.0  # 429 without Retry-After: 2 s, 4 s, 8 s ... (seconds)
+BACKOFF_CAP = 60.0
+BACKOFF_JITTER = 0.2  # plus 0-20 %
+DEFAULT_MAX_ATTEMPTS = 5
+EXIT_RATE_LIMITED = 75  # worker: the model said 429; retry on another key
+EXIT_AUTH_FAILED = 77  # worker: the model said 401/403; the key is disabled

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -71,8 +72,14 @@ class Console:
         self.width, self.fd = width, fd
 
     def say(self, text: str) -> None:
+        """Write one line; once the terminal is gone (EPIPE, ...), stay quiet."""
+        if self.fd < 0:
+            return
         prefix = f"[{COORDINATOR_TAG}]".ljust(self.width)
-        os.write(self.fd, f"{prefix} {text}\n".encode("utf-8", "replace"))
+        try:
+            os.write(self.fd, f"{prefix} {text}\n".encode("utf-8", "replace"))
+        except OSError:
+            self.fd = -1
 
 
 class Coordinator:
@@ -110,13 +117,20 @@ class Coordinator:
                                   Status.SKIPPED, reason=refused.reason))
         queue = deque(items)
         with self._signals():
-            while queue or self.running:
-                while self.stopped_by is None and queue and len(self.running) < self.opts.parallel:
-                    self._start(queue.popleft())
-                if self.running:
-                    self._wait_one()
-                elif self.stopped_by is not None:
-                    break
+            try:
+                while queue or self.running:
+                    while (self.stopped_by is None and queue
+                           and len(self.running) < self.opts.parallel):
+                        self._start(queue.popleft())
+                    if self.running:
+                        self._wait_one()
+                    elif self.stopped_by is not None:
+                        break
+            except Exception as exc:  # a bug or a broken disk: stop cleanly, keep the record
+                self.say(f"error: {type(exc).__name__}: {exc}; stopping every worker")
+                self.record.event("error", error=repr(exc), traceback=traceback.format_exc())
+            finally:  # whatever happened, no worker outlives its supervisor
+                self._abandon()
         for item in queue:  # never started: the run was stopped first
             self._outcome(Outcome(item.kind.value, item.id, item.tag, Status.SKIPPED,
                                   reason="not started: the run was interrupted"))
@@ -156,7 +170,7 @@ class Coordinator:
         except Timeout:
             self._skip(item, "taken by another run (its item lock is held)")
             return
-        if not backlog.is_pending(self.ws.root, item):
+        if not backlog.is_pending(self.ws, item):
             lock.release()
             self._skip(item, "no longer pending (done by another run?)")
             return
@@ -213,6 +227,13 @@ class Coordinator:
         procs.terminate_group(r.proc.pid)
         r.kill_at = self.clock() + self.opts.grace
 
+    def _abandon(self) -> None:
+        """After an unexpected error in the loop: kill what still runs, record it."""
+        for key, r in list(self.running.items()):
+            procs.kill_group(r.proc.pid)
+            r.ended_by = r.ended_by or Status.INTERRUPTED
+            self._ended(key, r.proc.wait())
+
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if self.stopped_by is None:
@@ -220,7 +241,8 @@ class Coordinator:
             self.say(f"{name}: stopping {len(self.running)} worker(s), up to {self.opts.grace:g}s "
                      "for their checkpoints (Ctrl+C again to kill them now)")
             for r in self.running.values():
-                self._stop(r, Status.INTERRUPTED)
+                if r.ended_by is None:  # one already timing out keeps its SIGKILL time
+                    self._stop(r, Status.INTERRUPTED)
         else:
             self.say(f"{name} again: killing {len(self.running)} worker(s) now")
             for r in self.running.values():

@@ -13,12 +13,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from assemblyzero.checkpoint import Checkpoint
 from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import Kind, tag
+from assemblyzero.interrupt import Stop
 from assemblyzero.providers import ModelRequest, Provider
 from assemblyzero.results import Status, WorkerResult
 from assemblyzero.templates import Template, missing_sections, render, split_sections, title_of
@@ -27,10 +28,6 @@ from assemblyzero.workspace import Workspace
 State = dict[str, Any]
 _VERDICT = re.compile(r"^\s*\**\s*VERDICT\s*\**\s*:\s*\**\s*(APPROVED|REVISE)\b", re.I | re.M)
 _FINDING = re.compile(r"^\s*\d+[.)]\s+(.+?)\s*$", re.M)
-
-
-class Halted(Exception):
-    """The item needs a human; the message says why."""
 
 
 @dataclass
@@ -45,11 +42,19 @@ class Workflow:
     max_iterations: int
     checkpoint: Checkpoint
     say: Callable[[str], None]
+    stop: Stop = field(default_factory=Stop)
+    state: State = field(default_factory=dict)
 
     def run(self, state: State | None = None) -> WorkerResult:
-        """Run from `state` (a loaded checkpoint) or from the start."""
+        """Run from `state` (a loaded checkpoint) or from the start.
+
+        `self.state` always holds the latest state, also after an exception.
+        """
         resumed = state["next"] if state else None
-        state = state or {"next": "load", "iteration": 0, "model_calls": 0, "history": []}
+        if state and self._input_changed(state):
+            self.say("the input changed since the checkpoint; starting this item over")
+            state = resumed = None
+        self.state = state or {"next": "load", "iteration": 0, "model_calls": 0, "history": []}
         if resumed:
             self.say(f"resuming at step '{resumed}' (checkpoint {self.checkpoint.path.name})")
         steps: dict[str, Callable[[State], None]] = {
@@ -57,23 +62,33 @@ class Workflow:
             "review": self._review, "revise": self._revise, "finalize": self._finalize,
         }
         done: list[str] = []
+        while self.state["next"] not in ("done", "halted"):
+            name = self.state["next"]
+            steps[name](self.state)
+            self.checkpoint.save(name, self.state)
+            done.append(name)
+            self.stop.check()
+        if self.state["next"] == "halted":
+            return self._result(Status.HALTED, resumed, done, self.state["halt_reason"])
+        return self._result(Status.DONE, resumed, done, "")
+
+    def _input_changed(self, state: State) -> bool:
+        if "source" not in state:
+            return False
         try:
-            while state["next"] != "done":
-                name = state["next"]
-                steps[name](state)
-                self.checkpoint.save(name, state)
-                done.append(name)
-        except Halted as why:
-            return self._result(Status.HALTED, state, resumed, done, str(why))
-        return self._result(Status.DONE, state, resumed, done, "")
+            current = self.ws.input_file(self.kind, self.item_id).read_text(
+                encoding="utf-8", errors="replace")
+        except OSError:
+            return False  # gone or unreadable: the checkpoint still has it
+        return bool(current != state["source"])
 
     def _result(
-        self, status: Status, state: State, resumed: str | None, done: list[str], reason: str
+        self, status: Status, resumed: str | None, done: list[str], reason: str
     ) -> WorkerResult:
         output = self.ws.output_file(self.kind, self.item_id) if status is Status.DONE else None
         return WorkerResult(
             kind=self.kind.value, id=self.item_id, status=status,
-            iterations=state["iteration"], model_calls=state["model_calls"],
+            iterations=self.state["iteration"], model_calls=self.state["model_calls"],
             resumed_from=resumed, reason=reason, steps=done,
             output=str(output.relative_to(self.ws.root)) if output else None,
         )
@@ -119,10 +134,15 @@ class Workflow:
         repeated = {_norm(f) for f in findings} & {_norm(f) for f in previous}
         if repeated:
             first = next(f for f in findings if _norm(f) in repeated)
-            raise Halted(f"same blocking finding twice in a row: {first}")
-        if state["iteration"] - 1 >= self.max_iterations:
-            raise Halted(f"not approved after {self.max_iterations} revision(s)")
-        state["next"] = "revise"
+            self._halt(state, f"same blocking finding twice in a row: {first}")
+        elif state["iteration"] - 1 >= self.max_iterations:
+            self._halt(state, f"not approved after {self.max_iterations} revision(s)")
+        else:
+            state["next"] = "revise"
+
+    def _halt(self, state: State, reason: str) -> None:
+        """Needs a human: kept in the checkpoint until the input changes."""
+        state["next"], state["halt_reason"] = "halted", reason
 
     def _revise(self, state: State) -> None:
         state["iteration"] += 1
@@ -138,16 +158,23 @@ class Workflow:
         self.say(f"finalize: wrote {out.relative_to(self.ws.root)} "
                  f"(approved at iteration {state['iteration']})")
         if self.kind is Kind.LLD:
-            from assemblyzero import status_index  # lazy: filelock only here
-
-            status_index.record(self.ws, self.item_id, "approved", iterations=state["iteration"],
-                                file=str(out.relative_to(self.ws.root)))
+            record_status(self.ws, self.item_id, "approved", self.say,
+                          iterations=state["iteration"], file=str(out.relative_to(self.ws.root)))
         else:
-            brief = self.ws.input_file(self.kind, self.item_id)
-            if brief.exists():
-                self.ws.briefs_done.mkdir(parents=True, exist_ok=True)
-                brief.replace(self.ws.briefs_done / brief.name)
+            self._retire_brief()
         state["next"] = "done"
+
+    def _retire_brief(self) -> None:
+        """Move the brief to ideas/done, never over an older brief of the same name."""
+        brief = self.ws.input_file(self.kind, self.item_id)
+        if not brief.exists():
+            return
+        self.ws.briefs_done.mkdir(parents=True, exist_ok=True)
+        target, n = self.ws.briefs_done / brief.name, 1
+        while target.exists():
+            n += 1
+            target = self.ws.briefs_done / f"{self.item_id}.{n}.md"
+        brief.replace(target)
 
     # --- helpers ------------------------------------------------------------
     def _call(self, provider: Provider, role: str, state: State) -> str:
@@ -160,7 +187,7 @@ class Workflow:
             findings=tuple(state.get("findings", ())), iteration=state["iteration"],
         )
         started = time.monotonic()
-        reply = provider.complete(request)
+        reply = self.stop.call(lambda: provider.complete(request))
         state["model_calls"] += 1
         self.say(f"{role}: reply in {time.monotonic() - started:.2f}s")
         return reply.text
@@ -216,3 +243,14 @@ def build_prompt(role: str, template: Template, state: State) -> str:
         task += (f"\n\n# Previous draft\n{state['draft']}\n\n# Reviewer findings to address"
                  f"\n{findings}\n\nReturn the whole revised document.")
     return task
+
+
+def record_status(ws: Workspace, item_id: str, status: str, say: Callable[[str], None],
+                  **fields: Any) -> None:
+    """Update the LLD status index; it is a view, so a failure only warns."""
+    from assemblyzero import status_index  # lazy: filelock only here
+
+    try:
+        status_index.record(ws, item_id, status, **fields)
+    except Exception as exc:
+        say(f"warning: could not update {ws.status_index}: {exc}")

@@ -83,9 +83,12 @@ def parse_seconds(value: str | float, what: str) -> float:
 
 def parse_ids(value: str | None) -> list[str] | None:
     """`--only=42,43`: the raw ids (validated later, each reported by name)."""
-    if not value:
+    if value is None:
         return None
-    return [part.strip() for part in value.split(",") if part.strip()]
+    ids = [part.strip() for part in value.split(",") if part.strip()]
+    if not ids:
+        raise UsageError(f"--only needs at least one id (got {value!r})")
+    return ids
 
 
 def resolve(repo: Path, flags: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +128,7 @@ def _pyproject(repo: Path) -> dict[str, Any]:
             data = tomllib.load(handle)
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
     tool = data.get("tool", {})
     section = tool.get("assemblyzero", {}) if isinstance(tool, dict) else None

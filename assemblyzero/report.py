@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,10 +52,16 @@ class RunRecord:
     """The files of one run, under `logs/parallel/<run-id>/`."""
 
     def __init__(self, runs: Path, label: str) -> None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.run_id = f"{stamp}-{label}-{os.getpid()}"
-        self.dir = runs / self.run_id
-        self.dir.mkdir(parents=True, exist_ok=True)
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{os.getpid()}"
+        runs.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):  # two runs of one process in one second get two folders
+            self.run_id = stamp if n == 1 else f"{stamp}-{n}"
+            self.dir = runs / self.run_id
+            try:
+                self.dir.mkdir()
+                break
+            except FileExistsError:
+                continue
         self.journal = self.dir / "journal.jsonl"
         _point_latest(runs, self.run_id)
 
@@ -77,9 +84,14 @@ class RunRecord:
 def _point_latest(runs: Path, run_id: str) -> None:
     """Replace `runs/latest` atomically with a symlink to `run_id`."""
     tmp = runs / f".latest.{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(run_id)
-    os.replace(tmp, runs / "latest")
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_id)
+        os.replace(tmp, runs / "latest")
+    except OSError as exc:  # `latest` is a convenience: warn, never fail the run
+        tmp.unlink(missing_ok=True)
+        print(f"warning: could not point {runs / 'latest'} at {run_id}: {exc.strerror}",
+              file=sys.stderr)
 
 
 def summary_data(

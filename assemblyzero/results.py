@@ -30,13 +30,10 @@ WORKER_EXIT: dict[Status, int] = {
 
 
 def status_from_exit(code: int) -> Status:
-    """What the coordinator concludes from an exit code alone."""
-    for status, value in WORKER_EXIT.items():
-        if code == value:
-            return status
-    if code in (EXIT_TERMINATED, EXIT_INTERRUPTED):
+    """What the coordinator concludes from an exit code alone (143: killed by SIGTERM)."""
+    if code == EXIT_TERMINATED:
         return Status.INTERRUPTED
-    return Status.FAILED
+    return next((s for s, value in WORKER_EXIT.items() if value == code), Status.FAILED)
 
 
 @dataclass(frozen=True)

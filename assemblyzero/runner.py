@@ -24,7 +24,7 @@ def workspace(repo: str | Path) -> Workspace:
 
 
 def plan(ws: Workspace, kind: Kind, only: list[str] | None, limit: int | None) -> Plan:
-    return backlog.select(backlog.scan(ws.root, kind), kind, only, limit)
+    return backlog.select(backlog.scan(ws, kind), kind, only, limit)
 
 
 def run_kind(

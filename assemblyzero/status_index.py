@@ -32,7 +32,7 @@ def record(ws: Workspace, item_id: str, status: str, **fields: Any) -> JsonDict:
 def rebuild(ws: Workspace) -> JsonDict:
     """An index holding every issue whose approved LLD is on disk."""
     items: JsonDict = {}
-    for item in backlog.scan(ws.root, Kind.LLD, include_done=True).items:
+    for item in backlog.scan(ws, Kind.LLD, include_done=True).items:
         lld = ws.output_file(Kind.LLD, item.id)
         if lld.exists():
             items[item.id] = {"status": "approved", "file": str(lld.relative_to(ws.root)),

@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from assemblyzero.checkpoint import Checkpoint, CheckpointError
@@ -26,20 +24,13 @@ from assemblyzero.constants import (
 )
 from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import InvalidId, Kind, check_id, slug
+from assemblyzero.interrupt import Interrupted, Stop
 from assemblyzero.providers import ProviderError
 from assemblyzero.results import WORKER_EXIT, Status, WorkerResult
 from assemblyzero.workspace import Workspace
 
 if TYPE_CHECKING:
     from assemblyzero.engine import Workflow
-
-
-class Interrupted(BaseException):
-    """SIGTERM/SIGINT arrived: stop after saving what is saved."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 def say(message: str) -> None:
@@ -63,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop = Stop()
+    stop.install()  # first: a signal from here on is recorded, never a traceback
     args = parse_args(argv)
     try:
         item_id = check_id(args.item_id)
@@ -70,41 +63,44 @@ def main(argv: list[str] | None = None) -> int:
         say(f"error: {exc}")
         return EXIT_USAGE
     kind, ws = Kind(args.kind), Workspace.at(args.repo)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _raise_interrupted)
     db_path = Path(os.environ.get(ENV_WORKFLOW_DB) or ws.checkpoint(kind, item_id))
-    result = run_item(args, ws, kind, item_id, Checkpoint(db_path, slug(kind, item_id)))
+    result = run_item(args, ws, kind, item_id, Checkpoint(db_path, slug(kind, item_id)), stop)
     _write_result(args.run_dir, result)
     return WORKER_EXIT.get(result.status, 1)
 
 
 def run_item(
-    args: argparse.Namespace, ws: Workspace, kind: Kind, item_id: str, checkpoint: Checkpoint
+    args: argparse.Namespace, ws: Workspace, kind: Kind, item_id: str, checkpoint: Checkpoint,
+    stop: Stop,
 ) -> WorkerResult:
     """Run the workflow and turn every outcome into a WorkerResult."""
+    workflow: Workflow | None = None
 
-    def failed(status: Status, reason: str) -> WorkerResult:
-        return WorkerResult(kind.value, item_id, status, reason=reason)
+    def ended(status: Status, reason: str) -> WorkerResult:
+        state = workflow.state if workflow else {}
+        return WorkerResult(kind.value, item_id, status, reason=reason,
+                            iterations=state.get("iteration", 0),
+                            model_calls=state.get("model_calls", 0))
 
     try:
         state = _load_state(checkpoint)
-        workflow = _build(args, ws, kind, item_id, checkpoint)
+        workflow = _build(args, ws, kind, item_id, checkpoint, stop)
         result = workflow.run(state)
-    except Interrupted as stop:
-        say(f"interrupted by {stop}; checkpoint kept: {checkpoint.path}")
-        return failed(Status.INTERRUPTED, f"interrupted by {stop}")
+    except Interrupted as why:
+        say(f"interrupted by {why}")
+        result = ended(Status.INTERRUPTED, f"interrupted by {why}")
     except CheckpointError as exc:  # unusable mid-run: the next run starts this item afresh
         aside = checkpoint.set_aside()
         say(f"error: checkpoint unusable ({exc}); moved to {aside.name}, "
             "the next run restarts this item from the beginning")
-        result = failed(Status.FAILED, f"checkpoint unusable: {exc}")
+        result = ended(Status.FAILED, f"checkpoint unusable: {exc}")
     except FileNotFoundError as exc:
         say(f"error: file not found: {exc.filename}")
-        result = failed(Status.FAILED, f"file not found: {exc.filename}")
+        result = ended(Status.FAILED, f"file not found: {exc.filename}")
     except Exception as exc:  # the item fails; the run goes on
         reason = str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
         say(f"error: {reason}")
-        result = failed(Status.FAILED, reason)
+        result = ended(Status.FAILED, reason)
     finally:
         checkpoint.close()
     _settle(ws, kind, checkpoint, result)
@@ -123,7 +119,8 @@ def _load_state(checkpoint: Checkpoint) -> dict[str, object] | None:
 
 
 def _build(
-    args: argparse.Namespace, ws: Workspace, kind: Kind, item_id: str, checkpoint: Checkpoint
+    args: argparse.Namespace, ws: Workspace, kind: Kind, item_id: str, checkpoint: Checkpoint,
+    stop: Stop,
 ) -> Workflow:
     from assemblyzero.engine import Workflow
     from assemblyzero.providers import load_provider
@@ -135,25 +132,22 @@ def _build(
         ws=ws, kind=kind, item_id=item_id,
         template=load_template(kind, ws.template_override(kind)),
         drafter=drafter, reviewer=reviewer, models=(args.drafter, args.reviewer),
-        max_iterations=args.max_iterations, checkpoint=checkpoint, say=say,
+        max_iterations=args.max_iterations, checkpoint=checkpoint, say=say, stop=stop,
     )
 
 
 def _settle(ws: Workspace, kind: Kind, checkpoint: Checkpoint, result: WorkerResult) -> None:
-    """Success (and halt) delete the checkpoint; failure keeps it for the rerun."""
-    if result.status in (Status.DONE, Status.HALTED):
+    """Success deletes the checkpoint; anything else keeps it for the rerun."""
+    if result.status is Status.DONE:
         checkpoint.delete()
     elif checkpoint.path.exists():
         say(f"checkpoint kept: {checkpoint.path}")
     if kind is Kind.LLD and result.status is not Status.DONE:
-        from assemblyzero import status_index
+        from assemblyzero.engine import record_status
 
-        try:
-            status_index.record(ws, result.id, result.status.value, reason=result.reason)
-        except Exception as exc:  # the index is a view; losing one entry must not fail the item
-            say(f"warning: could not update {ws.status_index}: {exc}")
+        record_status(ws, result.id, result.status.value, say, reason=result.reason)
     if result.status is Status.HALTED:
-        say(f"halted: {result.reason} (needs a human)")
+        say(f"halted: {result.reason} (needs a human: edit the input and run again)")
 
 
 def _write_result(run_dir: Path, result: WorkerResult) -> None:
@@ -162,10 +156,6 @@ def _write_result(run_dir: Path, result: WorkerResult) -> None:
         atomic_write(path, json.dumps(result.to_json(), indent=2) + "\n")
     except OSError as exc:
         say(f"warning: could not write {path}: {exc}")
-
-
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum)
 
 
 if __name__ == "__main__":

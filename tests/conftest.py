@@ -135,3 +135,50 @@ def model_calls(log_text: str) -> list[str]:
 def fast(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("ASSEMBLYZERO_OFFLINE_LATENCY", "0")
     yield
+
+
+def driver(tmp_path: Path, ws: Path, worker_code: str, parallel: int = 2,
+           grace: float = 5.0, timeout: float = 1800.0) -> Path:
+    """A script running a real Coordinator on `ws` whose workers run `worker_code`.
+
+    Everything is real (processes, prefix-tee, signals); only the worker
+    command is swapped for a small script, which gets the item id as argv[1].
+    """
+    fake = tmp_path / "fake_worker.py"
+    fake.write_text(worker_code)
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import sys\n"
+        "from assemblyzero import procs\n"
+        "from assemblyzero.backlog import scan\n"
+        "from assemblyzero.coordinator import Console, Coordinator, RunOptions\n"
+        "from assemblyzero.ids import Kind\n"
+        "from assemblyzero.workspace import Workspace\n"
+        "def spawn(argv, env):\n"
+        "    cut = argv.index('--') + 1\n"
+        "    item = argv[argv.index('--id') + 1]\n"
+        f"    return procs.spawn(argv[:cut] + [sys.executable, {str(fake)!r}, item], env)\n"
+        f"ws = Workspace.at({str(ws)!r})\n"
+        f"opts = RunOptions(parallel={parallel}, grace={grace}, timeout={timeout})\n"
+        "code = Coordinator(ws, opts, Console(), spawn=spawn).run(scan(ws, Kind.LLD).items,"
+        " 'lld-all')\n"
+        "sys.exit(code)\n"
+    )
+    return script
+
+
+def group_alive(pgid: int) -> bool:
+    """Does any process of group `pgid` still run? (Zombies awaiting reaping do not.)"""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_bytes().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+def started_groups(run_dir: Path) -> list[int]:
+    """Process group ids of the run's workers (each tee leads its group)."""
+    return [e["pid"] for e in journal(run_dir) if e["event"] == "start"]

@@ -9,6 +9,7 @@ from conftest import make_workspace
 
 from assemblyzero.backlog import Item, Plan, Skipped, is_pending, scan, select
 from assemblyzero.ids import Kind
+from assemblyzero.workspace import Workspace
 
 
 def ids(plan: Plan) -> list[str]:
@@ -30,7 +31,7 @@ def test_scan_lld_lists_issues_without_an_approved_lld(tmp_path: Path):
     root = make_workspace(tmp_path / "ws", issues=["41", "42", "43", "auth"])
     approve(root, "042")
     approve(root, "auth")
-    plan = scan(root, Kind.LLD)
+    plan = scan(Workspace.at(root), Kind.LLD)
     assert ids(plan) == ["41", "43"]
     assert all(item.kind is Kind.LLD for item in plan.items)
     assert plan.skipped == []
@@ -40,12 +41,12 @@ def test_scan_lld_ignores_an_lld_that_is_not_zero_padded_like_the_id(tmp_path: P
     """Only `LLD-042.md` marks issue 42 as done; `LLD-42.md` is not its output file."""
     root = make_workspace(tmp_path / "ws", issues=["42"])
     approve(root, "42")
-    assert ids(scan(root, Kind.LLD)) == ["42"]
+    assert ids(scan(Workspace.at(root), Kind.LLD)) == ["42"]
 
 
 def test_scan_issue_lists_every_brief(tmp_path: Path):
     root = make_workspace(tmp_path / "ws", issues=["1"], briefs=["weekly-digest", "offline-pwa"])
-    plan = scan(root, Kind.ISSUE)
+    plan = scan(Workspace.at(root), Kind.ISSUE)
     assert ids(plan) == ["offline-pwa", "weekly-digest"]
     assert {item.kind for item in plan.items} == {Kind.ISSUE}
 
@@ -54,11 +55,11 @@ def test_scan_issue_lists_every_brief(tmp_path: Path):
                                               (Kind.ISSUE, "ideas/active")])
 def test_invalid_file_names_are_skipped_with_the_file_name(tmp_path: Path, kind: Kind,
                                                            folder: str):
-    root = make_workspace(tmp_path / "ws", issues=["5"], briefs=["5"])
+    root = make_workspace(tmp_path / "ws", **{"issues" if kind is Kind.LLD else "briefs": ["5"]})
     bad = ["a b.md", "café.md", "a.b.md", "x" * 65 + ".md", "１２.md"]
     for name in bad:
         touch(root / folder / name)
-    plan = scan(root, kind)
+    plan = scan(Workspace.at(root), kind)
     assert ids(plan) == ["5"]
     assert sorted(s.name for s in plan.skipped) == sorted(bad)
     for skipped in plan.skipped:
@@ -70,7 +71,7 @@ def test_invalid_file_names_are_skipped_with_the_file_name(tmp_path: Path, kind:
                                               (Kind.ISSUE, "ideas/active")])
 def test_hidden_files_non_md_files_and_folders_are_ignored(tmp_path: Path, kind: Kind,
                                                            folder: str):
-    root = make_workspace(tmp_path / "ws", issues=["7"], briefs=["7"])
+    root = make_workspace(tmp_path / "ws", **{"issues" if kind is Kind.LLD else "briefs": ["7"]})
     source = root / folder
     touch(source / ".8.md")
     touch(source / ".hidden.md")
@@ -78,27 +79,36 @@ def test_hidden_files_non_md_files_and_folders_are_ignored(tmp_path: Path, kind:
     touch(source / "10.md.bak")
     touch(source / "README")
     (source / "11.md").mkdir()
-    plan = scan(root, kind)
+    plan = scan(Workspace.at(root), kind)
     assert ids(plan) == ["7"]
     assert plan.skipped == []
+
+
+def test_a_brief_whose_issue_exists_is_skipped_not_overwritten(tmp_path: Path):
+    root = make_workspace(tmp_path / "ws", issues=["101"], briefs=["101", "fresh"])
+    plan = scan(Workspace.at(root), Kind.ISSUE)
+    assert ids(plan) == ["fresh"]
+    assert [s.name for s in plan.skipped] == ["101.md"]
+    assert "docs/issues/active/101.md already exists" in plan.skipped[0].reason
 
 
 def test_numeric_ids_sort_numerically_before_the_others(tmp_path: Path):
     root = make_workspace(tmp_path / "ws",
                           issues=["zeta", "100", "9", "alpha", "10", "2", "B-side"])
-    assert ids(scan(root, Kind.LLD)) == ["2", "9", "10", "100", "B-side", "alpha", "zeta"]
+    expected = ["2", "9", "10", "100", "B-side", "alpha", "zeta"]
+    assert ids(scan(Workspace.at(root), Kind.LLD)) == expected
 
 
 @pytest.mark.parametrize("kind", list(Kind))
 def test_missing_folders_give_an_empty_plan(tmp_path: Path, kind: Kind):
     root = tmp_path / "empty"
     root.mkdir()
-    plan = scan(root, kind)
+    plan = scan(Workspace.at(root), kind)
     assert plan.items == [] and plan.skipped == []
 
 
 def test_missing_workspace_root_gives_an_empty_plan(tmp_path: Path):
-    plan = scan(tmp_path / "does-not-exist", Kind.LLD)
+    plan = scan(Workspace.at(tmp_path / "does-not-exist"), Kind.LLD)
     assert plan.items == [] and plan.skipped == []
 
 
@@ -109,7 +119,7 @@ def plan(tmp_path: Path) -> Plan:
     root = make_workspace(tmp_path / "ws", issues=["41", "42", "43", "44", "45"])
     touch(root / "docs/issues/active/bad name.md")
     approve(root, "045")
-    return scan(root, Kind.LLD)
+    return scan(Workspace.at(root), Kind.LLD)
 
 
 def test_select_without_only_or_limit_keeps_the_plan(plan: Plan):
@@ -118,9 +128,9 @@ def test_select_without_only_or_limit_keeps_the_plan(plan: Plan):
     assert chosen.skipped == plan.skipped
 
 
-def test_select_only_keeps_valid_pending_ids_in_only_order(plan: Plan):
+def test_select_only_keeps_valid_pending_ids_once_in_id_order(plan: Plan):
     chosen = select(plan, Kind.LLD, ["43", "41", "43"], None)
-    assert ids(chosen) == ["43", "41"]
+    assert ids(chosen) == ["41", "43"]
     assert [s.name for s in chosen.skipped] == ["bad name.md"]
 
 
@@ -149,7 +159,7 @@ def test_select_limit_keeps_the_first_n_in_id_order(plan: Plan):
 
 
 def test_select_limit_applies_after_only(plan: Plan):
-    assert ids(select(plan, Kind.LLD, ["44", "42", "41"], 2)) == ["44", "42"]
+    assert ids(select(plan, Kind.LLD, ["44", "42", "41"], 2)) == ["41", "42"]
 
 
 def test_select_does_not_change_the_plan_it_is_given(plan: Plan):
@@ -163,24 +173,24 @@ def test_select_does_not_change_the_plan_it_is_given(plan: Plan):
 def test_is_pending_lld_until_its_lld_is_approved(tmp_path: Path):
     root = make_workspace(tmp_path / "ws", issues=["42"])
     item = Item(Kind.LLD, "42")
-    assert is_pending(root, item)
+    assert is_pending(Workspace.at(root), item)
     approve(root, "042")
-    assert not is_pending(root, item)
+    assert not is_pending(Workspace.at(root), item)
 
 
 def test_is_pending_lld_false_without_its_issue_file(tmp_path: Path):
     root = make_workspace(tmp_path / "ws", issues=["42"])
-    assert not is_pending(root, Item(Kind.LLD, "43"))
+    assert not is_pending(Workspace.at(root), Item(Kind.LLD, "43"))
 
 
 def test_is_pending_issue_while_the_brief_is_active(tmp_path: Path):
     root = make_workspace(tmp_path / "ws", briefs=["digest"])
     item = Item(Kind.ISSUE, "digest")
-    assert is_pending(root, item)
+    assert is_pending(Workspace.at(root), item)
     done = root / "ideas/done/digest.md"
     done.parent.mkdir(parents=True)
     (root / "ideas/active/digest.md").replace(done)
-    assert not is_pending(root, item)
+    assert not is_pending(Workspace.at(root), item)
 
 
 def test_item_tag_uses_the_display_id():
@@ -191,7 +201,7 @@ def test_item_tag_uses_the_display_id():
 def test_two_issue_files_sharing_one_lld_file_are_not_both_pending(tmp_path: Path):
     """`42.md` and `042.md` would both write LLD-042.md: one runs, the other is named."""
     root = make_workspace(tmp_path / "ws", issues=["42", "042"])
-    plan = scan(root, Kind.LLD)
+    plan = scan(Workspace.at(root), Kind.LLD)
     assert len(plan.items) == 1
     assert [s.name for s in plan.skipped] in (["42.md"], ["042.md"])
     assert "LLD-042.md" in plan.skipped[0].reason

@@ -9,7 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import cli, journal, latest_run, make_workspace, max_concurrency, model_calls, summary
+from conftest import (
+    cli,
+    driver,
+    journal,
+    latest_run,
+    make_workspace,
+    max_concurrency,
+    model_calls,
+    summary,
+)
 
 from assemblyzero.templates import split_sections
 
@@ -151,32 +160,15 @@ def test_resume_repeats_no_completed_model_call(ws: Path, fast: None):
 
 def test_080_many_fast_lines_stay_whole_prefixed_and_in_the_right_log(tmp_path: Path):
     ws = make_workspace(tmp_path / "ws", issues=[str(n) for n in range(1, 7)])
-    chatty = tmp_path / "chatty.py"
-    chatty.write_text(
+    chatty = (
         "import sys\n"
-        "me = sys.argv[sys.argv.index('--id') + 1]\n"
+        "me = sys.argv[1]\n"
         "for n in range(3000):\n"
         "    tail = 'x' * (n % 7 * 300)\n"
         "    print(f'item={me} line={n:05d} {tail}', flush=(n % 3 == 0))\n"
     )
-    driver = tmp_path / "driver.py"
-    driver.write_text(
-        "import sys\n"
-        "from assemblyzero import procs\n"
-        "from assemblyzero.coordinator import Console, Coordinator, RunOptions\n"
-        "from assemblyzero.backlog import scan\n"
-        "from assemblyzero.ids import Kind\n"
-        "from assemblyzero.workspace import Workspace\n"
-        "def spawn(argv, env):\n"
-        "    cut = argv.index('--') + 1\n"
-        f"    chatty = [sys.executable, {str(chatty)!r}]\n"
-        "    return procs.spawn(argv[:cut] + chatty + argv[cut + 3:], env)\n"
-        f"ws = Workspace.at({str(ws)!r})\n"
-        "plan = scan(ws.root, Kind.LLD)\n"
-        "sys.exit(Coordinator(ws, RunOptions(parallel=6), Console(), spawn=spawn)"
-        ".run(plan.items, 'lld-all'))\n"
-    )
-    proc = subprocess.run([sys.executable, str(driver)], capture_output=True, timeout=120)
+    script = driver(tmp_path, ws, chatty, parallel=6)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=120)
     out = proc.stdout.decode()
     worker_lines = [line for line in out.splitlines() if not line.startswith("[COORDINATOR]")]
     pattern = re.compile(r"^\[LLD-00(\d)\] +item=(\d) line=(\d{5}) x*$")
@@ -186,7 +178,7 @@ def test_080_many_fast_lines_stay_whole_prefixed_and_in_the_right_log(tmp_path: 
         assert match, f"broken or mixed line: {line[:120]!r}"
         assert match.group(1) == match.group(2), f"wrong prefix: {line[:80]!r}"
         seen.setdefault(match.group(1), []).append(int(match.group(3)))
-    assert {k: v for k, v in seen.items()} == {str(n): list(range(3000)) for n in range(1, 7)}
+    assert seen == {str(n): list(range(3000)) for n in range(1, 7)}
     run_dir = latest_run(ws)
     for n in range(1, 7):
         log_lines = (run_dir / f"lld-{n}.log").read_text().splitlines()

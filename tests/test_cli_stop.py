@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import cli, latest_run, model_calls, summary
+from conftest import cli, group_alive, latest_run, model_calls, started_groups, summary
 
 
 def _start(ws: Path, *flags: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -30,17 +30,6 @@ def _wait_for_calls(proc: subprocess.Popen[bytes], count: int) -> list[str]:
     return seen
 
 
-def _alive(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            continue
-        alive.append(pid)
-    return alive
-
-
 def test_sigint_stops_workers_keeps_checkpoints_and_a_rerun_finishes(ws: Path):
     proc = _start(ws, "--parallel=3", env={"ASSEMBLYZERO_OFFLINE_LATENCY": "30"})
     _wait_for_calls(proc, 3)
@@ -52,10 +41,7 @@ def test_sigint_stops_workers_keeps_checkpoints_and_a_rerun_finishes(ws: Path):
     running = sorted(i for i, s in items.items() if s == "interrupted")
     assert len(running) == 3
     assert all(s in ("interrupted", "skipped") for s in items.values())
-    pids = [int(line.split('"pid": ')[1].split(",")[0])
-            for line in (run_dir / "journal.jsonl").read_text().splitlines()
-            if '"event": "start"' in line]
-    assert _alive(pids) == []
+    assert not any(group_alive(g) for g in started_groups(run_dir))
     for item_id in running:
         assert (ws / f".assemblyzero/checkpoints/lld-{item_id}.db").exists()
 
@@ -76,3 +62,9 @@ def test_sigterm_gives_143(ws: Path):
     out = proc.communicate(timeout=30)[0].decode()
     assert proc.returncode == 143, out
     assert "SIGTERM: stopping 2 worker(s)" in out
+    run_dir = latest_run(ws)
+    stopped = [i["id"] for i in summary(run_dir)["items"] if i["status"] == "interrupted"]
+    assert len(stopped) == 2
+    for item_id in stopped:
+        assert (ws / f".assemblyzero/checkpoints/lld-{item_id}.db").exists()
+    assert not any(group_alive(g) for g in started_groups(run_dir))

@@ -90,10 +90,16 @@ def test_parse_seconds_accepts_fractions():
     assert parse_seconds("0.5", "--grace") == 0.5
 
 
-@pytest.mark.parametrize(("raw", "ids"), [(None, None), ("", None), ("42", ["42"]),
+@pytest.mark.parametrize(("raw", "ids"), [(None, None), ("42", ["42"]),
                                           (" 42, 43 ,,auth ", ["42", "43", "auth"])])
 def test_parse_ids_splits_on_commas(raw, ids):
     assert parse_ids(raw) == ids
+
+
+@pytest.mark.parametrize("raw", ["", ",", " , "])
+def test_an_empty_only_is_a_usage_error_not_the_whole_backlog(raw):
+    with pytest.raises(UsageError, match="--only needs at least one id"):
+        parse_ids(raw)
 
 
 # --- resolve: precedence ----------------------------------------------------------

@@ -1,0 +1,71 @@
+"""Stopping a worker without losing a paid reply.
+
+SIGTERM/SIGINT never raise at an arbitrary point: the handler only records
+the signal and posts it on a queue. A model call runs in a helper thread
+while the main thread waits on that queue, so whichever comes first wins:
+a reply that arrived is kept (and checkpointed before the worker stops); a
+call still in flight is abandoned. Between steps, `check()` stops the run.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from queue import SimpleQueue
+from types import FrameType
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class Interrupted(BaseException):
+    """A stop signal arrived: end the item, keeping its checkpoint."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class Stop:
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._events: SimpleQueue[tuple[str, int, Any]] = SimpleQueue()
+        self._calls = 0
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handler)
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self._events.put(("stop", 0, None))  # SimpleQueue.put is safe in a handler
+
+    def check(self) -> None:
+        """Raise Interrupted if a stop signal has arrived."""
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` (a model call) so that a stop signal abandons it at once."""
+        self.check()
+        self._calls += 1
+        call_id = self._calls
+
+        def run() -> None:
+            try:
+                self._events.put(("done", call_id, fn()))
+            except BaseException as exc:  # handed to the main thread
+                self._events.put(("error", call_id, exc))
+
+        threading.Thread(target=run, name=f"model-call-{call_id}", daemon=True).start()
+        while True:
+            what, which, value = self._events.get()
+            if what == "stop":
+                self.check()
+            elif which == call_id:
+                if what == "error":
+                    raise value
+                result: T = value
+                return result
