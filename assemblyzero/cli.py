@@ -26,11 +26,13 @@ from assemblyzero.constants import (
     DEMO_LATENCY,
     ENV_OFFLINE_LATENCY,
     EXIT_INTERRUPTED,
+    EXIT_NO_CREDENTIAL,
     EXIT_NOT_DONE,
     EXIT_USAGE,
 )
 from assemblyzero.ids import InvalidId, Kind, check_id, tag
 from assemblyzero.options import UsageError, parse_ids, parse_int, parse_parallel, resolve
+from assemblyzero.pool import NoCredential
 
 _SHARED = {
     "repo": "the workspace to work on (default: the current directory)",
@@ -41,6 +43,8 @@ _SHARED = {
     "drafter": "model that drafts and revises, as provider:model (default offline:default)",
     "reviewer": "model that reviews, as provider:model (default offline:default)",
     "max_iterations": "revisions allowed after the first draft (default 3)",
+    "max_attempts": "attempts per item when a key answers 429 or 401/403; each resumes "
+                    "from the checkpoint on any free key (default 5)",
 }
 _ONE_HELP = {k: v for k, v in _SHARED.items() if k not in ("only", "limit")}
 _RUN_HELP = {
@@ -59,6 +63,8 @@ def _user_errors() -> Iterator[None]:
         yield
     except UsageError as exc:
         raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
+    except NoCredential as exc:
+        raise Exit(f"error: {exc}", code=EXIT_NO_CREDENTIAL) from None
     except OSError as exc:  # a workspace folder that is a file, a read-only disk, ...
         where = f"{exc.filename}: " if exc.filename else ""
         raise Exit(f"error: {where}{exc.strerror or exc}", code=EXIT_USAGE) from None
@@ -100,10 +106,10 @@ def _run_all(kind: Kind, parallel: Any, dry_run: bool, repo: str, only: str | No
 def lld_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str = ".",
             only: str | None = None, limit: str | None = None, timeout: str | None = None,
             grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
-            max_iterations: str | None = None) -> None:
+            max_iterations: str | None = None, max_attempts: str | None = None) -> None:
     """Write an LLD for every pending issue (docs/issues/active without an approved LLD)."""
     flags = _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
-                   max_iterations=max_iterations)
+                   max_iterations=max_iterations, max_attempts=max_attempts)
     _run_all(Kind.LLD, parallel, dry_run, repo, only, limit, flags)
 
 
@@ -111,10 +117,10 @@ def lld_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str =
 def issue_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str = ".",
               only: str | None = None, limit: str | None = None, timeout: str | None = None,
               grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
-              max_iterations: str | None = None) -> None:
+              max_iterations: str | None = None, max_attempts: str | None = None) -> None:
     """Write an issue for every pending brief (ideas/active), then move the brief to ideas/done."""
     flags = _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
-                   max_iterations=max_iterations)
+                   max_iterations=max_iterations, max_attempts=max_attempts)
     _run_all(Kind.ISSUE, parallel, dry_run, repo, only, limit, flags)
 
 
@@ -140,20 +146,22 @@ def _one(kind: Kind, item_id: str | None, repo: str, flags: dict[str, Any]) -> N
     "id": "the id of the issue to design (docs/issues/active/<id>.md)", **_ONE_HELP})
 def lld(c: Context, id: str | None = None, repo: str = ".", timeout: str | None = None,
         grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
-        max_iterations: str | None = None) -> None:
+        max_iterations: str | None = None, max_attempts: str | None = None) -> None:
     """Write the LLD of one issue, in the foreground."""
     _one(Kind.LLD, id, repo, _flags(timeout=timeout, grace=grace, drafter=drafter,
-                                    reviewer=reviewer, max_iterations=max_iterations))
+                                    reviewer=reviewer, max_iterations=max_iterations,
+                                    max_attempts=max_attempts))
 
 
 @task(auto_shortflags=False, help={
     "id": "the id of the brief to turn into an issue (ideas/active/<id>.md)", **_ONE_HELP})
 def issue(c: Context, id: str | None = None, repo: str = ".", timeout: str | None = None,
           grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
-          max_iterations: str | None = None) -> None:
+          max_iterations: str | None = None, max_attempts: str | None = None) -> None:
     """Write the issue of one brief, in the foreground."""
     _one(Kind.ISSUE, id, repo, _flags(timeout=timeout, grace=grace, drafter=drafter,
-                                      reviewer=reviewer, max_iterations=max_iterations))
+                                      reviewer=reviewer, max_iterations=max_iterations,
+                                      max_attempts=max_attempts))
 
 
 @task(optional=["parallel"], auto_shortflags=False, help={
@@ -163,13 +171,14 @@ def issue(c: Context, id: str | None = None, repo: str = ".", timeout: str | Non
 def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Any = None,
             repo: str = ".", only: str | None = None, limit: str | None = None,
             timeout: str | None = None, grace: str | None = None, drafter: str | None = None,
-            reviewer: str | None = None, max_iterations: str | None = None) -> None:
+            reviewer: str | None = None, max_iterations: str | None = None,
+            max_attempts: str | None = None) -> None:
     """Show the plan: pending items, skipped ones and why, parallelism. Writes nothing."""
     if kind not in _KINDS:
         raise Exit(f"error: --kind must be one of lld, issue, all (got {kind!r})", code=EXIT_USAGE)
     _plan(_KINDS[kind], json_, parallel, repo, only, limit,
           _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
-                 max_iterations=max_iterations))
+                 max_iterations=max_iterations, max_attempts=max_attempts))
 
 
 _EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "workspace"

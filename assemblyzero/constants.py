@@ -35,6 +35,8 @@ ENV_OFFLINE_APPROVE_AT = "ASSEMBLYZERO_OFFLINE_APPROVE_AT"
 ENV_OFFLINE_LATENCY = "ASSEMBLYZERO_OFFLINE_LATENCY"
 ENV_SIMULATE_FAIL = "ASSEMBLYZERO_SIMULATE_FAIL"
 ENV_SIMULATE_HANG = "ASSEMBLYZERO_SIMULATE_HANG"
+ENV_SIMULATE_429 = "ASSEMBLYZERO_SIMULATE_429"
+ENV_RUN_DIR = "ASSEMBLYZERO_RUN_DIR"  # set by the coordinator for each worker
 DEFAULT_OFFLINE_APPROVE_AT = 2
 
 # Demo (invoke demo): per-call latency so that the parallelism is visible.
@@ -53,3 +55,5 @@ BACKOFF_JITTER = 0.2  # plus 0-20 %
 DEFAULT_MAX_ATTEMPTS = 5
 EXIT_RATE_LIMITED = 75  # worker: the model said 429; retry on another key
 EXIT_AUTH_FAILED = 77  # worker: the model said 401/403; the key is disabled
+# Kept out of every worker's environment, with each credential's key_env.
+SECRET_ENV_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")

@@ -2,8 +2,8 @@
 
 One thread per running worker waits on its process and posts the exit on a
 queue; signal handlers post on the same queue; the loop blocks on it with a
-timeout set by the nearest deadline (a `--timeout`, or a SIGKILL after
-`--grace`). No polling, no sleeping.
+timeout set by the nearest deadline (a `--timeout`, a SIGKILL after
+`--grace`, the end of a credential pause, a lease heartbeat). No busy loop.
 """
 
 from __future__ import annotations
@@ -27,21 +27,33 @@ from assemblyzero import backlog, procs
 from assemblyzero.backlog import Item, Skipped
 from assemblyzero.constants import (
     DEFAULT_GRACE,
+    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MODEL,
     DEFAULT_TIMEOUT,
+    ENV_CREDENTIAL,
+    ENV_RUN_DIR,
+    ENV_SECRET_FD,
     ENV_WORKFLOW_DB,
+    EXIT_AUTH_FAILED,
     EXIT_INTERRUPTED,
     EXIT_NOT_DONE,
     EXIT_OK,
+    EXIT_RATE_LIMITED,
     EXIT_TERMINATED,
+    LEASE_HEARTBEAT,
+    SECRET_ENV_VARS,
 )
 from assemblyzero.ids import slug
-from assemblyzero.report import Outcome, RunRecord, summary_data, table
+from assemblyzero.leases import Busy
+from assemblyzero.pool import Grant, NoCredential, Pool
+from assemblyzero.redact import Redactor
+from assemblyzero.report import Outcome, RunRecord, print_summary, summary_data
 from assemblyzero.results import Status, WorkerResult, status_from_exit
 from assemblyzero.workspace import Workspace
 
 COORDINATOR_TAG = "COORDINATOR"
+PAUSE_MESSAGE = "Credential pool exhausted. Pausing..."
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,7 @@ class RunOptions:
     max_iterations: int = DEFAULT_MAX_ITERATIONS
     timeout: float = DEFAULT_TIMEOUT
     grace: float = DEFAULT_GRACE
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
 
 @dataclass
@@ -61,6 +74,7 @@ class _Running:
     lock: FileLock
     started: float
     log: Path
+    grant: Grant | None = None
     ended_by: Status | None = None  # TIMEOUT or INTERRUPTED when we stopped it
     kill_at: float | None = None  # when SIGKILL follows our SIGTERM
 
@@ -86,13 +100,21 @@ class Coordinator:
     def __init__(
         self, ws: Workspace, opts: RunOptions, console: Console | None = None,
         spawn: procs.Spawn = procs.spawn, clock: Callable[[], float] = time.monotonic,
+        pool: Pool | None = None,
     ) -> None:
-        self.ws, self.opts, self.spawn, self.clock = ws, opts, spawn, clock
+        self.ws, self.opts, self.spawn, self.clock, self.pool = ws, opts, spawn, clock, pool
         self.console = console or Console()
+        self.scrub = Redactor(pool.creds.secrets.values() if pool else ())
         self.events: SimpleQueue[tuple[str, str, int]] = SimpleQueue()
+        self.queue: deque[Item] = deque()
         self.running: dict[str, _Running] = {}
         self.outcomes: list[Outcome] = []
+        self.attempts: dict[str, int] = {}
+        self.limited: dict[str, int] = {}  # 429s per item
         self.stopped_by: int | None = None  # the signal that stopped the run
+        self.paused = False  # the pool was exhausted and no worker has started since
+        self.pause_at: float | None = None  # no new worker before this (pool exhausted)
+        self.next_beat = 0.0
 
     # --- the run ------------------------------------------------------------
     def run(self, items: list[Item], label: str, skipped: Sequence[Skipped] = ()) -> int:
@@ -101,59 +123,53 @@ class Coordinator:
         `skipped` are the items refused while planning (bad file names):
         reported here and in the summary, never run.
         """
-        self.label = label
         self.ws.ensure_state_dirs()
         self.record = RunRecord(self.ws.runs, label)
+        if self.pool:
+            self.pool.run_id = self.record.run_id
         self.width = max(len(f"[{t}]") for t in [COORDINATOR_TAG, *(i.tag for i in items)])
         self.console.width = self.width
         started, wall = time.time(), self.clock()
         self.record.event("run-start", items=[i.tag for i in items], parallel=self.opts.parallel)
         how = f"{self.opts.parallel} at a time" if self.opts.parallel > 1 else "one at a time"
         self.say(f"run {self.record.run_id}: {len(items)} item(s), {how}; "
-                 f"logs in {self._rel(self.record.dir)}")
+                 f"logs in {os.path.relpath(self.record.dir, self.ws.root)}")
         for refused in skipped:
             self.say(f"skipped {refused.name}: {refused.reason}")
-            self._outcome(Outcome(refused.kind.value, refused.name, refused.name,
-                                  Status.SKIPPED, reason=refused.reason))
-        queue = deque(items)
+            self._outcome(Item(refused.kind, refused.name), Status.SKIPPED, refused.reason,
+                          tag=refused.name)
+        self.queue.extend(items)
         with self._signals():
             try:
-                while queue or self.running:
-                    while (self.stopped_by is None and queue
-                           and len(self.running) < self.opts.parallel):
-                        self._start(queue.popleft())
-                    if self.running:
-                        self._wait_one()
-                    elif self.stopped_by is not None:
-                        break
+                self._loop()
             except Exception as exc:  # a bug or a broken disk: stop cleanly, keep the record
                 self.say(f"error: {type(exc).__name__}: {exc}; stopping every worker")
                 self.record.event("error", error=repr(exc), traceback=traceback.format_exc())
             finally:  # whatever happened, no worker outlives its supervisor
                 self._abandon()
-        for item in queue:  # never started: the run was stopped first
-            self._outcome(Outcome(item.kind.value, item.id, item.tag, Status.SKIPPED,
-                                  reason="not started: the run was interrupted"))
-        return self._finish_run(started, self.clock() - wall)
-
-    def _finish_run(self, started: float, wall: float) -> int:
+        for item in self.queue:  # never started: the run was stopped first
+            self._outcome(item, Status.SKIPPED, "not started: the run was interrupted")
         code = self._exit_code()
-        meta = {"label": self.label, "repo": str(self.ws.root),
+        meta = {"label": label, "repo": str(self.ws.root),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                "wall_seconds": round(wall, 3), "parallel": self.opts.parallel,
+                "wall_seconds": round(self.clock() - wall, 3), "parallel": self.opts.parallel,
                 "drafter": self.opts.drafter, "reviewer": self.opts.reviewer}
-        summary = summary_data(self.record, self.outcomes, meta, code)
+        keys = list(self.pool.stats.values()) if self.pool else []
+        summary = summary_data(self.record, self.outcomes, keys, meta, code)
         path = self.record.write_summary(summary)
-        self.record.event("run-end", exit_code=code, wall_seconds=round(wall, 3))
-        self.say(f"summary of run {self.record.run_id}:")
-        for line in table(self.outcomes, self.ws.root):
-            self.say("  " + line)
-        counts = ", ".join(f"{n} {s}" for s, n in summary["counts"].items() if n)
-        work = summary["worker_seconds"]
-        speed = f" ({work / wall:.1f}x)" if wall > 0 else ""
-        self.say(f"{counts or 'nothing run'}; wall {wall:.1f}s, worker time {work:.1f}s{speed}; "
-                 f"{self._rel(path)}")
+        self.record.event("run-end", exit_code=code, wall_seconds=meta["wall_seconds"])
+        print_summary(self.say, summary, self.outcomes, self.ws.root, path)
         return code
+
+    def _loop(self) -> None:
+        while self.queue or self.running:
+            while (self.stopped_by is None and self.queue and not self._paused()
+                   and len(self.running) < self.opts.parallel):
+                self._start(self.queue.popleft())
+            if self.running or (self.queue and self._paused() and self.stopped_by is None):
+                self._wait_one()
+            elif self.stopped_by is not None:
+                break
 
     def _exit_code(self) -> int:
         if self.stopped_by is not None:
@@ -174,19 +190,70 @@ class Coordinator:
             lock.release()
             self._skip(item, "no longer pending (done by another run?)")
             return
+        ready, grant = self._lease(item, lock)
+        if not ready:
+            return
         log = self.record.log_path(key)
         argv = procs.worker_argv(item.tag, self.width, log, self._worker_args(item))
-        env = {**os.environ, ENV_WORKFLOW_DB: str(self.ws.checkpoint(item.kind, item.id))}
+        env, fds = self._worker_env(item, grant)
         try:
-            proc = self.spawn(argv, env)
+            proc = self.spawn(argv, env, fds)
         except OSError as exc:
-            lock.release()
-            self._outcome(Outcome(item.kind.value, item.id, item.tag, Status.FAILED,
-                                  reason=f"could not start the worker: {exc}"))
+            self._release(grant, lock, succeeded=False)
+            self._outcome(item, Status.FAILED, f"could not start the worker: {exc}")
             return
-        self.running[key] = _Running(item, proc, lock, self.clock(), log)
-        self.record.event("start", item=item.tag, pid=proc.pid)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.attempts[key] = self.attempts.get(key, 0) + 1
+        self.running[key] = _Running(item, proc, lock, self.clock(), log, grant)
+        self.record.event("start", item=item.tag, pid=proc.pid, attempt=self.attempts[key],
+                          credentials=list(grant.names) if grant else [])
         procs.watch(proc, key, self.events)
+
+    def _lease(self, item: Item, lock: FileLock) -> tuple[bool, Grant | None]:
+        """(can start now, the item's credentials or None if it needs none)."""
+        if self.pool is None:
+            return True, None
+        try:
+            got = self.pool.take(item.tag)
+        except NoCredential as exc:
+            lock.release()
+            self._outcome(item, Status.FAILED, str(exc))
+            return False, None
+        if isinstance(got, Busy):
+            lock.release()
+            self.queue.appendleft(item)
+            if not self.paused:  # once per pause, which ends when a worker starts
+                self.paused = True
+                self.say(PAUSE_MESSAGE)
+                self.record.event("pause", reason=got.reason)
+            self.pause_at = self.clock() + max(0.0, (got.until or 0.0) - time.time())
+            return False, None
+        self.pause_at = None
+        if self.paused:
+            self.paused = False
+            self.say("a credential is free again; resuming")
+            self.record.event("resume")
+        return True, got
+
+    def _worker_env(
+        self, item: Item, grant: Grant | None
+    ) -> tuple[dict[str, str], tuple[int, ...]]:
+        """The worker's environment (no secret in it) and the fd its secrets come on."""
+        hidden = set(SECRET_ENV_VARS) | (self.pool.env_names() if self.pool else set())
+        env = {k: v for k, v in os.environ.items() if k not in hidden}
+        env[ENV_WORKFLOW_DB] = str(self.ws.checkpoint(item.kind, item.id))
+        env[ENV_RUN_DIR] = str(self.record.dir)
+        if grant is None or self.pool is None:
+            return env, ()
+        env[ENV_CREDENTIAL] = ",".join(grant.names)
+        keys = {name: {"secret": self.pool.creds.secrets[name],
+                       "provider": self.pool.credential(name).provider,
+                       "base_url": self.pool.credential(name).base_url} for name in grant.names}
+        fd = procs.secret_pipe(keys)
+        env[ENV_SECRET_FD] = str(fd)
+        return env, (fd,)
 
     def _worker_args(self, item: Item) -> list[str]:
         o = self.opts
@@ -194,8 +261,66 @@ class Coordinator:
                 "--run-dir", str(self.record.dir), "--drafter", o.drafter,
                 "--reviewer", o.reviewer, "--max-iterations", str(o.max_iterations)]
 
+    def _ended(self, key: str, code: int) -> None:
+        r = self.running.pop(key)
+        item, duration = r.item, self.clock() - r.started
+        result = WorkerResult.read(self.record.result_path(key))
+        status = result.status if result else status_from_exit(code)
+        reason = result.reason if result and result.reason else _why(status, code)
+        if r.ended_by is not None and status is not Status.DONE:
+            status, reason = r.ended_by, _why(r.ended_by, code)
+        self._release(r.grant, r.lock, succeeded=status is Status.DONE)
+        self.record.event("end", item=item.tag, status=status.value, exit_code=code,
+                          duration=round(duration, 3))
+        self.pause_at = None  # a lease came back: try again now
+        if r.ended_by is None and self._retry(r, result, code):
+            return
+        self._outcome(item, status, reason, duration, result, r)
+        self.say(f"{item.tag} {status.value} in {duration:.1f}s"
+                 + (f": {self.scrub(reason)}" if status is not Status.DONE else "")
+                 + f" [{len(self.outcomes)} finished]")
+
+    def _retry(self, r: _Running, result: WorkerResult | None, code: int) -> bool:
+        """A 429 or 401/403: rest or disable that key, run the item again if attempts remain."""
+        retry = result.retry if result else None
+        if retry is None and code in (EXIT_RATE_LIMITED, EXIT_AUTH_FAILED) and r.grant:
+            kind = "rate_limited" if code == EXIT_RATE_LIMITED else "auth"
+            retry = {"kind": kind, "credential": r.grant.names[0], "retry_after": None}
+        if retry is None or self.pool is None or r.grant is None:
+            return False
+        key, name = slug(r.item.kind, r.item.id), retry["credential"] or r.grant.names[0]
+        if retry["kind"] == "rate_limited":
+            self.limited[key] = self.limited.get(key, 0) + 1
+            rest = self.pool.rate_limited(name, retry["retry_after"]) - time.time()
+            what = f"got a 429 on {name}, which rests {rest:.1f}s"
+        else:
+            self.pool.disable(name, "refused (401/403)")
+            what = f"was refused (401/403) by {name}, now disabled for this run"
+        self.record.event("retry", item=r.item.tag, credential=name, kind=retry["kind"])
+        if self.attempts[key] >= self.opts.max_attempts:
+            self.say(f"{r.item.tag} {what}; no attempts left ({self.opts.max_attempts})")
+            return False
+        self.say(f"{r.item.tag} {what}; resuming from its checkpoint "
+                 f"(attempt {self.attempts[key] + 1} of {self.opts.max_attempts})")
+        self.queue.appendleft(r.item)
+        return True
+
+    def _release(self, grant: Grant | None, lock: FileLock, succeeded: bool) -> None:
+        if grant and self.pool:
+            self.pool.give_back(grant, succeeded)
+        lock.release()
+
+    # --- waiting ------------------------------------------------------------
+    def _paused(self) -> bool:
+        return self.pause_at is not None and self.clock() < self.pause_at
+
     def _wait_one(self) -> None:
-        deadline = min(self._deadline(r) for r in self.running.values())
+        deadlines = [self._deadline(r) for r in self.running.values()]
+        if self.queue and self.pause_at is not None:
+            deadlines.append(self.pause_at)
+        if self.pool and self.running:
+            deadlines.append(self.next_beat)
+        deadline = min(deadlines, default=float("inf"))
         wait = None if deadline == float("inf") else max(0.0, deadline - self.clock())
         try:
             what, key, value = self.events.get(timeout=wait)
@@ -214,6 +339,9 @@ class Coordinator:
 
     def _enforce_deadlines(self) -> None:
         now = self.clock()
+        if self.pool and self.running and now >= self.next_beat:
+            self.pool.heartbeat([r.grant for r in self.running.values() if r.grant])
+            self.next_beat = now + LEASE_HEARTBEAT
         for r in self.running.values():
             if r.kill_at is not None and now >= r.kill_at:
                 procs.kill_group(r.proc.pid)
@@ -248,39 +376,25 @@ class Coordinator:
             for r in self.running.values():
                 procs.kill_group(r.proc.pid)
 
-    def _ended(self, key: str, code: int) -> None:
-        r = self.running.pop(key)
-        r.lock.release()
-        item, duration = r.item, self.clock() - r.started
-        result = WorkerResult.read(self.record.result_path(key))
-        status = result.status if result else status_from_exit(code)
-        reason = result.reason if result and result.reason else _why(status, code)
-        if r.ended_by is not None and status is not Status.DONE:
-            status, reason = r.ended_by, _why(r.ended_by, code)
-        self._outcome(Outcome(
-            item.kind.value, item.id, item.tag, status, duration=duration,
-            iterations=result.iterations if result else 0,
-            model_calls=result.model_calls if result else 0, attempts=1,
-            reason=reason, log=str(r.log)))
-        self.record.event("end", item=item.tag, status=status.value, exit_code=code,
-                          duration=round(duration, 3))
-        done = len(self.outcomes)
-        self.say(f"{item.tag} {status.value} in {duration:.1f}s"
-                 + (f": {reason}" if status is not Status.DONE else "") + f" [{done} finished]")
-
     # --- helpers ------------------------------------------------------------
     def _skip(self, item: Item, reason: str) -> None:
         self.say(f"{item.tag} skipped: {reason}")
-        self._outcome(Outcome(item.kind.value, item.id, item.tag, Status.SKIPPED, reason=reason))
+        self._outcome(item, Status.SKIPPED, reason)
 
-    def _outcome(self, outcome: Outcome) -> None:
-        self.outcomes.append(outcome)
+    def _outcome(self, item: Item, status: Status, reason: str, duration: float = 0.0,
+                 result: WorkerResult | None = None, r: _Running | None = None,
+                 tag: str | None = None) -> None:
+        key = slug(item.kind, item.id)
+        self.outcomes.append(Outcome(
+            item.kind.value, item.id, tag or item.tag, status, duration=duration,
+            iterations=result.iterations if result else 0,
+            model_calls=result.model_calls if result else 0,
+            attempts=self.attempts.get(key, 0), rate_limited=self.limited.get(key, 0),
+            credential=",".join(r.grant.names) if r and r.grant else None,
+            reason=self.scrub(reason), log=str(r.log) if r else None))
 
     def say(self, text: str) -> None:
         self.console.say(text)
-
-    def _rel(self, path: Path) -> str:
-        return os.path.relpath(path, self.ws.root)
 
     @contextmanager
     def _signals(self) -> Iterator[None]:

@@ -20,7 +20,7 @@ from assemblyzero.checkpoint import Checkpoint
 from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import Kind, tag
 from assemblyzero.interrupt import Stop
-from assemblyzero.providers import ModelRequest, Provider
+from assemblyzero.providers import ModelRequest, Provider, ProviderError
 from assemblyzero.results import Status, WorkerResult
 from assemblyzero.templates import Template, missing_sections, render, split_sections, title_of
 from assemblyzero.workspace import Workspace
@@ -43,6 +43,7 @@ class Workflow:
     checkpoint: Checkpoint
     say: Callable[[str], None]
     stop: Stop = field(default_factory=Stop)
+    scrub: Callable[[str], str] = str  # masks secrets in model text before it is stored
     state: State = field(default_factory=dict)
 
     def run(self, state: State | None = None) -> WorkerResult:
@@ -80,7 +81,7 @@ class Workflow:
                 encoding="utf-8", errors="replace")
         except OSError:
             return False  # gone or unreadable: the checkpoint still has it
-        return bool(current != state["source"])
+        return bool(self.scrub(current) != state["source"])
 
     def _result(
         self, status: Status, resumed: str | None, done: list[str], reason: str
@@ -96,7 +97,7 @@ class Workflow:
     # --- steps --------------------------------------------------------------
     def _load(self, state: State) -> None:
         path = self.ws.input_file(self.kind, self.item_id)
-        state["source"] = path.read_text(encoding="utf-8", errors="replace")
+        state["source"] = self.scrub(path.read_text(encoding="utf-8", errors="replace"))
         state["title"] = title_of(state["source"], tag(self.kind, self.item_id))
         self.say(f"load: {path.relative_to(self.ws.root)} ({state['title']})")
         state["next"] = "draft"
@@ -187,10 +188,15 @@ class Workflow:
             findings=tuple(state.get("findings", ())), iteration=state["iteration"],
         )
         started = time.monotonic()
-        reply = self.stop.call(lambda: provider.complete(request))
+        try:
+            reply = self.stop.call(lambda: provider.complete(request))
+        except ProviderError as exc:
+            key = getattr(provider, "key", None)
+            exc.credential = key.name if key else None
+            raise
         state["model_calls"] += 1
         self.say(f"{role}: reply in {time.monotonic() - started:.2f}s")
-        return reply.text
+        return self.scrub(reply.text)
 
     def _lineage(self, name: str, text: str) -> None:
         atomic_write(self.ws.lineage_dir(self.kind, self.item_id) / name, text)

@@ -14,6 +14,7 @@ from typing import Any
 
 from assemblyzero.constants import (
     DEFAULT_GRACE,
+    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MODEL,
     DEFAULT_PARALLEL,
@@ -29,6 +30,7 @@ _SETTINGS: dict[str, tuple[str, Any]] = {
     "max_iterations": ("ASSEMBLYZERO_MAX_ITERATIONS", DEFAULT_MAX_ITERATIONS),
     "timeout": ("ASSEMBLYZERO_TIMEOUT", DEFAULT_TIMEOUT),
     "grace": ("ASSEMBLYZERO_GRACE", DEFAULT_GRACE),
+    "max_attempts": ("ASSEMBLYZERO_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS),
 }
 
 
@@ -118,6 +120,8 @@ def _check(name: str, value: Any, source: str) -> Any:
         return str(value)
     if name == "max_iterations":
         return parse_int(value, source, minimum=0)
+    if name == "max_attempts":
+        return parse_int(value, source, minimum=1)
     return parse_seconds(value, source)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import select
 import signal
 import sys
@@ -28,6 +29,14 @@ status: 128+N if it was killed by signal N, 127 if it could not be started,
                 not "dumb"), always or never
   -h, --help    show this help
 """
+# Common API key shapes, masked as *** on the terminal and in the log (SPEC 5).
+# The package's redact module uses the same pattern, plus the known secrets.
+KEY_SHAPES = re.compile(
+    rb"sk-ant-[A-Za-z0-9_-]{8,}|sk-[A-Za-z0-9_-]{16,}|AIza[0-9A-Za-z_-]{30,}"
+    rb"|gh[pousr]_[A-Za-z0-9]{30,}"
+)
+MASK = b"***"
+LOG_LINE_LIMIT = 1 << 20  # a log line without newline is written once it gets this long
 PALETTE = (31, 32, 33, 34, 35, 36)
 READ_SIZE = 65536
 EXIT_USAGE = 2
@@ -44,6 +53,29 @@ def format_prefix(tag: str, width: int = 0, color: bool = False) -> bytes:
         code = PALETTE[zlib.crc32(tag.encode("utf-8", "surrogateescape")) % len(PALETTE)]
         label = f"\x1b[{code}m{label}\x1b[0m"
     return f"{label}{pad} ".encode("utf-8", "surrogateescape")
+
+
+def mask(data: bytes) -> bytes:
+    return KEY_SHAPES.sub(MASK, data)
+
+
+class LogLines:
+    """The log copy: the child's bytes as they came, key shapes masked line by line."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> bytes:
+        self._buf += data
+        cut = self._buf.rfind(b"\n") + 1
+        if not cut and len(self._buf) > LOG_LINE_LIMIT:
+            cut = len(self._buf)
+        done, self._buf = self._buf[:cut], self._buf[cut:]
+        return mask(done)
+
+    def flush(self) -> bytes:
+        done, self._buf = self._buf, b""
+        return mask(done)
 
 
 class LinePrefixer:
@@ -194,6 +226,7 @@ def _spawn(command: list[str]) -> tuple[int, int]:
 
 
 def _run(command: list[str], prefix: bytes, log: _Sink) -> int:
+    """Run `command`; its lines to the terminal (prefixed) and the log, key shapes masked."""
     out, prefixer = _Sink(1), LinePrefixer(prefix)
     try:
         pid, rfd = _spawn(command)
@@ -203,11 +236,13 @@ def _run(command: list[str], prefix: bytes, log: _Sink) -> int:
         log.write(raw)
         out.write_lines(prefixer.feed(raw))
         return EXIT_NOT_RUN
+    log_lines = LogLines()
     try:
         while chunk := os.read(rfd, READ_SIZE):
-            log.write(chunk)
-            out.write_lines(prefixer.feed(chunk))
-        out.write_lines(prefixer.flush())
+            log.write(log_lines.feed(chunk))
+            out.write_lines([mask(line) for line in prefixer.feed(chunk)])
+        log.write(log_lines.flush())
+        out.write_lines([mask(line) for line in prefixer.flush()])
     finally:
         os.close(rfd)
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])

@@ -10,7 +10,9 @@ expected and ignored.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -18,7 +20,7 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from queue import SimpleQueue
-from typing import Protocol
+from typing import Any, Protocol
 
 _TEE = Path(__file__).with_name("prefix_tee.py")
 
@@ -31,7 +33,8 @@ class Proc(Protocol):
     def wait(self) -> int: ...
 
 
-Spawn = Callable[[list[str], Mapping[str, str]], Proc]
+# (argv, environment, file descriptors the child inherits) -> the started worker
+Spawn = Callable[[list[str], Mapping[str, str], tuple[int, ...]], Proc]
 
 
 def worker_argv(tag: str, width: int, log: Path, worker_args: list[str]) -> list[str]:
@@ -40,11 +43,27 @@ def worker_argv(tag: str, width: int, log: Path, worker_args: list[str]) -> list
     return [*tee, sys.executable, "-m", "assemblyzero.worker", *worker_args]
 
 
-def spawn(argv: list[str], env: Mapping[str, str]) -> Proc:
+def spawn(argv: list[str], env: Mapping[str, str], pass_fds: tuple[int, ...] = ()) -> Proc:
     """Start `argv` in its own session (process group), stdin closed."""
-    return subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, start_new_session=True, env=dict(env), close_fds=True
-    )
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True,
+                            env=dict(env), close_fds=True, pass_fds=pass_fds)
+
+
+def secret_pipe(payload: dict[str, Any]) -> int:
+    """A pipe already holding `payload` as JSON; the read end, for the child to inherit.
+
+    Secrets travel this way, never in argv or the environment: the worker
+    reads the pipe once at start, and nothing else ever sees it.
+    """
+    data = json.dumps(payload).encode()
+    if len(data) > select.PIPE_BUF * 16:  # the write below must not block
+        raise ValueError("too many secrets for one worker")
+    rfd, wfd = os.pipe()
+    try:
+        os.write(wfd, data)
+    finally:
+        os.close(wfd)
+    return rfd
 
 
 def watch(proc: Proc, key: str, events: SimpleQueue[tuple[str, str, int]]) -> None:

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -95,8 +96,10 @@ def _point_latest(runs: Path, run_id: str) -> None:
 
 
 def summary_data(
-    record: RunRecord, outcomes: list[Outcome], meta: dict[str, Any], exit_code: int
+    record: RunRecord, outcomes: list[Outcome], keys: list[Any], meta: dict[str, Any],
+    exit_code: int,
 ) -> dict[str, Any]:
+    """The content of summary.json (schema version SUMMARY_VERSION)."""
     counts = {s.value: 0 for s in Status}
     for outcome in outcomes:
         counts[outcome.status.value] += 1
@@ -108,7 +111,28 @@ def summary_data(
         "counts": counts,
         "worker_seconds": round(sum(o.duration for o in outcomes), 3),
         "items": [o.to_json() for o in sorted(outcomes, key=lambda o: (o.kind, sort_key(o.id)))],
+        "credentials": [{**asdict(k), "cooldown_seconds": round(k.cooldown_seconds, 3)}
+                        for k in keys],
     }
+
+
+def print_summary(say: Callable[[str], None], summary: dict[str, Any], outcomes: list[Outcome],
+                  root: Path, path: Path) -> None:
+    say(f"summary of run {summary['run_id']}:")
+    for line in table(outcomes, root):
+        say("  " + line)
+    if summary["credentials"]:
+        rows = [("KEY", "PROVIDER", "STARTS", "429S", "RESTED", "DISABLED")]
+        rows += [(k["name"], k["provider"], str(k["attempts"]), str(k["rate_limited"]),
+                  f"{k['cooldown_seconds']:.1f}s", k["disabled"] or "-")
+                 for k in summary["credentials"]]
+        for line in _aligned(rows):
+            say("  " + line)
+    counts = ", ".join(f"{n} {s}" for s, n in summary["counts"].items() if n)
+    wall, work = summary["wall_seconds"], summary["worker_seconds"]
+    speed = f" ({work / wall:.1f}x)" if wall > 0 else ""
+    say(f"{counts or 'nothing run'}; wall {wall:.1f}s, worker time {work:.1f}s{speed}; "
+        f"{_rel(str(path), root)}")
 
 
 _ORDER = {Status.FAILED: 0, Status.TIMEOUT: 1, Status.HALTED: 2, Status.INTERRUPTED: 3,
@@ -116,15 +140,20 @@ _ORDER = {Status.FAILED: 0, Status.TIMEOUT: 1, Status.HALTED: 2, Status.INTERRUP
 
 
 def table(outcomes: list[Outcome], root: Path) -> list[str]:
-    """The summary as aligned rows, failures first."""
-    header = ("ITEM", "STATUS", "TIME", "ITER", "CALLS", "LOG / REASON")
-    rows = [header]
+    """The items as aligned rows, failures first."""
+    rows = [("ITEM", "STATUS", "TIME", "ITER", "CALLS", "TRIES", "429S", "KEY", "LOG / REASON")]
     for o in sorted(outcomes, key=lambda o: (_ORDER[o.status], o.tag)):
-        note = o.reason if o.status is not Status.DONE or not o.log else ""
+        note = o.reason if o.status is not Status.DONE else ""
         where = _rel(o.log, root) if o.log else ""
         rows.append((o.tag, o.status.value, f"{o.duration:.1f}s", str(o.iterations),
-                     str(o.model_calls), "  ".join(filter(None, (where, note)))))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+                     str(o.model_calls), str(o.attempts), str(o.rate_limited),
+                     o.credential or "-", "  ".join(filter(None, (where, note)))))
+    return _aligned(rows)
+
+
+def _aligned(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """Columns padded to their widest cell; the last column is left as it is."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
             for row in rows]
 

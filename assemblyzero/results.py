@@ -49,6 +49,9 @@ class WorkerResult:
     output: str | None = None
     reason: str = ""
     steps: list[str] = field(default_factory=list)
+    # Set when the item should run again on another key: {"kind": "rate_limited" or
+    # "auth", "credential": name, "retry_after": seconds or None}.
+    retry: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

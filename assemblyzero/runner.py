@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from assemblyzero import backlog
+from assemblyzero import backlog, credentials
 from assemblyzero.backlog import Plan
 from assemblyzero.coordinator import Console, Coordinator, RunOptions
+from assemblyzero.credentials import CredentialError
 from assemblyzero.ids import Kind
+from assemblyzero.leases import LeaseStore
 from assemblyzero.options import Parallel, UsageError
+from assemblyzero.pool import Pool
 from assemblyzero.workspace import Workspace
 
 PLAN_VERSION = 1
@@ -41,8 +46,25 @@ def run_kind(
             console.say(f"skipped {skipped.name}: {skipped.reason}")
         console.say(f"nothing to do: no pending {kind.value} items in {ws.root}")
         return 0
+    pool = credential_pool(settings, console.say)
     opts = RunOptions(parallel=parallel.workers, **settings)
-    return Coordinator(ws, opts, console).run(todo.items, f"{kind.value}-all", todo.skipped)
+    coordinator = Coordinator(ws, opts, console, pool=pool)
+    return coordinator.run(todo.items, f"{kind.value}-all", todo.skipped)
+
+
+def credential_pool(settings: dict[str, Any], warn: Callable[[str], None]) -> Pool | None:
+    """The pool the models need (None: no credential needed); NoCredential if it is empty.
+
+    A malformed credentials file is a UsageError; an entry whose secret is
+    missing is left out with a warning.
+    """
+    try:
+        pool = Pool.for_models((settings["drafter"], settings["reviewer"]))
+    except CredentialError as exc:
+        raise UsageError(str(exc)) from None
+    for problem in pool.creds.problems if pool else ():
+        warn(f"warning: {problem}")
+    return pool
 
 
 def describe(
@@ -55,7 +77,7 @@ def describe(
         "version": PLAN_VERSION, "repo": str(ws.root), "parallel": parallel.workers,
         "drafter": settings["drafter"], "reviewer": settings["reviewer"],
         "max_iterations": settings["max_iterations"], "timeout": settings["timeout"],
-        "credentials": [], "kinds": {},
+        "credentials": credential_states(settings), "kinds": {},
     }
     for kind in kinds:
         todo = plan(ws, kind, only, limit)
@@ -70,6 +92,45 @@ def describe(
     return data
 
 
+def credential_states(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each credential as dry-run shows it: usable or why not, holders, cooldown."""
+    try:
+        creds = credentials.load()
+    except CredentialError as exc:
+        raise UsageError(str(exc)) from None
+    store, now, states = LeaseStore(), time.time(), []
+    used = {spec.partition(":")[0] for spec in (settings["drafter"], settings["reviewer"])}
+    for cred in creds.entries:
+        lease = store.peek(cred.name)
+        cooling = lease["cooldown_until"] if lease["cooldown_until"] > now else None
+        states.append({
+            "name": cred.name, "provider": cred.provider, "max_concurrent": cred.max_concurrent,
+            "enabled": cred.enabled, "has_secret": cred.name in creds.secrets,
+            "used_by_models": cred.provider in used,
+            "holders": [{k: h[k] for k in ("pid", "host", "run_id", "item")}
+                        for h in lease["holders"]],
+            "cooldown_until": cooling,
+        })
+    return states
+
+
+def _credential_line(c: dict[str, Any]) -> str:
+    if not c["enabled"]:
+        state = "disabled"
+    elif not c["has_secret"]:
+        state = "unusable: its secret is not set"
+    elif c["cooldown_until"]:
+        state = "cooling down until " + time.strftime("%H:%M:%S",
+                                                      time.localtime(c["cooldown_until"]))
+    elif c["holders"]:
+        state = f"{len(c['holders'])}/{c['max_concurrent']} held by " + ", ".join(
+            f"{h['item']} (pid {h['pid']}, run {h['run_id']})" for h in c["holders"])
+    else:
+        state = f"free ({c['max_concurrent']} slot(s))"
+    unused = "" if c["used_by_models"] else "  [not used by these models]"
+    return f"  {c['name']} ({c['provider']}): {state}{unused}"
+
+
 def render_plan(data: dict[str, Any], warning: str = "") -> str:
     lines = [f"dry run of {data['repo']}: nothing is written, no model is called"]
     if warning:
@@ -79,7 +140,11 @@ def render_plan(data: dict[str, Any], warning: str = "") -> str:
                  "parallelism: sequential (one at a time; add --parallel for 3)")
     lines.append(f"models: drafter {data['drafter']}, reviewer {data['reviewer']}, "
                  f"max {data['max_iterations']} revision(s), timeout {data['timeout']:g}s")
-    lines.append("credentials: none configured (the offline provider needs none)")
+    if data["credentials"]:
+        lines.append("credentials:")
+        lines.extend(_credential_line(c) for c in data["credentials"])
+    else:
+        lines.append("credentials: none configured (the offline provider needs none)")
     for kind, entry in data["kinds"].items():
         lines.append(f"{kind}: {len(entry['pending'])} pending")
         width = max((len(p["tag"]) for p in entry["pending"]), default=0)

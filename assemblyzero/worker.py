@@ -13,19 +13,24 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from assemblyzero.checkpoint import Checkpoint, CheckpointError
 from assemblyzero.constants import (
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MODEL,
+    ENV_CREDENTIAL,
+    ENV_SECRET_FD,
     ENV_WORKFLOW_DB,
+    EXIT_AUTH_FAILED,
+    EXIT_RATE_LIMITED,
     EXIT_USAGE,
 )
 from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import InvalidId, Kind, check_id, slug
 from assemblyzero.interrupt import Interrupted, Stop
-from assemblyzero.providers import ProviderError
+from assemblyzero.providers import AuthFailed, Provider, ProviderError, ProviderKey, RateLimited
+from assemblyzero.redact import Redactor
 from assemblyzero.results import WORKER_EXIT, Status, WorkerResult
 from assemblyzero.workspace import Workspace
 
@@ -33,9 +38,25 @@ if TYPE_CHECKING:
     from assemblyzero.engine import Workflow
 
 
+scrub = Redactor()  # replaced in main() by one that also knows this worker's secrets
+
+
 def say(message: str) -> None:
-    sys.stdout.write(message + "\n")
+    sys.stdout.write(scrub(message) + "\n")
     sys.stdout.flush()
+
+
+def read_keys() -> dict[str, ProviderKey]:
+    """The leased credentials, by provider: names from the environment, secrets
+    from the pipe the coordinator passed (never from argv or the environment)."""
+    names = [n for n in os.environ.get(ENV_CREDENTIAL, "").split(",") if n]
+    fd = os.environ.get(ENV_SECRET_FD)
+    if not names or not fd:
+        return {}
+    with os.fdopen(int(fd), "rb") as pipe:
+        given = json.loads(pipe.read() or b"{}")
+    return {entry["provider"]: ProviderKey(name, entry["secret"], entry.get("base_url"))
+            for name, entry in given.items() if name in names}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,8 +75,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global scrub
     stop = Stop()
     stop.install()  # first: a signal from here on is recorded, never a traceback
+    keys = read_keys()
+    scrub = Redactor(key.secret for key in keys.values())
     args = parse_args(argv)
     try:
         item_id = check_id(args.item_id)
@@ -64,28 +88,38 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     kind, ws = Kind(args.kind), Workspace.at(args.repo)
     db_path = Path(os.environ.get(ENV_WORKFLOW_DB) or ws.checkpoint(kind, item_id))
-    result = run_item(args, ws, kind, item_id, Checkpoint(db_path, slug(kind, item_id)), stop)
+    result = run_item(args, ws, kind, item_id, Checkpoint(db_path, slug(kind, item_id)), stop,
+                      keys)
     _write_result(args.run_dir, result)
+    if result.retry:
+        return EXIT_RATE_LIMITED if result.retry["kind"] == "rate_limited" else EXIT_AUTH_FAILED
     return WORKER_EXIT.get(result.status, 1)
 
 
 def run_item(
     args: argparse.Namespace, ws: Workspace, kind: Kind, item_id: str, checkpoint: Checkpoint,
-    stop: Stop,
+    stop: Stop, keys: dict[str, ProviderKey],
 ) -> WorkerResult:
     """Run the workflow and turn every outcome into a WorkerResult."""
     workflow: Workflow | None = None
 
-    def ended(status: Status, reason: str) -> WorkerResult:
+    def ended(status: Status, reason: str, retry: dict[str, Any] | None = None) -> WorkerResult:
         state = workflow.state if workflow else {}
-        return WorkerResult(kind.value, item_id, status, reason=reason,
+        return WorkerResult(kind.value, item_id, status, reason=scrub(reason),
                             iterations=state.get("iteration", 0),
-                            model_calls=state.get("model_calls", 0))
+                            model_calls=state.get("model_calls", 0), retry=retry)
 
     try:
         state = _load_state(checkpoint)
-        workflow = _build(args, ws, kind, item_id, checkpoint, stop)
+        workflow = _build(args, ws, kind, item_id, checkpoint, stop, keys)
         result = workflow.run(state)
+    except (RateLimited, AuthFailed) as exc:  # the coordinator retries on another key
+        limited = isinstance(exc, RateLimited)
+        wait = exc.retry_after if isinstance(exc, RateLimited) else None
+        say(f"{'rate limited' if limited else 'credential refused'} on {exc.credential}: {exc}")
+        result = ended(Status.FAILED, str(exc), {
+            "kind": "rate_limited" if limited else "auth", "credential": exc.credential,
+            "retry_after": wait})
     except Interrupted as why:
         say(f"interrupted by {why}")
         result = ended(Status.INTERRUPTED, f"interrupted by {why}")
@@ -120,19 +154,23 @@ def _load_state(checkpoint: Checkpoint) -> dict[str, object] | None:
 
 def _build(
     args: argparse.Namespace, ws: Workspace, kind: Kind, item_id: str, checkpoint: Checkpoint,
-    stop: Stop,
+    stop: Stop, keys: dict[str, ProviderKey],
 ) -> Workflow:
     from assemblyzero.engine import Workflow
     from assemblyzero.providers import load_provider
     from assemblyzero.templates import load_template
 
-    drafter = load_provider(args.drafter)
-    reviewer = drafter if args.reviewer == args.drafter else load_provider(args.reviewer)
+    def provider(spec: str) -> Provider:
+        return load_provider(spec, keys.get(spec.partition(":")[0]))
+
+    drafter = provider(args.drafter)
+    reviewer = drafter if args.reviewer == args.drafter else provider(args.reviewer)
     return Workflow(
         ws=ws, kind=kind, item_id=item_id,
         template=load_template(kind, ws.template_override(kind)),
         drafter=drafter, reviewer=reviewer, models=(args.drafter, args.reviewer),
         max_iterations=args.max_iterations, checkpoint=checkpoint, say=say, stop=stop,
+        scrub=scrub,
     )
 
 

@@ -34,7 +34,7 @@ def test_the_scheduler_bounds_workers_and_maps_exit_codes(tmp_path: Path):
     coordinator: Coordinator
     peak: list[int] = []
 
-    def spawn(argv: list[str], env: Mapping[str, str]) -> FakeProc:
+    def spawn(argv: list[str], env: Mapping[str, str], fds: tuple[int, ...]) -> FakeProc:
         peak.append(len(coordinator.running) + 1)
         item = argv[argv.index("--id") + 1]
         assert env["ASSEMBLYZERO_WORKFLOW_DB"].endswith(f"lld-{item}.db")

@@ -8,6 +8,7 @@ import pytest
 
 from assemblyzero.constants import (
     DEFAULT_GRACE,
+    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MODEL,
     DEFAULT_TIMEOUT,
@@ -25,7 +26,7 @@ from assemblyzero.options import (
 
 DEFAULTS = {"drafter": DEFAULT_MODEL, "reviewer": DEFAULT_MODEL,
             "max_iterations": DEFAULT_MAX_ITERATIONS, "timeout": DEFAULT_TIMEOUT,
-            "grace": DEFAULT_GRACE}
+            "grace": DEFAULT_GRACE, "max_attempts": DEFAULT_MAX_ATTEMPTS}
 NO_FLAGS = {name: None for name in DEFAULTS}
 
 
@@ -134,7 +135,7 @@ def test_env_overrides_pyproject(repo: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ASSEMBLYZERO_GRACE", "1.5")
     settings = resolve(repo, NO_FLAGS)
     assert settings == {"drafter": "offline:from-env", "reviewer": "offline:reviewer-env",
-                        "max_iterations": 2, "timeout": 60.0, "grace": 1.5}
+                        "max_iterations": 2, "timeout": 60.0, "grace": 1.5, "max_attempts": 5}
 
 
 def test_flags_override_env_and_pyproject(repo: Path, monkeypatch: pytest.MonkeyPatch):

@@ -9,7 +9,7 @@ worker loads only the one it uses.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 # provider name -> module that defines `create(model: str) -> Provider`
@@ -39,14 +39,29 @@ class ModelReply:
     output_tokens: int | None = None
 
 
+@dataclass(frozen=True)
+class ProviderKey:
+    """The leased credential a provider calls with (the secret never leaves the worker)."""
+
+    name: str
+    secret: str = field(repr=False)
+    base_url: str | None = None
+
+
 class Provider(Protocol):
     name: str
+    key: ProviderKey | None
 
     def complete(self, request: ModelRequest) -> ModelReply: ...
 
 
 class ProviderError(Exception):
-    """A model call failed; the item fails with this message."""
+    """A model call failed; the item fails with this message.
+
+    `credential` names the key the call was made with (set by the engine).
+    """
+
+    credential: str | None = None
 
 
 class RateLimited(ProviderError):
@@ -73,9 +88,9 @@ def check_spec(spec: str) -> str:
     return provider
 
 
-def load_provider(spec: str) -> Provider:
-    """Instantiate the provider named by `provider:model`."""
+def load_provider(spec: str, key: ProviderKey | None = None) -> Provider:
+    """Instantiate the provider named by `provider:model`, calling with `key`."""
     provider = check_spec(spec)
     module = importlib.import_module(REGISTRY[provider])
-    created: Provider = module.create(spec.partition(":")[2])
+    created: Provider = module.create(spec.partition(":")[2], key)
     return created

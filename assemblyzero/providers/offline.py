@@ -6,7 +6,10 @@ revise loop runs); every call sleeps ASSEMBLYZERO_OFFLINE_LATENCY seconds;
 ASSEMBLYZERO_SIMULATE_FAIL=<id>[:<role>],... makes that item's call of that
 role (default: review) fail, after its draft is checkpointed;
 ASSEMBLYZERO_SIMULATE_HANG=<id>[:<role>],... makes that call never return
-(for `--timeout` and stop tests).
+(for `--timeout` and stop tests); ASSEMBLYZERO_SIMULATE_429=<credential or
+*>:<count>[:<retry-after>] answers the first <count> calls made with that
+credential (each credential, for `*`) with a 429, shared by every worker of
+the run; a count of `<N>s` means every call for N seconds from the first.
 """
 
 from __future__ import annotations
@@ -14,15 +17,24 @@ from __future__ import annotations
 import os
 import re
 import time
+from typing import Any
 
 from assemblyzero.constants import (
     DEFAULT_OFFLINE_APPROVE_AT,
     ENV_OFFLINE_APPROVE_AT,
     ENV_OFFLINE_LATENCY,
+    ENV_RUN_DIR,
+    ENV_SIMULATE_429,
     ENV_SIMULATE_FAIL,
     ENV_SIMULATE_HANG,
 )
-from assemblyzero.providers import ModelReply, ModelRequest, ProviderError
+from assemblyzero.providers import (
+    ModelReply,
+    ModelRequest,
+    ProviderError,
+    ProviderKey,
+    RateLimited,
+)
 from assemblyzero.templates import render, split_sections
 
 # Where each target section looks first in the source document.
@@ -70,8 +82,8 @@ def _env_float(name: str, default: float) -> float:
 class OfflineProvider:
     name = "offline"
 
-    def __init__(self, model: str) -> None:
-        self.model = model
+    def __init__(self, model: str, key: ProviderKey | None = None) -> None:
+        self.model, self.key = model, key
         self.latency = max(0.0, _env_float(ENV_OFFLINE_LATENCY, 0.0))
         self.approve_at = int(_env_float(ENV_OFFLINE_APPROVE_AT, DEFAULT_OFFLINE_APPROVE_AT))
         self.failing = _parse_fail(os.environ.get(ENV_SIMULATE_FAIL, ""))
@@ -82,6 +94,8 @@ class OfflineProvider:
             time.sleep(self.latency)
         while (request.item_id, request.role) in self.hanging:
             time.sleep(3600)
+        if self.key and os.environ.get(ENV_SIMULATE_429):
+            _simulate_429(self.key.name, os.environ[ENV_SIMULATE_429])
         if (request.item_id, request.role) in self.failing:
             raise ProviderError(
                 f"simulated failure of the {request.role} call ({ENV_SIMULATE_FAIL})"
@@ -103,8 +117,39 @@ class OfflineProvider:
         return "VERDICT: REVISE\n\n" + "\n".join(lines) + "\n"
 
 
-def create(model: str) -> OfflineProvider:
-    return OfflineProvider(model)
+def create(model: str, key: ProviderKey | None = None) -> OfflineProvider:
+    return OfflineProvider(model, key)
+
+
+def _simulate_429(credential: str, spec: str) -> None:
+    """Raise RateLimited while the run's shared 429 budget for `credential` lasts."""
+    from pathlib import Path
+
+    from assemblyzero.fileio import update_json
+    from assemblyzero.leases import state_dir
+
+    target, _, rest = spec.partition(":")
+    count, _, retry = rest.partition(":")
+    if target not in ("*", credential) or not count:
+        return
+    folder = Path(os.environ.get(ENV_RUN_DIR) or state_dir())
+    counter = folder / "simulate-429.json"
+    hit: list[bool] = []
+
+    def change(data: dict[str, Any]) -> None:
+        now = time.time()
+        first = float(data.setdefault(f"{credential}:first", now))
+        used = int(data.get(credential, 0))
+        if count.endswith("s"):
+            hit.append(now - first < float(count[:-1]))
+        else:
+            hit.append(used < int(count))
+        data[credential] = used + hit[-1]
+
+    update_json(counter, folder / "simulate-429.lock", change, dict)
+    if hit[-1]:
+        raise RateLimited(f"HTTP 429 Too Many Requests (simulated, {ENV_SIMULATE_429})",
+                          float(retry) if retry else None)
 
 
 def _parse_fail(raw: str, default_role: str = "review") -> set[tuple[str, str]]:

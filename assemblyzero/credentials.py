@@ -1,0 +1,149 @@
+"""The credentials file (SPEC 5): named API keys and how many may run at once.
+
+    {"credentials": [{"name": "team-a", "provider": "anthropic",
+                      "key_env": "ANTHROPIC_KEY_A", "max_concurrent": 1,
+                      "enabled": true, "base_url": "..."}]}
+
+`key` instead of `key_env` holds a literal secret; then the file must not
+be readable by group or others (refused otherwise, as ssh does). Only a
+credential's *name* ever travels in argv or the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from assemblyzero.constants import ENV_CREDENTIALS
+from assemblyzero.ids import is_valid_id
+
+_FIELDS = {"name", "provider", "key_env", "key", "max_concurrent", "enabled", "base_url"}
+
+
+class CredentialError(ValueError):
+    """The credentials file, or one entry of it, cannot be used."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    name: str
+    provider: str
+    key_env: str | None = None
+    literal: bool = False  # the secret is the file's `key` field
+    max_concurrent: int = 1
+    enabled: bool = True
+    base_url: str | None = None
+
+
+@dataclass(frozen=True)
+class CredentialFile:
+    path: Path
+    entries: tuple[Credential, ...]
+    secrets: dict[str, str]  # name -> secret, for the entries whose secret is available
+    problems: tuple[str, ...] = ()  # entries left out, and why (missing env var, ...)
+
+    def usable(self, provider: str) -> list[Credential]:
+        return [c for c in self.entries
+                if c.provider == provider and c.enabled and c.name in self.secrets]
+
+    def listed(self, provider: str) -> bool:
+        return any(c.provider == provider for c in self.entries)
+
+
+def default_path() -> Path:
+    raw = os.environ.get(ENV_CREDENTIALS)
+    return Path(raw) if raw else Path.home() / ".assemblyzero" / "credentials.json"
+
+
+def load(path: Path | None = None) -> CredentialFile:
+    """Read and check the file; a missing file is an empty pool."""
+    path = path or default_path()
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return CredentialFile(path, (), {})
+    except OSError as exc:
+        raise CredentialError(f"cannot read credentials file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise CredentialError(f"credentials file {path} is not valid JSON: {exc}") from None
+    items = data.get("credentials") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise CredentialError(f'credentials file {path}: expected {{"credentials": [...]}}')
+    entries, secrets, problems = _entries(path, items)
+    if any(c.literal for c in entries):
+        _check_private(path)
+    return CredentialFile(path, tuple(entries), secrets, tuple(problems))
+
+
+def _entries(
+    path: Path, items: list[Any]
+) -> tuple[list[Credential], dict[str, str], list[str]]:
+    entries: list[Credential] = []
+    secrets: dict[str, str] = {}
+    problems: list[str] = []
+    for index, item in enumerate(items):
+        entry = _entry(path, index, item)
+        if any(c.name == entry.name for c in entries):
+            raise CredentialError(f"credentials file {path}: duplicate name {entry.name!r}")
+        entries.append(entry)
+        if entry.literal:
+            secrets[entry.name] = str(item["key"])
+        elif entry.key_env and os.environ.get(entry.key_env):
+            secrets[entry.name] = os.environ[entry.key_env]
+        elif entry.key_env:
+            problems.append(f"credential {entry.name!r}: environment variable "
+                            f"{entry.key_env} is not set; this key is not used")
+        elif entry.provider == "offline":
+            secrets[entry.name] = ""  # the offline provider needs no secret
+    return entries, secrets, problems
+
+
+def _entry(path: Path, index: int, item: Any) -> Credential:
+    where = f"credentials file {path}, entry {index + 1}"
+    if not isinstance(item, dict):
+        raise CredentialError(f"{where}: expected an object")
+    name = item.get("name")
+    if not isinstance(name, str) or not is_valid_id(name):
+        raise CredentialError(f"{where}: 'name' must be letters, digits, '_' or '-' "
+                              f"(got {name!r})")
+    where = f"credentials file {path}, entry {name!r}"
+    unknown = sorted(set(item) - _FIELDS)
+    if unknown:
+        raise CredentialError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    provider = item.get("provider")
+    if not isinstance(provider, str) or not provider:
+        raise CredentialError(f"{where}: 'provider' is required (e.g. \"anthropic\")")
+    if "key" in item and "key_env" in item:
+        raise CredentialError(f"{where}: give 'key_env' or 'key', not both")
+    key_env = item.get("key_env")
+    if key_env is not None and (not isinstance(key_env, str) or not key_env):
+        raise CredentialError(f"{where}: 'key_env' must name an environment variable")
+    if "key" in item and (not isinstance(item["key"], str) or not item["key"]):
+        raise CredentialError(f"{where}: 'key' must be a non-empty string")
+    if provider != "offline" and "key" not in item and key_env is None:
+        raise CredentialError(f"{where}: needs 'key_env' (or 'key')")
+    limit = item.get("max_concurrent", 1)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise CredentialError(f"{where}: 'max_concurrent' must be a whole number >= 1")
+    enabled = item.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise CredentialError(f"{where}: 'enabled' must be true or false")
+    base_url = item.get("base_url")
+    if base_url is not None and not isinstance(base_url, str):
+        raise CredentialError(f"{where}: 'base_url' must be a string")
+    return Credential(name, provider, key_env, "key" in item, limit, enabled, base_url)
+
+
+def _check_private(path: Path) -> None:
+    """Refuse literal keys in a file that group or others can read."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise CredentialError(
+            f"credentials file {path} holds literal keys but is readable by others "
+            f"(mode {stat.S_IMODE(mode):o}); fix it with: chmod 600 {path}")

@@ -1,0 +1,200 @@
+"""Credential leases shared by every process on the machine (SPEC 5).
+
+One JSON file per credential, `<state>/leases/<name>.json`, read and
+rewritten under `filelock.FileLock` on `<name>.lock` (temp file, fsync,
+`os.replace`). It records the live holders, a generation counter and the
+key's 429 cooldown, so every worker of every concurrent run sees them.
+
+A holder whose process is gone (this host: pid dead, zombie, or reused by
+another process) is reclaimed at the next acquire; a holder on another host
+is reclaimed when its heartbeat is older than LEASE_TTL. A live local holder
+is never evicted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from assemblyzero.constants import (
+    BACKOFF_CAP,
+    BACKOFF_JITTER,
+    BACKOFF_START,
+    DEFAULT_STATE_DIR,
+    ENV_STATE_DIR,
+    LEASE_TTL,
+    LOCK_TIMEOUT,
+)
+from assemblyzero.fileio import atomic_write
+
+LEASE_VERSION = 1
+HOST = socket.gethostname()
+State = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Lease:
+    name: str
+    token: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Why a credential cannot be leased now, and until when (None: until a release)."""
+
+    name: str
+    reason: str
+    until: float | None = None
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get(ENV_STATE_DIR) or os.path.expanduser(DEFAULT_STATE_DIR))
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of `pid` (clock ticks since boot), None if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    except OSError:
+        return _alive_fallback(pid)
+    return None if fields[0] == b"Z" else fields[19].decode()
+
+
+def _alive_fallback(pid: int) -> str | None:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return "?"
+
+
+class LeaseStore:
+    def __init__(self, root: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.dir = (root or state_dir()) / "leases"
+        self.clock = clock
+        self.pid = os.getpid()
+        self.start = process_start(self.pid) or "?"
+
+    # --- the operations -----------------------------------------------------
+    def acquire(self, name: str, limit: int, run_id: str, item: str) -> Lease | Busy:
+        """Take one of the `limit` slots of `name`, or say why not."""
+
+        def change(state: State) -> Lease | Busy:
+            now = self.clock()
+            if state["cooldown_until"] > now:
+                return Busy(name, "cooling down after a 429", state["cooldown_until"])
+            if len(state["holders"]) >= limit:
+                return Busy(name, f"all {limit} slot(s) held")
+            state["generation"] += 1
+            token = uuid.uuid4().hex
+            state["holders"].append({
+                "token": token, "pid": self.pid, "host": HOST, "start": self.start,
+                "run_id": run_id, "item": item, "heartbeat": now,
+                "generation": state["generation"],
+            })
+            return Lease(name, token, state["generation"])
+
+        result: Lease | Busy = self._update(name, change)
+        return result
+
+    def release(self, lease: Lease, succeeded: bool = False) -> None:
+        """Give the slot back; a success also ends the key's 429 backoff streak."""
+
+        def change(state: State) -> None:
+            state["holders"] = [h for h in state["holders"] if h["token"] != lease.token]
+            if succeeded:
+                state["streak"] = 0
+
+        self._update(lease.name, change)
+
+    def heartbeat(self, leases: list[Lease]) -> None:
+        for lease in leases:
+
+            def change(state: State, token: str = lease.token) -> None:
+                for holder in state["holders"]:
+                    if holder["token"] == token:
+                        holder["heartbeat"] = self.clock()
+
+            self._update(lease.name, change)
+
+    def cool_down(self, name: str, retry_after: float | None) -> float:
+        """Rest `name` for Retry-After (else 2 s doubling to 60 s) plus 0-20 %; the end time."""
+
+        def change(state: State) -> float:
+            base = retry_after if retry_after is not None else min(
+                BACKOFF_CAP, BACKOFF_START * 2 ** state["streak"])
+            until = self.clock() + base * (1 + random.uniform(0, BACKOFF_JITTER))
+            state["streak"] += 1
+            state["cooldown_until"] = max(state["cooldown_until"], until)
+            return float(state["cooldown_until"])
+
+        until: float = self._update(name, change)
+        return until
+
+    def peek(self, name: str) -> State:
+        """The current state of `name` (stale holders left out); takes no lock, writes nothing.
+
+        Writers replace the file atomically, so a lock-free read is consistent.
+        """
+        return self._read(name)
+
+    # --- the file -----------------------------------------------------------
+    def _lock(self, name: str) -> FileLock:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.dir / f"{name}.lock"), timeout=LOCK_TIMEOUT)
+
+    def _update(self, name: str, change: Callable[[State], Any]) -> Any:
+        with self._lock(name):
+            state = self._read(name)
+            before = json.dumps(state, sort_keys=True)
+            result = change(state)
+            text = json.dumps(state, sort_keys=True)
+            if text != before:
+                atomic_write(self.dir / f"{name}.json", text + "\n")
+            return result
+
+    def _read(self, name: str) -> State:
+        path = self.dir / f"{name}.json"
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(state, dict) or not isinstance(state.get("holders"), list):
+                raise ValueError("not a lease record")
+        except FileNotFoundError:
+            state = {}
+        except (OSError, ValueError) as exc:
+            print(f"warning: lease file {path} is unreadable ({exc}); rebuilding it",
+                  file=sys.stderr)
+            state = {}
+        fresh = {"version": LEASE_VERSION, "name": name, "generation": 0, "holders": [],
+                 "cooldown_until": 0.0, "streak": 0}
+        state = {**fresh, **state}
+        state["holders"] = [h for h in state["holders"] if self._alive(h)]
+        return state
+
+    def _alive(self, holder: Any) -> bool:
+        """Local holder: its process runs (same start time). Remote: fresh heartbeat."""
+        try:
+            if holder["host"] != HOST:
+                return bool(self.clock() - float(holder["heartbeat"]) < LEASE_TTL)
+            start = process_start(int(holder["pid"]))
+        except (TypeError, KeyError, ValueError):
+            return False  # a mangled record holds nothing
+        return start is not None and (start == holder.get("start") or "?" in (start,
+                                                                              holder.get("start")))

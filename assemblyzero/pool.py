@@ -1,0 +1,146 @@
+"""The coordinator's view of the credential pool: which key an item runs on.
+
+Each worker needs one lease per provider its models use (drafter and
+reviewer may differ). Leases come from the shared LeaseStore, so the
+limits hold across concurrent runs; keys refused with 401/403 are disabled
+for this run only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from assemblyzero import credentials
+from assemblyzero.constants import LEASE_RECHECK
+from assemblyzero.credentials import Credential, CredentialFile
+from assemblyzero.leases import Busy, Lease, LeaseStore
+
+
+class NoCredential(Exception):
+    """No usable credential for a provider the models need (exit 75)."""
+
+
+@dataclass
+class KeyStats:
+    """What one credential did in this run (for the summary)."""
+
+    name: str
+    provider: str
+    attempts: int = 0
+    rate_limited: int = 0
+    cooldown_seconds: float = 0.0
+    disabled: str = ""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """The leases one worker runs on: one per provider."""
+
+    leases: tuple[Lease, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(lease.name for lease in self.leases)
+
+
+@dataclass
+class Pool:
+    creds: CredentialFile
+    providers: tuple[str, ...]
+    store: LeaseStore
+    clock: Callable[[], float] = time.time
+    run_id: str = ""
+    stats: dict[str, KeyStats] = field(default_factory=dict)
+    _turn: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def for_models(cls, specs: tuple[str, ...], store: LeaseStore | None = None) -> Pool | None:
+        """The pool the models need, or None when none needs a credential.
+
+        The offline provider needs none, but leases `offline` entries when the
+        file lists some (that is how demos and tests exercise leasing).
+        """
+        creds = credentials.load()
+        needed = tuple(p for p in dict.fromkeys(s.partition(":")[0] for s in specs)
+                       if p != "offline" or creds.listed("offline"))
+        if not needed:
+            return None
+        for provider in needed:
+            if not creds.usable(provider):
+                raise NoCredential(_explain(creds, provider))
+        stats = {c.name: KeyStats(c.name, c.provider) for c in creds.entries
+                 if c.provider in needed}
+        return cls(creds, needed, store or LeaseStore(), stats=stats)
+
+    def take(self, item: str) -> Grant | Busy:
+        """Leases for every provider, or the reason (and time) to wait."""
+        taken: list[Lease] = []
+        for provider in self.providers:
+            got = self._take_one(provider, item)
+            if isinstance(got, Busy):
+                for lease in taken:
+                    self.store.release(lease)
+                return got
+            taken.append(got)
+        for lease in taken:
+            self.stats[lease.name].attempts += 1
+        return Grant(tuple(taken))
+
+    def _take_one(self, provider: str, item: str) -> Lease | Busy:
+        candidates = [c for c in self.creds.usable(provider) if not self.stats[c.name].disabled]
+        if not candidates:
+            raise NoCredential(f"no usable {provider} credential left: every one was "
+                               "refused (401/403) in this run")
+        turn = self._turn.get(provider, 0)
+        self._turn[provider] = turn + 1
+        waits: list[Busy] = []
+        for k in range(len(candidates)):
+            cred = candidates[(turn + k) % len(candidates)]
+            got = self.store.acquire(cred.name, cred.max_concurrent, self.run_id, item)
+            if isinstance(got, Lease):
+                return got
+            waits.append(got)
+        # Held slots free up when a holder ends: ours wake us, others' we look at again soon.
+        until = min(w.until if w.until is not None else self.clock() + LEASE_RECHECK
+                    for w in waits)
+        return Busy(provider, f"every {provider} credential is held or cooling down", until)
+
+    def give_back(self, grant: Grant, succeeded: bool) -> None:
+        for lease in grant.leases:
+            self.store.release(lease, succeeded)
+
+    def rate_limited(self, name: str, retry_after: float | None) -> float:
+        """A 429 on `name`: cool it down for every process; the end time."""
+        until = self.store.cool_down(name, retry_after)
+        stats = self.stats[name]
+        stats.rate_limited += 1
+        stats.cooldown_seconds += max(0.0, until - self.clock())
+        return until
+
+    def disable(self, name: str, reason: str) -> None:
+        self.stats[name].disabled = reason
+
+    def heartbeat(self, grants: list[Grant]) -> None:
+        self.store.heartbeat([lease for grant in grants for lease in grant.leases])
+
+    def secrets(self, grant: Grant) -> dict[str, str]:
+        return {name: self.creds.secrets[name] for name in grant.names}
+
+    def credential(self, name: str) -> Credential:
+        return next(c for c in self.creds.entries if c.name == name)
+
+    def env_names(self) -> set[str]:
+        """Environment variables holding secrets: kept out of every worker's environment."""
+        return {c.key_env for c in self.creds.entries if c.key_env}
+
+
+def _explain(creds: CredentialFile, provider: str) -> str:
+    listed = [c for c in creds.entries if c.provider == provider]
+    why = [p for p in creds.problems if any(repr(c.name) in p for c in listed)]
+    why += [f"credential {c.name!r} is disabled (\"enabled\": false)"
+            for c in listed if not c.enabled]
+    detail = "; ".join(why) or f"the file lists no {provider!r} credential"
+    return (f"no usable credential for provider {provider!r} in {creds.path}: {detail}. "
+            f"Add one (see README, Credentials) or fix the entries above.")
