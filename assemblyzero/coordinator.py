@@ -251,7 +251,9 @@ class Coordinator:
         keys = {name: {"secret": self.pool.creds.secrets[name],
                        "provider": self.pool.credential(name).provider,
                        "base_url": self.pool.credential(name).base_url} for name in grant.names}
-        fd = procs.secret_pipe(keys)
+        # Every known secret, so the worker can mask any of them in what it writes.
+        mask = [v for v in self.pool.creds.secrets.values() if v]
+        fd = procs.secret_pipe({"keys": keys, "mask": mask})
         env[ENV_SECRET_FD] = str(fd)
         return env, (fd,)
 

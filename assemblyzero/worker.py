@@ -46,17 +46,21 @@ def say(message: str) -> None:
     sys.stdout.flush()
 
 
-def read_keys() -> dict[str, ProviderKey]:
-    """The leased credentials, by provider: names from the environment, secrets
-    from the pipe the coordinator passed (never from argv or the environment)."""
+def read_keys() -> tuple[dict[str, ProviderKey], list[str]]:
+    """The leased credentials by provider, and every secret to mask.
+
+    Names come from the environment, secrets from the pipe the coordinator
+    passed (never from argv or the environment).
+    """
     names = [n for n in os.environ.get(ENV_CREDENTIAL, "").split(",") if n]
     fd = os.environ.get(ENV_SECRET_FD)
     if not names or not fd:
-        return {}
+        return {}, []
     with os.fdopen(int(fd), "rb") as pipe:
         given = json.loads(pipe.read() or b"{}")
-    return {entry["provider"]: ProviderKey(name, entry["secret"], entry.get("base_url"))
-            for name, entry in given.items() if name in names}
+    keys = {entry["provider"]: ProviderKey(name, entry["secret"], entry.get("base_url"))
+            for name, entry in given.get("keys", {}).items() if name in names}
+    return keys, [str(s) for s in given.get("mask", [])]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -78,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     global scrub
     stop = Stop()
     stop.install()  # first: a signal from here on is recorded, never a traceback
-    keys = read_keys()
-    scrub = Redactor(key.secret for key in keys.values())
+    keys, secrets = read_keys()
+    scrub = Redactor(secrets)
     args = parse_args(argv)
     try:
         item_id = check_id(args.item_id)

@@ -138,21 +138,22 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def driver(tmp_path: Path, ws: Path, worker_code: str, parallel: int = 2,
-           grace: float = 5.0, timeout: float = 1800.0) -> Path:
+           grace: float = 5.0, timeout: float = 1800.0, name: str = "driver") -> Path:
     """A script running a real Coordinator on `ws` whose workers run `worker_code`.
 
     Everything is real (processes, prefix-tee, signals); only the worker
     command is swapped for a small script, which gets the item id as argv[1].
     """
-    fake = tmp_path / "fake_worker.py"
+    fake = tmp_path / f"{name}_worker.py"
     fake.write_text(worker_code)
-    script = tmp_path / "driver.py"
+    script = tmp_path / f"{name}.py"
     script.write_text(
         "import sys\n"
         "from assemblyzero import procs\n"
         "from assemblyzero.backlog import scan\n"
         "from assemblyzero.coordinator import Console, Coordinator, RunOptions\n"
         "from assemblyzero.ids import Kind\n"
+        "from assemblyzero.pool import Pool\n"
         "from assemblyzero.workspace import Workspace\n"
         "def spawn(argv, env, fds):\n"
         "    cut = argv.index('--') + 1\n"
@@ -160,8 +161,9 @@ def driver(tmp_path: Path, ws: Path, worker_code: str, parallel: int = 2,
         f"    return procs.spawn(argv[:cut] + [sys.executable, {str(fake)!r}, item], env, fds)\n"
         f"ws = Workspace.at({str(ws)!r})\n"
         f"opts = RunOptions(parallel={parallel}, grace={grace}, timeout={timeout})\n"
-        "code = Coordinator(ws, opts, Console(), spawn=spawn).run(scan(ws, Kind.LLD).items,"
-        " 'lld-all')\n"
+        "pool = Pool.for_models(('offline:x',))  # leases if the credentials file lists keys\n"
+        "code = Coordinator(ws, opts, Console(), spawn=spawn, pool=pool).run("
+        "scan(ws, Kind.LLD).items, 'lld-all')\n"
         "sys.exit(code)\n"
     )
     return script

@@ -9,7 +9,8 @@ ASSEMBLYZERO_SIMULATE_HANG=<id>[:<role>],... makes that call never return
 (for `--timeout` and stop tests); ASSEMBLYZERO_SIMULATE_429=<credential or
 *>:<count>[:<retry-after>] answers the first <count> calls made with that
 credential (each credential, for `*`) with a 429, shared by every worker of
-the run; a count of `<N>s` means every call for N seconds from the first.
+the run; a count of `<N>s` means every call for N seconds from the first;
+ASSEMBLYZERO_SIMULATE_401=<credential>,... refuses every call made with it.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from assemblyzero.constants import (
     ENV_OFFLINE_APPROVE_AT,
     ENV_OFFLINE_LATENCY,
     ENV_RUN_DIR,
+    ENV_SIMULATE_401,
     ENV_SIMULATE_429,
     ENV_SIMULATE_FAIL,
     ENV_SIMULATE_HANG,
 )
 from assemblyzero.providers import (
+    AuthFailed,
     ModelReply,
     ModelRequest,
     ProviderError,
@@ -94,6 +97,8 @@ class OfflineProvider:
             time.sleep(self.latency)
         while (request.item_id, request.role) in self.hanging:
             time.sleep(3600)
+        if self.key and self.key.name in os.environ.get(ENV_SIMULATE_401, "").split(","):
+            raise AuthFailed(f"HTTP 401 Unauthorized (simulated, {ENV_SIMULATE_401})")
         if self.key and os.environ.get(ENV_SIMULATE_429):
             _simulate_429(self.key.name, os.environ[ENV_SIMULATE_429])
         if (request.item_id, request.role) in self.failing:

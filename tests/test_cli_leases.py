@@ -1,0 +1,211 @@
+"""Credential leases seen from the command line: pauses, 429s, 401s, and secrets that never leak."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import (
+    cli, driver, journal, latest_run, make_workspace, max_concurrency, started_groups, summary,
+)
+
+SECRET_ENV = "sk-ant-envsecret-0123456789abcdef"
+SECRET_LITERAL = "literal-secret-value-4242"
+
+
+def credentials(*entries: dict[str, object], private: bool = True) -> Path:
+    path = Path(os.environ["ASSEMBLYZERO_CREDENTIALS"])
+    path.write_text(json.dumps({"credentials": list(entries)}))
+    path.chmod(0o600 if private else 0o644)
+    return path
+
+
+def key(name: str, **extra: object) -> dict[str, object]:
+    return {"name": name, "provider": "offline", "max_concurrent": 1, **extra}
+
+
+def lease_file(name: str) -> dict:  # type: ignore[type-arg]
+    state = Path(os.environ["ASSEMBLYZERO_STATE_DIR"]) / "leases" / f"{name}.json"
+    return json.loads(state.read_text())
+
+
+def test_040_two_keys_six_items_pause_and_never_more_than_two_at_once(ws: Path):
+    credentials(key("key-a"), key("key-b"))
+    run = cli("lld-all", "--parallel=3", "--repo", str(ws),
+              env={"ASSEMBLYZERO_OFFLINE_LATENCY": "0.1"})
+    assert run.code == 0, run.out + run.err
+    assert "[COORDINATOR] Credential pool exhausted. Pausing..." in run.out
+    run_dir = latest_run(ws)
+    assert summary(run_dir)["counts"]["done"] == 6
+    assert max_concurrency(run_dir) == 2
+    used = {item["credential"] for item in summary(run_dir)["items"]}
+    assert used == {"key-a", "key-b"}
+    assert not lease_file("key-a")["holders"] and not lease_file("key-b")["holders"]
+
+
+def test_050_a_429_rests_that_key_and_the_item_finishes_on_the_other(tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["7"])
+    credentials(key("key-a"), key("key-b"))
+    run = cli("lld-all", "--repo", str(ws),
+              env={"ASSEMBLYZERO_OFFLINE_LATENCY": "0", "ASSEMBLYZERO_SIMULATE_429": "key-a:1:2"})
+    assert run.code == 0, run.out + run.err
+    assert "LLD-007 got a 429 on key-a" in run.out
+    run_dir = latest_run(ws)
+    item = summary(run_dir)["items"][0]
+    assert item["status"] == "done" and item["credential"] == "key-b"
+    assert item["rate_limited"] == 1 and item["attempts"] == 2
+    retry = next(e for e in journal(run_dir) if e["event"] == "retry")
+    assert lease_file("key-a")["cooldown_until"] >= retry["ts"] + 2
+    keys = {k["name"]: k for k in summary(run_dir)["credentials"]}
+    assert keys["key-a"]["rate_limited"] == 1 and keys["key-b"]["rate_limited"] == 0
+    log = (run_dir / "lld-7.log").read_text()
+    assert log.count("resuming at step") == 1  # the second attempt resumed its checkpoint
+
+
+def test_a_429_on_every_attempt_fails_the_item_after_max_attempts(tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["7"])
+    credentials(key("key-a"))
+    run = cli("lld-all", "--repo", str(ws), "--max-attempts=2",
+              env={"ASSEMBLYZERO_SIMULATE_429": "key-a:99:0.1"})
+    assert run.code == 1, run.out + run.err
+    item = summary(latest_run(ws))["items"][0]
+    assert item["status"] == "failed" and item["attempts"] == 2 and item["rate_limited"] == 2
+    assert "no attempts left (2)" in run.out
+
+
+def test_a_401_disables_the_key_for_the_run_and_the_item_moves_on(tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["7", "8"])
+    credentials(key("key-a"), key("key-b"))
+    run = cli("lld-all", "--repo", str(ws), env={"ASSEMBLYZERO_SIMULATE_401": "key-a"})
+    assert run.code == 0, run.out + run.err
+    data = summary(latest_run(ws))
+    assert {i["credential"] for i in data["items"]} == {"key-b"}
+    keys = {k["name"]: k for k in data["credentials"]}
+    assert keys["key-a"]["disabled"] and keys["key-a"]["attempts"] == 1
+    assert "now disabled for this run" in run.out
+
+
+def test_no_usable_credential_exits_75_before_any_worker_starts(ws: Path):
+    credentials(key("key-a", enabled=False), key("key-b", key_env="UNSET_KEY_VAR"))
+    run = cli("lld-all", "--parallel=3", "--repo", str(ws))
+    assert run.code == 75, run.out + run.err
+    assert "no usable credential for provider 'offline'" in run.err
+    assert "UNSET_KEY_VAR is not set" in run.err and "disabled" in run.err
+    assert not (ws / "logs").exists()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json", "is not valid JSON"),
+    ('{"credentials": [{"name": "a", "provider": "offline"}, '
+     '{"name": "a", "provider": "offline"}]}', "duplicate name 'a'"),
+])
+def test_a_broken_credentials_file_is_a_usage_error_naming_it(ws: Path, content: str,
+                                                              message: str):
+    path = Path(os.environ["ASSEMBLYZERO_CREDENTIALS"])
+    path.write_text(content)
+    run = cli("lld-all", "--repo", str(ws))
+    assert run.code == 2 and message in run.err and str(path) in run.err
+    assert "Traceback" not in run.err
+
+
+def test_literal_keys_in_a_readable_file_are_refused_with_the_fix(ws: Path):
+    path = credentials(key("key-a", key=SECRET_LITERAL), private=False)
+    run = cli("lld-all", "--repo", str(ws))
+    assert run.code == 2 and f"chmod 600 {path}" in run.err
+    assert SECRET_LITERAL not in run.err + run.out
+
+
+def test_dry_run_shows_each_credential_state(ws: Path):
+    credentials(key("key-a"), key("key-b", key_env="UNSET_KEY_VAR"))
+    run = cli("dry-run", "--repo", str(ws))
+    assert run.code == 0, run.err
+    assert "key-a (offline): free (1 slot(s))" in run.out
+    assert "key-b (offline): unusable: its secret is not set" in run.out
+    data = json.loads(cli("dry-run", "--repo", str(ws), "--json").out)
+    assert [c["name"] for c in data["credentials"]] == ["key-a", "key-b"]
+    assert not (Path(os.environ["ASSEMBLYZERO_STATE_DIR"]) / "leases").exists()
+
+
+def test_secrets_reach_no_file_no_terminal_no_argv_no_worker_environment(tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["1", "2"])
+    issue = ws / "docs/issues/active/1.md"  # someone pasted both keys into an issue
+    issue.write_text(issue.read_text() + f"\nTry {SECRET_ENV} or {SECRET_LITERAL}.\n")
+    credentials(key("env-key", key_env="TEAM_KEY"), key("lit-key", key=SECRET_LITERAL))
+    env = {**os.environ, "TEAM_KEY": SECRET_ENV, "ASSEMBLYZERO_OFFLINE_LATENCY": "0.3"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assemblyzero", "lld-all", "--parallel=2", "--repo", str(ws)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    seen, inspected = "", 0
+    while inspected < 2:  # while both workers run, look at their argv and environment
+        line = proc.stdout.readline().decode()
+        assert line, seen
+        seen += line
+        if "draft: calling" in line:
+            inspected += 1
+    for pgid in started_groups(latest_run(ws)):
+        for pid in _group_members(pgid):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            for secret in (SECRET_ENV, SECRET_LITERAL):
+                assert secret.encode() not in argv + environ
+            assert b"TEAM_KEY=" not in environ
+    ps = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
+    assert SECRET_ENV not in ps and SECRET_LITERAL not in ps
+    seen += proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 0, seen
+    assert SECRET_ENV not in seen and SECRET_LITERAL not in seen
+    state = Path(os.environ["ASSEMBLYZERO_STATE_DIR"])
+    for root in (ws, state):
+        for path in root.rglob("*"):
+            if path.is_file() and path != issue:  # every file but the user's own input
+                data = path.read_bytes()
+                assert SECRET_ENV.encode() not in data, path
+                assert SECRET_LITERAL.encode() not in data, path
+    assert "***" in (ws / "docs/lld/active/LLD-001.md").read_text()
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_bytes().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+FAKE = (
+    "import os, sys, time\n"
+    "cred = os.environ['ASSEMBLYZERO_CREDENTIAL']\n"
+    "fd = os.open(os.environ['MARKS'], os.O_WRONLY | os.O_APPEND | os.O_CREAT)\n"
+    "os.write(fd, f'+{cred}\\n'.encode())\n"
+    "time.sleep(0.05)  # the work\n"
+    "os.write(fd, f'-{cred}\\n'.encode())\n"
+)
+
+
+def test_two_concurrent_runs_sharing_two_keys_never_exceed_them(tmp_path: Path):
+    credentials(key("key-a"), key("key-b"))
+    marks = tmp_path / "marks.log"
+    runs = []
+    for n in (1, 2):
+        ws = make_workspace(tmp_path / f"ws{n}", issues=[str(i) for i in range(1, 7)])
+        script = driver(tmp_path, ws, FAKE, parallel=3, name=f"run{n}")
+        runs.append(subprocess.Popen([sys.executable, str(script)], env={
+            **os.environ, "MARKS": str(marks)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL))
+    outputs = [p.communicate(timeout=120)[0].decode() for p in runs]
+    assert [p.returncode for p in runs] == [0, 0], outputs
+    holding: dict[str, int] = {"key-a": 0, "key-b": 0}
+    lines = marks.read_text().split()
+    assert len(lines) == 24  # 12 items, each marked in and out
+    for line in lines:
+        holding[line[1:]] += 1 if line[0] == "+" else -1
+        assert all(0 <= n <= 1 for n in holding.values()), lines
