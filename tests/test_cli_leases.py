@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 from conftest import (
-    cli, driver, journal, latest_run, make_workspace, max_concurrency, started_groups, summary,
+    cli,
+    driver,
+    journal,
+    latest_run,
+    make_workspace,
+    max_concurrency,
+    started_groups,
+    summary,
 )
 
 SECRET_ENV = "sk-ant-envsecret-0123456789abcdef"
