@@ -17,9 +17,10 @@ import zlib
 USAGE = "usage: prefix-tee [--width N] [--color auto|always|never] TAG LOGFILE -- COMMAND [ARGS...]"
 HELP = f"""{USAGE}
 
-Run COMMAND (stdout and stderr joined), append its raw output to LOGFILE and
+Run COMMAND (stdout and stderr joined), append its output to LOGFILE and
 write each line to stdout as "[TAG] line", in writes of whole lines of at most
-PIPE_BUF bytes, so parallel prefix-tees can share one terminal. prefix-tee
+PIPE_BUF bytes, so parallel prefix-tees can share one terminal. Common API key
+shapes (sk-..., sk-ant-..., AIza..., ghp_...) become *** in both. prefix-tee
 ignores SIGINT/SIGTERM (COMMAND does not) and exits after COMMAND, with its
 status: 128+N if it was killed by signal N, 127 if it could not be started,
 2 on usage errors or if LOGFILE cannot be opened.
