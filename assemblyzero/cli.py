@@ -5,6 +5,7 @@ Thin on purpose: each task checks its flags and calls into the package.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -72,6 +73,15 @@ def _user_errors() -> Iterator[None]:
         raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
 
 
+def _out(text: str) -> None:
+    """Print one block; a reader that went away (`| head`) is not an error."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # quiet exit flush
+
+
 def _flags(**given: str | None) -> dict[str, Any]:
     return given
 
@@ -86,7 +96,7 @@ def _plan(kinds: list[Kind], as_json: bool, parallel: Any, repo: str, only: str 
         ws = runner.workspace(repo)
         settings, workers = resolve(ws.root, flags), parse_parallel(parallel)
         data = runner.describe(ws, kinds, settings, workers, parse_ids(only), _limit(limit))
-    print(runner.plan_json(data) if as_json else runner.render_plan(data, workers.warning))
+    _out(runner.plan_json(data) if as_json else runner.render_plan(data, workers.warning))
 
 
 def _run_all(kind: Kind, parallel: Any, dry_run: bool, repo: str, only: str | None,
@@ -181,6 +191,37 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Any = 
                  max_iterations=max_iterations, max_attempts=max_attempts))
 
 
+@task(auto_shortflags=False, help={
+    "repo": _SHARED["repo"], "json": "print it as JSON (schema version 1) instead of text"})
+def status(c: Context, repo: str = ".", json_: bool = False) -> None:
+    """Show the latest run, and any run still in progress, item by item."""
+    from assemblyzero import status as runs
+
+    with _user_errors():
+        data = runs.overview(runner.workspace(repo))
+    _out(json.dumps(data, indent=2) if json_ else runs.render(data))
+
+
+@task(optional=["parallel"], auto_shortflags=False, help={
+    "parallel": _RUN_HELP["parallel"], **_ONE_HELP})
+def retry_failed(c: Context, parallel: Any = None, repo: str = ".", timeout: str | None = None,
+                 grace: str | None = None, drafter: str | None = None,
+                 reviewer: str | None = None, max_iterations: str | None = None,
+                 max_attempts: str | None = None) -> None:
+    """Run again what the latest run did not finish, each from its checkpoint."""
+    from assemblyzero import status as runs
+
+    with _user_errors():
+        kind, ids = runs.unfinished(runner.workspace(repo))
+    if not ids:
+        _out("nothing to retry: the latest run finished every item")
+        return
+    _out(f"retrying {len(ids)} {kind.value} item(s): {', '.join(ids)}")
+    _run_all(kind, parallel, False, repo, ",".join(ids), None,
+             _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
+                    max_iterations=max_iterations, max_attempts=max_attempts))
+
+
 _EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "workspace"
 
 
@@ -197,12 +238,12 @@ def demo(c: Context, dest: str | None = None, latency: str | None = None) -> Non
         raise Exit(f"error: {target} is not empty; pick another --dest", code=EXIT_USAGE)
     shutil.copytree(_EXAMPLES, target, dirs_exist_ok=True)
     os.environ.setdefault(ENV_OFFLINE_LATENCY, latency or str(DEMO_LATENCY))
-    print(f"demo workspace: {target}", flush=True)
-    print("$ assemblyzero issue-all", flush=True)
+    _out(f"demo workspace: {target}")
+    _out("$ assemblyzero issue-all")
     issue_all(c, repo=str(target))
-    print("$ assemblyzero lld-all --parallel=3", flush=True)
+    _out("$ assemblyzero lld-all --parallel=3")
     lld_all(c, parallel="3", repo=str(target))
-    print(f"demo done: LLDs in {target / 'docs/lld/active'}, logs in {target / 'logs/parallel'}")
+    _out(f"demo done: LLDs in {target / 'docs/lld/active'}, logs in {target / 'logs/parallel'}")
 
 
 @task(auto_shortflags=False, help={"args": "extra arguments for pytest, e.g. --args='-k prefix'"})
@@ -218,5 +259,5 @@ def lint(c: Context) -> None:
     c.run(f"{sys.executable} -m mypy --strict assemblyzero")
 
 
-ns = Collection(lld_all, issue_all, dry_run, lld, issue, demo, test, lint)
+ns = Collection(lld_all, issue_all, dry_run, status, retry_failed, lld, issue, demo, test, lint)
 program = Program(namespace=ns, version=__version__, name="assemblyzero", binary="assemblyzero")

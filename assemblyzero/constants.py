@@ -38,6 +38,7 @@ ENV_SIMULATE_HANG = "ASSEMBLYZERO_SIMULATE_HANG"
 ENV_SIMULATE_429 = "ASSEMBLYZERO_SIMULATE_429"
 ENV_SIMULATE_401 = "ASSEMBLYZERO_SIMULATE_401"
 ENV_RUN_DIR = "ASSEMBLYZERO_RUN_DIR"  # set by the coordinator for each worker
+ENV_LIFELINE_FD = "ASSEMBLYZERO_LIFELINE_FD"  # end-of-file there: the coordinator is gone
 DEFAULT_OFFLINE_APPROVE_AT = 2
 
 # Demo (invoke demo): per-call latency so that the parallelism is visible.

@@ -32,6 +32,7 @@ from assemblyzero.constants import (
     DEFAULT_MODEL,
     DEFAULT_TIMEOUT,
     ENV_CREDENTIAL,
+    ENV_LIFELINE_FD,
     ENV_RUN_DIR,
     ENV_SECRET_FD,
     ENV_WORKFLOW_DB,
@@ -45,7 +46,7 @@ from assemblyzero.constants import (
     SECRET_ENV_VARS,
 )
 from assemblyzero.ids import slug
-from assemblyzero.leases import Busy
+from assemblyzero.leases import Busy, process_start
 from assemblyzero.pool import Grant, NoCredential, Pool
 from assemblyzero.redact import Redactor
 from assemblyzero.report import Outcome, RunRecord, print_summary, summary_data
@@ -130,7 +131,9 @@ class Coordinator:
         self.width = max(len(f"[{t}]") for t in [COORDINATOR_TAG, *(i.tag for i in items)])
         self.console.width = self.width
         started, wall = time.time(), self.clock()
-        self.record.event("run-start", items=[i.tag for i in items], parallel=self.opts.parallel)
+        self.record.event("run-start", label=label, items=[i.tag for i in items],
+                          ids=[i.id for i in items], parallel=self.opts.parallel,
+                          pid=os.getpid(), pid_start=process_start(os.getpid()))
         how = f"{self.opts.parallel} at a time" if self.opts.parallel > 1 else "one at a time"
         self.say(f"run {self.record.run_id}: {len(items)} item(s), {how}; "
                  f"logs in {os.path.relpath(self.record.dir, self.ws.root)}")
@@ -139,6 +142,7 @@ class Coordinator:
             self._outcome(Item(refused.kind, refused.name), Status.SKIPPED, refused.reason,
                           tag=refused.name)
         self.queue.extend(items)
+        self.lifeline, keep_alive = procs.lifeline()
         with self._signals():
             try:
                 self._loop()
@@ -147,6 +151,8 @@ class Coordinator:
                 self.record.event("error", error=repr(exc), traceback=traceback.format_exc())
             finally:  # whatever happened, no worker outlives its supervisor
                 self._abandon()
+                os.close(self.lifeline)
+                os.close(keep_alive)
         for item in self.queue:  # never started: the run was stopped first
             self._outcome(item, Status.SKIPPED, "not started: the run was interrupted")
         code = self._exit_code()
@@ -203,7 +209,7 @@ class Coordinator:
             self._outcome(item, Status.FAILED, f"could not start the worker: {exc}")
             return
         finally:
-            for fd in fds:
+            for fd in fds[1:]:  # the secrets pipe is the child's alone now
                 os.close(fd)
         self.attempts[key] = self.attempts.get(key, 0) + 1
         self.running[key] = _Running(item, proc, lock, self.clock(), log, grant)
@@ -245,8 +251,9 @@ class Coordinator:
         env = {k: v for k, v in os.environ.items() if k not in hidden}
         env[ENV_WORKFLOW_DB] = str(self.ws.checkpoint(item.kind, item.id))
         env[ENV_RUN_DIR] = str(self.record.dir)
+        env[ENV_LIFELINE_FD] = str(self.lifeline)
         if grant is None or self.pool is None:
-            return env, ()
+            return env, (self.lifeline,)
         env[ENV_CREDENTIAL] = ",".join(grant.names)
         keys = {name: {"secret": self.pool.creds.secrets[name],
                        "provider": self.pool.credential(name).provider,
@@ -255,7 +262,7 @@ class Coordinator:
         mask = [v for v in self.pool.creds.secrets.values() if v]
         fd = procs.secret_pipe({"keys": keys, "mask": mask})
         env[ENV_SECRET_FD] = str(fd)
-        return env, (fd,)
+        return env, (self.lifeline, fd)
 
     def _worker_args(self, item: Item) -> list[str]:
         o = self.opts

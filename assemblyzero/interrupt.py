@@ -9,6 +9,8 @@ call still in flight is abandoned. Between steps, `check()` stops the run.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -41,6 +43,21 @@ class Stop:
         if self.signum is None:
             self.signum = signum
         self._events.put(("stop", 0, None))  # SimpleQueue.put is safe in a handler
+
+    def trigger(self, signum: int) -> None:
+        """Stop as if `signum` had arrived (from any thread)."""
+        self._handler(signum, None)
+
+    def watch_lifeline(self, fd: int) -> None:
+        """Stop (as SIGHUP) when the coordinator holding the pipe's other end dies."""
+
+        def wait() -> None:
+            with contextlib.suppress(OSError):
+                while os.read(fd, 1):
+                    pass
+            self.trigger(signal.SIGHUP)
+
+        threading.Thread(target=wait, name="lifeline", daemon=True).start()
 
     def check(self) -> None:
         """Raise Interrupted if a stop signal has arrived."""

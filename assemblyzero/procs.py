@@ -66,6 +66,17 @@ def secret_pipe(payload: dict[str, Any]) -> int:
     return rfd
 
 
+def lifeline() -> tuple[int, int]:
+    """(read end, write end) of the pipe that tells workers their coordinator is alive.
+
+    Only the coordinator holds the write end (close-on-exec, never passed on);
+    each worker inherits the read end. When the coordinator dies, even by
+    SIGKILL, the kernel closes the write end and every worker's read returns
+    end-of-file at once: no polling.
+    """
+    return os.pipe()
+
+
 def watch(proc: Proc, key: str, events: SimpleQueue[tuple[str, str, int]]) -> None:
     """Put ("exit", key, returncode) on `events` when `proc` ends (no polling)."""
 

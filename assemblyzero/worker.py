@@ -20,6 +20,7 @@ from assemblyzero.constants import (
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MODEL,
     ENV_CREDENTIAL,
+    ENV_LIFELINE_FD,
     ENV_SECRET_FD,
     ENV_WORKFLOW_DB,
     EXIT_AUTH_FAILED,
@@ -82,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     global scrub
     stop = Stop()
     stop.install()  # first: a signal from here on is recorded, never a traceback
+    if os.environ.get(ENV_LIFELINE_FD):
+        stop.watch_lifeline(int(os.environ[ENV_LIFELINE_FD]))
     keys, secrets = read_keys()
     scrub = Redactor(secrets)
     args = parse_args(argv)

@@ -68,3 +68,32 @@ def test_sigterm_gives_143(ws: Path):
     for item_id in stopped:
         assert (ws / f".assemblyzero/checkpoints/lld-{item_id}.db").exists()
     assert not any(group_alive(g) for g in started_groups(run_dir))
+
+
+def _wait_until_gone(groups: list[int], limit: float) -> list[int]:
+    """Groups still alive once `limit` seconds have passed (they are not our children)."""
+    import time
+
+    deadline = time.monotonic() + limit
+    alive = [g for g in groups if group_alive(g)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [g for g in alive if group_alive(g)]
+    return alive
+
+
+def test_workers_of_a_killed_coordinator_stop_by_themselves_and_a_rerun_resumes(ws: Path):
+    proc = _start(ws, "--parallel=2", env={"ASSEMBLYZERO_OFFLINE_LATENCY": "30"})
+    _wait_for_calls(proc, 2)
+    run_dir = latest_run(ws)
+    groups = started_groups(run_dir)
+    proc.kill()  # kill -9: no handler, no cleanup
+    proc.wait()
+    assert _wait_until_gone(groups, limit=10) == []
+    logs = "".join(p.read_text() for p in run_dir.glob("lld-*.log"))
+    assert logs.count("interrupted by SIGHUP") == 2
+    assert len(list((ws / ".assemblyzero/checkpoints").glob("*.db"))) == 2
+    rerun = cli("lld-all", "--parallel=3", "--repo", str(ws))
+    assert rerun.code == 0, rerun.out
+    assert rerun.out.count("resuming at step 'draft'") == 2
+    assert len(list((ws / "docs/lld/active").glob("LLD-*.md"))) == 6
