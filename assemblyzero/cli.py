@@ -261,3 +261,11 @@ def lint(c: Context) -> None:
 
 ns = Collection(lld_all, issue_all, dry_run, status, retry_failed, lld, issue, demo, test, lint)
 program = Program(namespace=ns, version=__version__, name="assemblyzero", binary="assemblyzero")
+
+
+def main() -> None:
+    """The `assemblyzero` command; Ctrl+C before a run has begun still exits 130."""
+    try:
+        program.run()
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)

@@ -51,6 +51,7 @@ DEFAULT_STATE_DIR = "~/.assemblyzero/state"
 LEASE_TTL = 120.0  # a holder on another host whose heartbeat is older is stale
 LEASE_HEARTBEAT = 30.0  # seconds between heartbeats of held leases
 LEASE_RECHECK = 1.0  # pool exhausted by other runs: look again this often
+LEASE_LOCK_POLL = 0.0005  # seconds between tries of a contended lease-file lock
 BACKOFF_START = 2.0  # 429 without Retry-After: 2 s, 4 s, 8 s ... (seconds)
 BACKOFF_CAP = 60.0
 BACKOFF_JITTER = 0.2  # plus 0-20 %

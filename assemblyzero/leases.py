@@ -33,10 +33,10 @@ from assemblyzero.constants import (
     BACKOFF_START,
     DEFAULT_STATE_DIR,
     ENV_STATE_DIR,
+    LEASE_LOCK_POLL,
     LEASE_TTL,
     LOCK_TIMEOUT,
 )
-from assemblyzero.fileio import atomic_write
 
 LEASE_VERSION = 1
 HOST = socket.gethostname()
@@ -90,6 +90,7 @@ class LeaseStore:
         self.dir = (root or state_dir()) / "leases"
         self.clock = clock
         self.pid = os.getpid()
+        self._locks: dict[str, FileLock] = {}
         self.start = process_start(self.pid) or "?"
 
     # --- the operations -----------------------------------------------------
@@ -153,27 +154,46 @@ class LeaseStore:
 
         Writers replace the file atomically, so a lock-free read is consistent.
         """
-        return self._read(name)
+        return self._read(name)[0]
 
     # --- the file -----------------------------------------------------------
     def _lock(self, name: str) -> FileLock:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.dir / f"{name}.lock"), timeout=LOCK_TIMEOUT)
+        lock = self._locks.get(name)
+        if lock is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.dir / f"{name}.lock"), timeout=LOCK_TIMEOUT,
+                            poll_interval=LEASE_LOCK_POLL)
+            self._locks[name] = lock
+        return lock
 
     def _update(self, name: str, change: Callable[[State], Any]) -> Any:
+        """Read, change and (if it changed) rewrite the lease file, all under its lock."""
         with self._lock(name):
-            state = self._read(name)
-            before = json.dumps(state, sort_keys=True)
+            state, before = self._read(name)
             result = change(state)
-            text = json.dumps(state, sort_keys=True)
+            text = json.dumps(state, sort_keys=True) + "\n"
             if text != before:
-                atomic_write(self.dir / f"{name}.json", text + "\n")
+                self._write(name, text)
             return result
 
-    def _read(self, name: str) -> State:
-        path = self.dir / f"{name}.json"
+    def _write(self, name: str, text: str) -> None:
+        """Temp file, fsync, os.replace (the lock is held: one temp name per process will do)."""
+        tmp = self.dir / f".{name}.{self.pid}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            state = json.loads(path.read_text(encoding="utf-8"))
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.dir / f"{name}.json")
+
+    def _read(self, name: str) -> tuple[State, str]:
+        """The state (stale holders dropped, bad fields reset) and the file's text."""
+        path = self.dir / f"{name}.json"
+        text = ""
+        try:
+            text = path.read_text(encoding="utf-8")
+            state = json.loads(text)
             if not isinstance(state, dict) or not isinstance(state.get("holders"), list):
                 raise ValueError("not a lease record")
         except FileNotFoundError:
@@ -185,16 +205,23 @@ class LeaseStore:
         fresh = {"version": LEASE_VERSION, "name": name, "generation": 0, "holders": [],
                  "cooldown_until": 0.0, "streak": 0}
         state = {**fresh, **state}
-        state["holders"] = [h for h in state["holders"] if self._alive(h)]
-        return state
+        for key in ("generation", "streak", "cooldown_until"):
+            value = state[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                print(f"warning: lease file {path}: {key} is {value!r}; reset", file=sys.stderr)
+                state[key] = fresh[key]
+        state["holders"] = [h for h in state["holders"] if self._alive(h, path)]
+        return state, text
 
-    def _alive(self, holder: Any) -> bool:
+    def _alive(self, holder: Any, path: Path) -> bool:
         """Local holder: its process runs (same start time). Remote: fresh heartbeat."""
         try:
             if holder["host"] != HOST:
                 return bool(self.clock() - float(holder["heartbeat"]) < LEASE_TTL)
             start = process_start(int(holder["pid"]))
         except (TypeError, KeyError, ValueError):
-            return False  # a mangled record holds nothing
+            print(f"warning: lease file {path}: holder record {holder!r} is unreadable; "
+                  "rebuilding it without it", file=sys.stderr)
+            return False
         return start is not None and (start == holder.get("start") or "?" in (start,
                                                                               holder.get("start")))

@@ -13,6 +13,7 @@ import select
 import signal
 import sys
 import zlib
+from collections.abc import Callable
 
 USAGE = "usage: prefix-tee [--width N] [--color auto|always|never] TAG LOGFILE -- COMMAND [ARGS...]"
 HELP = f"""{USAGE}
@@ -32,9 +33,9 @@ status: 128+N if it was killed by signal N, 127 if it could not be started,
 """
 # Common API key shapes, masked as *** on the terminal and in the log (SPEC 5).
 # The package's redact module uses the same pattern, plus the known secrets.
-KEY_SHAPES = re.compile(
-    rb"sk-ant-[A-Za-z0-9_-]{8,}|sk-[A-Za-z0-9_-]{16,}|AIza[0-9A-Za-z_-]{30,}"
-    rb"|gh[pousr]_[A-Za-z0-9]{30,}"
+KEY_SHAPES = re.compile(  # a bare `sk-` must start a word: "task-management-..." is no key
+    rb"sk-ant-[A-Za-z0-9_-]{8,}|(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{16,}"
+    rb"|AIza[0-9A-Za-z_-]{30,}|gh[pousr]_[A-Za-z0-9]{30,}"
 )
 MASK = b"***"
 LOG_LINE_LIMIT = 1 << 20  # a log line without newline is written once it gets this long
@@ -87,8 +88,11 @@ class LinePrefixer:
     are cut, on character boundaries, into several prefixed pieces.
     """
 
-    def __init__(self, prefix: bytes, max_line: int = 3800) -> None:
+    def __init__(self, prefix: bytes, max_line: int = 3800,
+                 transform: Callable[[bytes], bytes] = bytes, hold: int = 1 << 16) -> None:
         self.prefix = prefix
+        self.transform = transform  # applied to each whole line before it is cut
+        self.hold = hold  # a line without newline is kept back up to this many bytes
         self.max_line = max_line
         # Text bytes per output line; at least 4 so that any character fits.
         self._room = max(4, max_line - len(prefix) - 1)
@@ -102,10 +106,13 @@ class LinePrefixer:
         out: list[bytes] = []
         for line in lines:
             out += self._pieces(line)
-        # Bound the buffer: emit the full pieces of a long partial line now
-        # (leaving a trailing CR aside, it may still be part of a CRLF).
+        # A line is cut (and transformed) whole, so keep a partial one back; only
+        # past `hold` bytes emit its full pieces now (a trailing CR may be half a CRLF).
+        if len(partial) <= self.hold:
+            self._buf = partial
+            return out
         cr = partial.endswith(b"\r")
-        full, rest = self._cut(partial[:-1] if cr else partial)
+        full, rest = self._cut(self.transform(partial[:-1] if cr else partial))
         self._buf = rest + b"\r" if cr else rest
         return out + full
 
@@ -116,7 +123,7 @@ class LinePrefixer:
         return self._pieces(text) if text else []
 
     def _pieces(self, line: bytes) -> list[bytes]:
-        full, rest = self._cut(line[:-1] if line.endswith(b"\r") else line)
+        full, rest = self._cut(self.transform(line[:-1] if line.endswith(b"\r") else line))
         return [*full, self.prefix + rest + b"\n"]
 
     def _cut(self, text: bytes) -> tuple[list[bytes], bytes]:
@@ -228,7 +235,7 @@ def _spawn(command: list[str]) -> tuple[int, int]:
 
 def _run(command: list[str], prefix: bytes, log: _Sink) -> int:
     """Run `command`; its lines to the terminal (prefixed) and the log, key shapes masked."""
-    out, prefixer = _Sink(1), LinePrefixer(prefix)
+    out, prefixer = _Sink(1), LinePrefixer(prefix, transform=mask)
     try:
         pid, rfd = _spawn(command)
     except OSError as exc:
@@ -241,9 +248,9 @@ def _run(command: list[str], prefix: bytes, log: _Sink) -> int:
     try:
         while chunk := os.read(rfd, READ_SIZE):
             log.write(log_lines.feed(chunk))
-            out.write_lines([mask(line) for line in prefixer.feed(chunk)])
+            out.write_lines(prefixer.feed(chunk))
         log.write(log_lines.flush())
-        out.write_lines([mask(line) for line in prefixer.flush()])
+        out.write_lines(prefixer.flush())
     finally:
         os.close(rfd)
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])

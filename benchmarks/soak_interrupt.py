@@ -92,7 +92,8 @@ def main() -> int:
             code = run(ws, env, interrupt_after=None)
             if code != 0:
                 failures.append(f"round {n}: rerun exited {code}")
-            failures += [f"round {n} (SIGINT after {delay:.2f}s): {p}" for p in check(ws, args.items)]
+            failures += [f"round {n} (SIGINT after {delay:.2f}s): {problem}"
+                         for problem in check(ws, args.items)]
     print(json.dumps({"runs": args.runs, "items": args.items, "failures": len(failures),
                       "details": failures[:20],
                       "seconds": round(time.monotonic() - started, 1)}))

@@ -157,8 +157,14 @@ def test_default_max_line() -> None:
     assert check_pieces(out, prefix, 3800) == "x" * 10000
 
 
+def test_a_partial_line_is_held_whole_up_to_hold_bytes() -> None:
+    lp = LinePrefixer(P, max_line=20, hold=400)
+    assert lp.feed(b"x" * 300) == []  # no newline yet, under `hold`: kept to be cut whole
+    assert check_pieces(lp.feed(b"\n"), P, 20) == "x" * 300
+
+
 def test_long_partial_line_is_not_buffered() -> None:
-    lp = LinePrefixer(P, max_line=20)
+    lp = LinePrefixer(P, max_line=20, hold=40)
     out = lp.feed("\u20ac".encode() * 100)  # no newline yet
     assert len(out) >= 19
     rest = lp.flush()

@@ -1,0 +1,401 @@
+"""The credentials file and the coordinator's pool of keys (SPEC 5)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from assemblyzero import credentials
+from assemblyzero.constants import LEASE_RECHECK
+from assemblyzero.credentials import Credential, CredentialError
+from assemblyzero.leases import Busy, LeaseStore
+from assemblyzero.pool import Grant, NoCredential, Pool
+
+T0 = 1_000_000.0
+ENV = "AZ_TEST_ANTHROPIC_KEY"
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def path(isolated_home: Path) -> Path:
+    """The credentials file the tool reads: $ASSEMBLYZERO_CREDENTIALS (set by conftest)."""
+    path = Path(os.environ["ASSEMBLYZERO_CREDENTIALS"])
+    assert path.parent == isolated_home
+    return path
+
+
+@pytest.fixture(autouse=True)
+def no_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+
+
+def write(path: Path, entries: list[dict[str, object]], mode: int = 0o600) -> Path:
+    path.write_text(json.dumps({"credentials": entries}), encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+def write_raw(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+def offline(name: str, **more: object) -> dict[str, object]:
+    return {"name": name, "provider": "offline", **more}
+
+
+def anthropic(name: str = "team-a", **more: object) -> dict[str, object]:
+    return {"name": name, "provider": "anthropic", "key_env": ENV, **more}
+
+
+# --------------------------------------------------------------------------- credentials.load
+
+
+def test_missing_file_is_an_empty_pool(path: Path) -> None:
+    assert not path.exists()
+    creds = credentials.load()
+    assert creds.path == path
+    assert creds.entries == ()
+    assert creds.secrets == {}
+    assert creds.problems == ()
+    assert creds.usable("anthropic") == []
+
+
+def test_key_env_present_resolves_the_secret(path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "sk-ant-from-the-environment")
+    write(path, [anthropic(max_concurrent=2, base_url="http://localhost:1")], mode=0o644)
+    creds = credentials.load()
+    assert creds.secrets == {"team-a": "sk-ant-from-the-environment"}
+    assert creds.problems == ()
+    assert creds.usable("anthropic") == [Credential(
+        "team-a", "anthropic", key_env=ENV, literal=False, max_concurrent=2, enabled=True,
+        base_url="http://localhost:1")]
+
+
+def test_key_env_missing_is_a_problem_not_a_usable_key(path: Path) -> None:
+    write(path, [anthropic()])
+    creds = credentials.load()
+    assert [c.name for c in creds.entries] == ["team-a"]
+    assert creds.listed("anthropic")
+    assert creds.usable("anthropic") == []
+    assert "team-a" not in creds.secrets
+    [problem] = creds.problems
+    assert "'team-a'" in problem
+    assert ENV in problem
+
+
+def test_key_env_set_but_empty_is_a_problem(path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "")
+    write(path, [anthropic()])
+    creds = credentials.load()
+    assert creds.usable("anthropic") == []
+    assert len(creds.problems) == 1
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_literal_key_in_a_readable_file_is_refused(path: Path, mode: int) -> None:
+    write(path, [{"name": "lit", "provider": "anthropic", "key": "sk-ant-literal-secret"}],
+          mode=mode)
+    with pytest.raises(CredentialError) as err:
+        credentials.load()
+    assert f"chmod 600 {path}" in str(err.value)
+    assert f"{mode:o}" in str(err.value)
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400])
+def test_literal_key_in_a_private_file_is_used(path: Path, mode: int) -> None:
+    write(path, [{"name": "lit", "provider": "anthropic", "key": "sk-ant-literal-secret"}],
+          mode=mode)
+    creds = credentials.load()
+    assert creds.secrets == {"lit": "sk-ant-literal-secret"}
+    [cred] = creds.usable("anthropic")
+    assert cred.literal
+    assert cred.key_env is None
+
+
+def test_key_env_entries_need_no_private_file(path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "secret-value")
+    write(path, [anthropic()], mode=0o644)
+    assert credentials.load().usable("anthropic")
+
+
+def test_explicit_path_argument(tmp_path: Path) -> None:
+    other = write(tmp_path / "elsewhere.json", [offline("o1")])
+    creds = credentials.load(other)
+    assert creds.path == other
+    assert [c.name for c in creds.usable("offline")] == ["o1"]
+
+
+@pytest.mark.parametrize("text", [
+    "{not json",
+    "",
+    "[]",
+    '"credentials"',
+    "{}",
+    '{"credentials": {"name": "a"}}',
+    '{"credentials": null}',
+], ids=["malformed", "empty", "list", "string", "no-credentials", "credentials-object",
+        "credentials-null"])
+def test_file_that_is_not_a_credentials_object_is_refused(path: Path, text: str) -> None:
+    write_raw(path, text)
+    with pytest.raises(CredentialError) as err:
+        credentials.load()
+    assert str(path) in str(err.value)
+
+
+BAD_ENTRIES = {
+    "duplicate-name": ([offline("a"), offline("a")], "'a'", "duplicate"),
+    "bad-name-dotdot": ([offline("../x")], "'../x'", "name"),
+    "bad-name-empty": ([offline("")], "entry 1", "name"),
+    "bad-name-missing": ([{"provider": "offline"}], "entry 1", "name"),
+    "not-an-object": (["team-a"], "entry 1", "object"),
+    "unknown-field": ([offline("a", secret="x")], "'a'", "secret"),
+    "key-and-key-env": ([anthropic("a", key="sk-ant-xxxxxxxxxx")], "'a'", "not both"),
+    "max-concurrent-0": ([offline("a", max_concurrent=0)], "'a'", "max_concurrent"),
+    "max-concurrent-true": ([offline("a", max_concurrent=True)], "'a'", "max_concurrent"),
+    "max-concurrent-str": ([offline("a", max_concurrent="2")], "'a'", "max_concurrent"),
+    "max-concurrent-float": ([offline("a", max_concurrent=1.5)], "'a'", "max_concurrent"),
+    "enabled-yes": ([offline("a", enabled="yes")], "'a'", "enabled"),
+    "no-provider": ([{"name": "a", "key_env": ENV}], "'a'", "provider"),
+    "no-key": ([{"name": "a", "provider": "anthropic"}], "'a'", "key_env"),
+    "empty-key": ([{"name": "a", "provider": "anthropic", "key": ""}], "'a'", "key"),
+    "key-env-not-str": ([anthropic("a", key_env=5)], "'a'", "key_env"),
+    "base-url-not-str": ([offline("a", base_url=1)], "'a'", "base_url"),
+}
+
+
+@pytest.mark.parametrize(("entries", "names", "about"), BAD_ENTRIES.values(),
+                         ids=BAD_ENTRIES.keys())
+def test_bad_entry_is_refused_naming_it(path: Path, entries: list[dict[str, object]],
+                                        names: str, about: str) -> None:
+    write(path, [offline("fine"), *entries])
+    with pytest.raises(CredentialError) as err:
+        credentials.load()
+    message = str(err.value)
+    assert str(path) in message
+    # entries are counted from 1 and the good one comes first
+    assert names.replace("entry 1", "entry 2") in message
+    assert about in message
+
+
+def test_offline_entry_needs_no_key(path: Path) -> None:
+    write(path, [offline("o1", max_concurrent=3)])
+    creds = credentials.load()
+    assert creds.problems == ()
+    assert creds.secrets == {"o1": ""}
+    [cred] = creds.usable("offline")
+    assert (cred.name, cred.max_concurrent, cred.enabled) == ("o1", 3, True)
+
+
+def test_usable_skips_disabled_and_other_providers(path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "k" * 20)
+    write(path, [offline("o1"), offline("o2", enabled=False), offline("o3", enabled=True),
+                 anthropic("a1")])
+    creds = credentials.load()
+    assert [c.name for c in creds.usable("offline")] == ["o1", "o3"]
+    assert [c.name for c in creds.usable("anthropic")] == ["a1"]
+    assert creds.usable("openai") == []
+    assert creds.listed("offline")
+    assert not creds.listed("openai")
+
+
+# --------------------------------------------------------------------------- Pool.for_models
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock) -> LeaseStore:
+    return LeaseStore(tmp_path / "state", clock=clock)
+
+
+def make_pool(store: LeaseStore, clock: Clock, *specs: str) -> Pool:
+    pool = Pool.for_models(specs, store=store)
+    assert pool is not None
+    pool.clock = clock
+    return pool
+
+
+def test_offline_models_without_credentials_file_need_no_pool(path: Path,
+                                                              store: LeaseStore) -> None:
+    assert Pool.for_models(("offline:default", "offline:reviewer"), store=store) is None
+    assert not store.dir.exists()  # nothing leased, nothing written
+
+
+def test_offline_models_lease_offline_entries(path: Path, store: LeaseStore,
+                                              clock: Clock) -> None:
+    write(path, [offline("o1"), offline("o2", max_concurrent=2)])
+    pool = make_pool(store, clock, "offline:default", "offline:other")
+    assert pool.providers == ("offline",)
+    assert sorted(pool.stats) == ["o1", "o2"]
+    grant = pool.take("41")
+    assert isinstance(grant, Grant)
+    assert grant.names == ("o1",)
+    assert [h["item"] for h in store.peek("o1")["holders"]] == ["41"]
+
+
+def test_missing_provider_is_no_credential_naming_provider_and_file(
+    path: Path, store: LeaseStore
+) -> None:
+    write(path, [offline("o1")])
+    with pytest.raises(NoCredential) as err:
+        Pool.for_models(("anthropic:x",), store=store)
+    message = str(err.value)
+    assert "'anthropic'" in message
+    assert str(path) in message
+    assert "lists no 'anthropic' credential" in message
+
+
+def test_missing_provider_without_any_file(path: Path, store: LeaseStore) -> None:
+    with pytest.raises(NoCredential) as err:
+        Pool.for_models(("offline:default", "anthropic:x"), store=store)
+    assert "'anthropic'" in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_only_disabled_entry_is_no_credential_saying_disabled(
+    path: Path, store: LeaseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV, "k" * 20)
+    write(path, [anthropic("a1", enabled=False)])
+    with pytest.raises(NoCredential) as err:
+        Pool.for_models(("anthropic:x",), store=store)
+    assert "'a1' is disabled" in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_entry_with_missing_env_is_no_credential_naming_the_variable(
+    path: Path, store: LeaseStore
+) -> None:
+    write(path, [anthropic("a1")])
+    with pytest.raises(NoCredential) as err:
+        Pool.for_models(("anthropic:x",), store=store)
+    assert "'a1'" in str(err.value)
+    assert ENV in str(err.value)
+
+
+def test_no_secret_value_in_no_credential_message(path: Path, store: LeaseStore,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "sk-ant-VERYSECRETVALUE")
+    write(path, [anthropic("a1", enabled=False)])
+    with pytest.raises(NoCredential) as err:
+        Pool.for_models(("anthropic:x",), store=store)
+    assert "VERYSECRET" not in str(err.value)
+
+
+# --------------------------------------------------------------------------- Pool.take
+
+
+@pytest.fixture
+def three(path: Path, store: LeaseStore, clock: Clock) -> Pool:
+    write(path, [offline("a"), offline("b"), offline("c")])
+    return make_pool(store, clock, "offline:default")
+
+
+def test_take_round_robins_across_keys(three: Pool) -> None:
+    names = []
+    for n in range(6):
+        grant = three.take(str(n))
+        assert isinstance(grant, Grant)
+        names += grant.names
+        three.give_back(grant, succeeded=True)
+    assert names == ["a", "b", "c", "a", "b", "c"]
+    assert {k: s.attempts for k, s in three.stats.items()} == {"a": 2, "b": 2, "c": 2}
+
+
+def test_take_is_busy_when_every_key_is_held(three: Pool, store: LeaseStore,
+                                             clock: Clock) -> None:
+    grants = [three.take(str(n)) for n in range(3)]
+    assert all(isinstance(g, Grant) for g in grants)
+    assert sorted(n for g in grants for n in g.names) == ["a", "b", "c"]  # type: ignore[union-attr]
+    got = three.take("4")
+    assert isinstance(got, Busy)
+    assert got.name == "offline"
+    assert "every offline credential is held or cooling down" in got.reason
+    assert got.until == T0 + LEASE_RECHECK  # held by others: look again soon
+    three.give_back(grants[1], succeeded=True)  # type: ignore[arg-type]
+    again = three.take("4")
+    assert isinstance(again, Grant)
+    assert again.names == grants[1].names  # type: ignore[union-attr]
+
+
+def test_take_waits_for_the_earliest_cooldown(three: Pool, clock: Clock) -> None:
+    ends = {name: three.rate_limited(name, retry) for name, retry in
+            (("a", 30), ("b", 5), ("c", 50))}
+    got = three.take("1")
+    assert isinstance(got, Busy)
+    assert got.until == ends["b"]
+    clock.now = ends["b"] + 0.01
+    grant = three.take("1")
+    assert isinstance(grant, Grant)
+    assert grant.names == ("b",)
+
+
+def test_rate_limited_counts_429s_and_cools_the_key_for_everyone(
+    three: Pool, clock: Clock, tmp_path: Path
+) -> None:
+    first = three.rate_limited("a", 5)
+    clock.now = first + 1
+    second = three.rate_limited("a", None)
+    stats = three.stats["a"]
+    assert stats.rate_limited == 2
+    assert stats.cooldown_seconds == pytest.approx((first - T0) + (second - clock.now))
+    assert 5 <= first - T0 <= 6
+    assert three.stats["b"].rate_limited == three.stats["c"].rate_limited == 0
+    other = LeaseStore(tmp_path / "state", clock=clock)  # another run on the machine
+    got = other.acquire("a", 1, "other-run", "9")
+    assert isinstance(got, Busy)
+    assert got.until == second
+
+
+def test_take_with_two_providers_releases_the_first_when_the_second_is_busy(
+    path: Path, store: LeaseStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV, "k" * 20)
+    write(path, [anthropic("a1"), offline("o1")])
+    pool = make_pool(store, clock, "anthropic:drafter", "offline:reviewer")
+    assert pool.providers == ("anthropic", "offline")
+    blocker = store.acquire("o1", 1, "other-run", "x")  # another run holds the offline key
+    got = pool.take("1")
+    assert isinstance(got, Busy)
+    assert store.peek("a1")["holders"] == []  # not left holding the anthropic key
+    assert pool.stats["a1"].attempts == 0
+    store.release(blocker)  # type: ignore[arg-type]
+    grant = pool.take("1")
+    assert isinstance(grant, Grant)
+    assert grant.names == ("a1", "o1")
+    assert pool.secrets(grant) == {"a1": "k" * 20, "o1": ""}
+    assert pool.env_names() == {ENV}
+
+
+def test_disabled_for_the_run_keys_are_skipped(three: Pool) -> None:
+    three.disable("a", "401")
+    three.disable("b", "403")
+    names = []
+    for n in range(3):
+        grant = three.take(str(n))
+        assert isinstance(grant, Grant)
+        names += grant.names
+        three.give_back(grant, succeeded=True)
+    assert names == ["c", "c", "c"]
+    three.disable("c", "401")
+    with pytest.raises(NoCredential, match="refused"):
+        three.take("4")
