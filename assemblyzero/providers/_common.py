@@ -1,0 +1,79 @@
+"""What every real provider shares: loading its SDK, Retry-After, bounded retries.
+
+Provider modules turn their SDK's exceptions into RateLimited (429, with
+Retry-After), AuthFailed (401/403) or a transient ProviderError (5xx,
+timeouts, connection errors); `call_with_retries` retries only the
+transient ones, a bounded number of times, and never a 429 or 401/403,
+which the coordinator handles across keys.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import importlib
+import os
+import time
+from collections.abc import Callable
+from types import ModuleType
+from typing import TypeVar
+
+from assemblyzero.providers import ProviderError
+
+T = TypeVar("T")
+
+CALL_RETRIES = 2  # a 5xx or timeout is retried twice (three tries in all)
+RETRY_BASE = 1.0  # seconds before the first retry; doubles each time
+ENV_CALL_TIMEOUT = "ASSEMBLYZERO_CALL_TIMEOUT"
+DEFAULT_CALL_TIMEOUT = 300.0  # seconds one HTTP call may take
+
+
+class Transient(ProviderError):
+    """A failure worth retrying on the same key: 5xx, timeout, connection reset."""
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import an optional SDK, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ProviderError(
+            f"the {extra} provider needs its SDK: pip install \"assemblyzero[{extra}]\""
+        ) from None
+
+
+def call_timeout() -> float:
+    raw = os.environ.get(ENV_CALL_TIMEOUT, "")
+    try:
+        return float(raw) if raw else DEFAULT_CALL_TIMEOUT
+    except ValueError:
+        raise ProviderError(f"{ENV_CALL_TIMEOUT}={raw!r} is not a number of seconds") from None
+
+
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds to wait from a Retry-After header: `120` or an HTTP date; None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+def call_with_retries(call: Callable[[], T], retries: int = CALL_RETRIES,
+                      base: float = RETRY_BASE,
+                      sleep: Callable[[float], None] = time.sleep) -> T:
+    """`call()`, retrying a Transient failure `retries` times with doubling pauses."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except Transient as exc:
+            if attempt == retries:
+                raise ProviderError(f"{exc} (after {retries + 1} tries)") from exc
+            sleep(base * 2**attempt)
+    raise AssertionError("unreachable")
