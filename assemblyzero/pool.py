@@ -16,6 +16,7 @@ from assemblyzero import credentials
 from assemblyzero.constants import LEASE_RECHECK
 from assemblyzero.credentials import Credential, CredentialFile
 from assemblyzero.leases import Busy, Lease, LeaseStore
+from assemblyzero.providers import KEYLESS
 
 
 class NoCredential(Exception):
@@ -59,12 +60,12 @@ class Pool:
     def for_models(cls, specs: tuple[str, ...], store: LeaseStore | None = None) -> Pool | None:
         """The pool the models need, or None when none needs a credential.
 
-        The offline provider needs none, but leases `offline` entries when the
-        file lists some (that is how demos and tests exercise leasing).
+        The offline and cmd providers need none, but lease their entries when
+        the file lists some (that is how demos and tests exercise leasing).
         """
         creds = credentials.load()
         needed = tuple(p for p in dict.fromkeys(s.partition(":")[0] for s in specs)
-                       if p != "offline" or creds.listed("offline"))
+                       if p not in KEYLESS or creds.listed(p))
         if not needed:
             return None
         for provider in needed:

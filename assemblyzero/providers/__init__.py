@@ -15,7 +15,13 @@ from typing import Protocol
 # provider name -> module that defines `create(model: str) -> Provider`
 REGISTRY: dict[str, str] = {
     "offline": "assemblyzero.providers.offline",
+    "anthropic": "assemblyzero.providers.anthropic",
+    "openai": "assemblyzero.providers.openai",
+    "gemini": "assemblyzero.providers.gemini",
+    "cmd": "assemblyzero.providers.cmd",
 }
+# Providers that run without an API key unless the credentials file lists some.
+KEYLESS = {"offline", "cmd"}
 
 
 @dataclass(frozen=True)
