@@ -112,6 +112,7 @@ class Coordinator:
         self.outcomes: list[Outcome] = []
         self.attempts: dict[str, int] = {}
         self.limited: dict[str, int] = {}  # 429s per item
+        self.tokens_seen: dict[str, list[int]] = {}  # per item, as of its last attempt
         self.stopped_by: int | None = None  # the signal that stopped the run
         self.paused = False  # the pool was exhausted and no worker has started since
         self.pause_at: float | None = None  # no new worker before this (pool exhausted)
@@ -279,6 +280,7 @@ class Coordinator:
         if r.ended_by is not None and status is not Status.DONE:
             status, reason = r.ended_by, _why(r.ended_by, code)
         self._release(r.grant, r.lock, succeeded=status is Status.DONE)
+        self._count_tokens(key, r.grant, result)
         self.record.event("end", item=item.tag, status=status.value, exit_code=code,
                           duration=round(duration, 3))
         self.pause_at = None  # a lease came back: try again now
@@ -313,6 +315,16 @@ class Coordinator:
                  f"(attempt {self.attempts[key] + 1} of {self.opts.max_attempts})")
         self.queue.appendleft(r.item)
         return True
+
+    def _count_tokens(self, key: str, grant: Grant | None, result: WorkerResult | None) -> None:
+        """Charge the tokens this attempt used (the result holds the item's running total)."""
+        if not (grant and self.pool and result):
+            return
+        before = self.tokens_seen.get(key, [0, 0])
+        self.tokens_seen[key] = list(result.tokens)
+        for name in grant.names:
+            for n in (0, 1):
+                self.pool.stats[name].tokens[n] += max(0, result.tokens[n] - before[n])
 
     def _release(self, grant: Grant | None, lock: FileLock, succeeded: bool) -> None:
         if grant and self.pool:
@@ -398,6 +410,7 @@ class Coordinator:
             item.kind.value, item.id, tag or item.tag, status, duration=duration,
             iterations=result.iterations if result else 0,
             model_calls=result.model_calls if result else 0,
+            tokens=(result.tokens[0], result.tokens[1]) if result else (0, 0),
             attempts=self.attempts.get(key, 0), rate_limited=self.limited.get(key, 0),
             credential=",".join(r.grant.names) if r and r.grant else None,
             reason=self.scrub(reason), log=str(r.log) if r else None))

@@ -90,6 +90,7 @@ class Workflow:
         return WorkerResult(
             kind=self.kind.value, id=self.item_id, status=status,
             iterations=self.state["iteration"], model_calls=self.state["model_calls"],
+            tokens=list(self.state.get("tokens", [0, 0])),
             resumed_from=resumed, reason=reason, steps=done,
             output=str(output.relative_to(self.ws.root)) if output else None,
         )
@@ -195,7 +196,13 @@ class Workflow:
             exc.credential = key.name if key else None
             raise
         state["model_calls"] += 1
-        self.say(f"{role}: reply in {time.monotonic() - started:.2f}s")
+        used = state.setdefault("tokens", [0, 0])  # input, output: where the API reports them
+        used[0] += reply.input_tokens or 0
+        used[1] += reply.output_tokens or 0
+        counted = reply.input_tokens is not None or reply.output_tokens is not None
+        tokens = (f", {reply.input_tokens or 0} in / {reply.output_tokens or 0} out tokens"
+                  if counted else "")
+        self.say(f"{role}: reply in {time.monotonic() - started:.2f}s{tokens}")
         return self.scrub(reply.text)
 
     def _lineage(self, name: str, text: str) -> None:

@@ -31,6 +31,7 @@ class KeyStats:
     provider: str
     attempts: int = 0
     rate_limited: int = 0
+    tokens: list[int] = field(default_factory=lambda: [0, 0])  # input, output
     cooldown_seconds: float = 0.0
     disabled: str = ""
 

@@ -36,6 +36,7 @@ class Outcome:
     duration: float = 0.0
     iterations: int = 0
     model_calls: int = 0
+    tokens: tuple[int, int] = (0, 0)  # input, output
     attempts: int = 0
     rate_limited: int = 0
     credential: str | None = None
@@ -122,8 +123,9 @@ def print_summary(say: Callable[[str], None], summary: dict[str, Any], outcomes:
     for line in table(outcomes, root):
         say("  " + line)
     if summary["credentials"]:
-        rows = [("KEY", "PROVIDER", "STARTS", "429S", "RESTED", "DISABLED")]
-        rows += [(k["name"], k["provider"], str(k["attempts"]), str(k["rate_limited"]),
+        rows = [("KEY", "PROVIDER", "STARTS", "TOKENS", "429S", "RESTED", "DISABLED")]
+        rows += [(k["name"], k["provider"], str(k["attempts"]),
+                  f"{k['tokens'][0]}/{k['tokens'][1]}", str(k["rate_limited"]),
                   f"{k['cooldown_seconds']:.1f}s", k["disabled"] or "-")
                  for k in summary["credentials"]]
         for line in _aligned(rows):
@@ -141,12 +143,14 @@ _ORDER = {Status.FAILED: 0, Status.TIMEOUT: 1, Status.HALTED: 2, Status.INTERRUP
 
 def table(outcomes: list[Outcome], root: Path) -> list[str]:
     """The items as aligned rows, failures first."""
-    rows = [("ITEM", "STATUS", "TIME", "ITER", "CALLS", "TRIES", "429S", "KEY", "LOG / REASON")]
+    rows = [("ITEM", "STATUS", "TIME", "ITER", "CALLS", "TOKENS", "TRIES", "429S", "KEY",
+             "LOG / REASON")]
     for o in sorted(outcomes, key=lambda o: (_ORDER[o.status], o.tag)):
         note = o.reason if o.status is not Status.DONE else ""
         where = _rel(o.log, root) if o.log else ""
         rows.append((o.tag, o.status.value, f"{o.duration:.1f}s", str(o.iterations),
-                     str(o.model_calls), str(o.attempts), str(o.rate_limited),
+                     str(o.model_calls), f"{o.tokens[0]}/{o.tokens[1]}", str(o.attempts),
+                     str(o.rate_limited),
                      o.credential or "-", "  ".join(filter(None, (where, note)))))
     return _aligned(rows)
 

@@ -45,6 +45,7 @@ class WorkerResult:
     status: Status
     iterations: int = 0
     model_calls: int = 0
+    tokens: list[int] = field(default_factory=lambda: [0, 0])  # input, output
     resumed_from: str | None = None
     output: str | None = None
     reason: str = ""

@@ -114,7 +114,8 @@ def run_item(
         state = workflow.state if workflow else {}
         return WorkerResult(kind.value, item_id, status, reason=scrub(reason),
                             iterations=state.get("iteration", 0),
-                            model_calls=state.get("model_calls", 0), retry=retry)
+                            model_calls=state.get("model_calls", 0),
+                            tokens=list(state.get("tokens", [0, 0])), retry=retry)
 
     try:
         state = _load_state(checkpoint)

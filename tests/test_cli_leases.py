@@ -216,3 +216,17 @@ def test_two_concurrent_runs_sharing_two_keys_never_exceed_them(tmp_path: Path):
     for line in lines:
         holding[line[1:]] += 1 if line[0] == "+" else -1
         assert all(0 <= n <= 1 for n in holding.values()), lines
+
+
+def test_tokens_are_counted_per_item_and_per_key(tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["1", "2"])
+    credentials(key("key-a"))
+    run = cli("lld-all", "--repo", str(ws), env={"ASSEMBLYZERO_OFFLINE_LATENCY": "0"})
+    assert run.code == 0, run.out + run.err
+    data = summary(latest_run(ws))
+    per_item = [tuple(i["tokens"]) for i in data["items"]]
+    assert all(t[0] > 0 and t[1] > 0 for t in per_item)  # offline reports word counts
+    assert tuple(data["credentials"][0]["tokens"]) == (sum(t[0] for t in per_item),
+                                                       sum(t[1] for t in per_item))
+    log = (latest_run(ws) / "lld-1.log").read_text()
+    assert " in / " in log and "out tokens" in log

@@ -1,0 +1,96 @@
+"""`cmd:<command>`: any command line that reads a prompt on stdin and answers on stdout.
+
+`cmd:claude -p`, `cmd:llm -m gpt-4o`, `cmd:ollama run llama3`: the model part
+is split like a shell would (shlex, no shell runs). The child inherits the
+worker's environment, runs in its own process group (so that a timeout kills
+whatever it started too) and is never retried: a failing command fails the
+call with its exit code and the tail of its stderr.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import threading
+
+from assemblyzero.providers import ModelReply, ModelRequest, ProviderError, ProviderKey
+from assemblyzero.providers._common import call_timeout
+
+STDERR_LINES = 10  # how much of a failing command's stderr the error quotes
+STDERR_CHARS = 1000
+
+_running: set[int] = set()  # process groups of commands still running, killed at exit
+_lock = threading.Lock()
+
+
+class CmdProvider:
+    name = "cmd"
+
+    def __init__(self, command: str, key: ProviderKey | None = None) -> None:
+        try:
+            self.argv = shlex.split(command)
+        except ValueError as exc:
+            raise ProviderError(f"cmd:{command}: cannot parse the command line ({exc})") from None
+        if not self.argv:
+            raise ProviderError("cmd: needs a command, e.g. cmd:claude -p")
+        self.command, self.key = command, key  # the key is accepted and not used
+
+    def complete(self, request: ModelRequest) -> ModelReply:
+        timeout = call_timeout()
+        try:
+            child = subprocess.Popen(
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise ProviderError(f"cmd: command not found: {self.argv[0]}") from None
+        except OSError as exc:
+            raise ProviderError(f"cmd: cannot run {self.argv[0]}: {exc.strerror}") from None
+        with _lock:
+            _running.add(child.pid)
+        try:
+            out, err = child.communicate(request.prompt, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(child.pid)
+            child.communicate()
+            raise ProviderError(f"cmd: {self.argv[0]} timed out after {timeout:g}s") from None
+        except BaseException:
+            _kill_group(child.pid)
+            child.wait()
+            raise
+        finally:
+            _kill_group(child.pid)  # whatever the command left running in its group
+            with _lock:
+                _running.discard(child.pid)
+        if child.returncode != 0:
+            raise ProviderError(f"cmd: {self.argv[0]} exited with code {child.returncode}"
+                                + _tail(err))
+        return ModelReply(out)
+
+
+def create(model: str, key: ProviderKey | None = None) -> CmdProvider:
+    return CmdProvider(model, key)
+
+
+def _tail(stderr: str) -> str:
+    lines = stderr.rstrip().splitlines()[-STDERR_LINES:]
+    text = "\n".join(lines)[-STDERR_CHARS:]
+    return f"; stderr:\n{text}" if text else " (no stderr)"
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+@atexit.register
+def _kill_running() -> None:
+    """A worker that exits (stopped mid-call) takes its commands with it."""
+    with _lock:
+        for pgid in list(_running):
+            _kill_group(pgid)

@@ -1,0 +1,140 @@
+"""Google Gemini through the official `google-genai` SDK (SPEC 4).
+
+The SDK's own retries are off (its default is already "no retries"; we say
+so explicitly where the SDK knows the option) so that a 429 reaches the
+coordinator at once; 5xx, timeouts and connection errors are retried here by
+`call_with_retries`. The key travels in the `x-goog-api-key` header and is
+scrubbed from every message we build.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from assemblyzero.providers import (
+    AuthFailed,
+    ModelReply,
+    ModelRequest,
+    ProviderError,
+    ProviderKey,
+    RateLimited,
+)
+from assemblyzero.providers._common import (
+    Transient,
+    call_timeout,
+    call_with_retries,
+    parse_retry_after,
+    require,
+)
+
+
+class GeminiProvider:
+    name = "gemini"
+
+    def __init__(self, model: str, key: ProviderKey | None) -> None:
+        genai = require("google.genai", "gemini")
+        self.errors: Any = require("google.genai.errors", "gemini")
+        if key is None:
+            raise ProviderError("the gemini provider needs a credential: add an entry with "
+                                "\"provider\": \"gemini\" to the credentials file")
+        self.model, self.key = model, key
+        self.timeout = call_timeout()
+        options: dict[str, Any] = {"timeout": max(1, round(self.timeout * 1000))}  # ms
+        if key.base_url:
+            options["base_url"] = key.base_url
+        if "retry_options" in genai.types.HttpOptions.model_fields:
+            options["retry_options"] = genai.types.HttpRetryOptions(attempts=1)
+        self.client: Any = genai.Client(api_key=key.secret, vertexai=False,
+                                        http_options=genai.types.HttpOptions(**options))
+
+    def complete(self, request: ModelRequest) -> ModelReply:
+        return call_with_retries(lambda: self._once(request.prompt))
+
+    def _once(self, prompt: str) -> ModelReply:
+        try:
+            response = self.client.models.generate_content(model=self.model, contents=prompt)
+        except self.errors.APIError as exc:
+            raise self._api_error(exc) from None
+        except Exception as exc:
+            if _is_transport_error(exc):
+                raise self._transport_error(exc) from None
+            raise ProviderError(self._scrub(f"gemini {self.model}: {type(exc).__name__}: "
+                                            f"{exc}")) from None
+        text = response.text
+        if not text:
+            reason = _finish_reason(response)
+            raise ProviderError(f"gemini {self.model}: empty reply ({reason})")
+        usage = response.usage_metadata
+        return ModelReply(text, usage.prompt_token_count if usage else None,
+                          usage.candidates_token_count if usage else None)
+
+    def _api_error(self, exc: Any) -> ProviderError:
+        code = int(exc.code or 0)
+        detail = self._scrub(f"HTTP {code} {exc.status or ''}: {exc.message or ''}".strip())
+        message = f"gemini {self.model}: {detail}"
+        if code == 429:
+            return RateLimited(message, _retry_after(exc))
+        if code in (401, 403) or _error_reason(exc.details) == "API_KEY_INVALID":
+            return AuthFailed(message)
+        if code == 408 or code >= 500:
+            return Transient(message)
+        return ProviderError(message)
+
+    def _transport_error(self, exc: Exception) -> Transient:
+        if "Timeout" in type(exc).__name__:
+            return Transient(f"gemini {self.model}: timed out after {self.timeout:g}s")
+        return Transient(self._scrub(f"gemini {self.model}: connection failed: "
+                                     f"{type(exc).__name__}: {exc}"))
+
+    def _scrub(self, text: str) -> str:
+        secret = self.key.secret if self.key else ""
+        return text.replace(secret, "***") if secret else text
+
+
+def create(model: str, key: ProviderKey | None = None) -> GeminiProvider:
+    return GeminiProvider(model, key)
+
+
+def _is_transport_error(exc: Exception) -> bool:
+    """An httpx/httpx2 TransportError (timeouts, refused or reset connections)."""
+    return any(cls.__name__ == "TransportError" and cls.__module__.startswith("httpx")
+               for cls in type(exc).__mro__)
+
+
+def _retry_after(exc: Any) -> float | None:
+    """Retry-After from the response headers, else the RetryInfo `retryDelay` ("7s")."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    found = parse_retry_after(headers.get("retry-after")) if headers is not None else None
+    if found is not None:
+        return found
+    for detail in _error_details(exc.details):
+        delay = detail.get("retryDelay")
+        if str(detail.get("@type", "")).endswith("RetryInfo") and isinstance(delay, str):
+            try:
+                return max(0.0, float(delay.strip().removesuffix("s")))
+            except ValueError:
+                return None
+    return None
+
+
+def _error_details(body: Any) -> list[dict[str, Any]]:
+    error = body.get("error", body) if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
+
+
+def _error_reason(body: Any) -> str | None:
+    """The ErrorInfo reason: Gemini answers a bad key with 400 API_KEY_INVALID."""
+    for detail in _error_details(body):
+        if str(detail.get("@type", "")).endswith("ErrorInfo"):
+            return str(detail.get("reason", "")) or None
+    return None
+
+
+def _finish_reason(response: Any) -> str:
+    feedback = getattr(response, "prompt_feedback", None)
+    if feedback is not None and getattr(feedback, "block_reason", None):
+        return f"prompt blocked: {feedback.block_reason}"
+    candidates = getattr(response, "candidates", None) or []
+    reason = getattr(candidates[0], "finish_reason", None) if candidates else None
+    return f"finish reason {reason}" if reason else "no candidates"
