@@ -21,7 +21,6 @@ from assemblyzero.redact import Redactor
 
 GH_TIMEOUT = 60.0  # seconds for one gh call
 _FIELDS = "number,title,body,labels"
-_TAIL_LINES = 5
 _TOKENS = ("GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN")
 _ARG_SHOWN = 60  # longer arguments (titles) are shortened in messages
 _ISSUE_URL = re.compile(r"https?://\S+/issues/(\d+)\b")
@@ -61,7 +60,7 @@ def _describe(argv: list[str]) -> str:
 
 
 def _tail(stderr: str) -> str:
-    kept = [line.rstrip() for line in stderr.splitlines() if line.strip()][-_TAIL_LINES:]
+    kept = [line.rstrip() for line in stderr.splitlines() if line.strip()][-5:]
     return _redactor()("\n".join(kept))
 
 
@@ -69,8 +68,8 @@ def _run(argv: list[str], stdin: str, timeout: float, cwd: Path | None) -> str:
     """Run gh (stdin: a closed pipe if empty) and return its stdout, or raise GitHubError."""
     command = _describe(argv)
     try:
-        proc = subprocess.run(argv, input=stdin, capture_output=True, encoding="utf-8", errors="replace",
-                              timeout=timeout, cwd=cwd, check=False)
+        proc = subprocess.run(argv, input=stdin, capture_output=True, encoding="utf-8",
+                              errors="replace", timeout=timeout, cwd=cwd, check=False)
     except subprocess.TimeoutExpired:
         raise GitHubError(f"`{command}` did not finish within {timeout:g} s") from None
     except OSError as exc:  # FileNotFoundError: gh (or cwd) is missing

@@ -1,9 +1,11 @@
 """Credential leases shared by every process on the machine (SPEC 5).
 
 One JSON file per credential, `<state>/leases/<name>.json`, read and
-rewritten under `filelock.FileLock` on `<name>.lock` (temp file, fsync,
-`os.replace`). It records the live holders, a generation counter and the
-key's 429 cooldown, so every worker of every concurrent run sees them.
+rewritten under an exclusive `flock` on `<name>.lock` (temp file, fsync,
+`os.replace`); each lease also holds an exclusive `flock` on one slot file
+`<name>.slot-<k>.lock` for as long as it lasts. The file records the live
+holders, a generation counter and the key's 429 cooldown, so every worker
+of every concurrent run sees them.
 
 A holder whose process is gone (this host: pid dead, zombie, or reused by
 another process) is reclaimed at the next acquire; a holder on another host
@@ -13,6 +15,7 @@ is never evicted.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -20,12 +23,11 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from filelock import FileLock
 
 from assemblyzero.constants import (
     BACKOFF_CAP,
@@ -90,30 +92,69 @@ class LeaseStore:
         self.dir = (root or state_dir()) / "leases"
         self.clock = clock
         self.pid = os.getpid()
-        self._locks: dict[str, FileLock] = {}
+        self._lock_fds: dict[str, int] = {}  # name -> open fd of `<name>.lock`
+        self._slots: dict[str, int] = {}  # lease token -> fd holding its slot's flock
+        self._dir_ready = False
         self.start = process_start(self.pid) or "?"
 
     # --- the operations -----------------------------------------------------
-    def acquire(self, name: str, limit: int, run_id: str, item: str) -> Lease | Busy:
-        """Take one of the `limit` slots of `name`, or say why not."""
+    def acquire(self, name: str, limit: int, run_id: str, item: str,
+                wait: bool = False) -> Lease | Busy:
+        """Take one of the `limit` slots of `name`, or say why not.
+
+        A slot is an exclusive `flock` on `<name>.slot-<k>.lock`, held for as
+        long as the lease: the kernel drops it when the holder dies, and it
+        keeps two holders apart even if the JSON record was lost. With `wait`,
+        block (in the kernel, no polling) until a slot frees up.
+        """
+        slot = self._take_slot(name, limit, wait)
+        if slot is None:
+            return Busy(name, f"all {limit} slot(s) held")
+        number, fd = slot
 
         def change(state: State) -> Lease | Busy:
             now = self.clock()
             if state["cooldown_until"] > now:
                 return Busy(name, "cooling down after a 429", state["cooldown_until"])
-            if len(state["holders"]) >= limit:
+            if len(state["holders"]) >= limit:  # holders on other hosts count too
                 return Busy(name, f"all {limit} slot(s) held")
             state["generation"] += 1
             token = uuid.uuid4().hex
             state["holders"].append({
                 "token": token, "pid": self.pid, "host": HOST, "start": self.start,
                 "run_id": run_id, "item": item, "heartbeat": now,
-                "generation": state["generation"],
+                "generation": state["generation"], "slot": number,
             })
             return Lease(name, token, state["generation"])
 
-        result: Lease | Busy = self._update(name, change)
+        try:
+            result: Lease | Busy = self._update(name, change)
+        except BaseException:
+            os.close(fd)  # closing drops the flock
+            raise
+        if isinstance(result, Lease):
+            self._slots[result.token] = fd
+        else:
+            os.close(fd)
         return result
+
+    def _take_slot(self, name: str, limit: int, wait: bool) -> tuple[int, int] | None:
+        """(slot number, locked fd), or None when every slot is held and not `wait`."""
+        self._ensure_dir()
+        for number in range(limit):
+            fd = os.open(self.dir / f"{name}.slot-{number}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            return number, fd
+        if not wait:
+            return None
+        number = self.pid % limit
+        fd = os.open(self.dir / f"{name}.slot-{number}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return number, fd
 
     def release(self, lease: Lease, succeeded: bool = False) -> None:
         """Give the slot back; a success also ends the key's 429 backoff streak."""
@@ -123,7 +164,12 @@ class LeaseStore:
             if succeeded:
                 state["streak"] = 0
 
-        self._update(lease.name, change)
+        try:
+            self._update(lease.name, change)
+        finally:
+            fd = self._slots.pop(lease.token, None)
+            if fd is not None:
+                os.close(fd)
 
     def heartbeat(self, leases: list[Lease]) -> None:
         for lease in leases:
@@ -157,14 +203,39 @@ class LeaseStore:
         return self._read(name)[0]
 
     # --- the file -----------------------------------------------------------
-    def _lock(self, name: str) -> FileLock:
-        lock = self._locks.get(name)
-        if lock is None:
+    def _ensure_dir(self) -> None:
+        if not self._dir_ready:
             self.dir.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(str(self.dir / f"{name}.lock"), timeout=LOCK_TIMEOUT,
-                            poll_interval=LEASE_LOCK_POLL)
-            self._locks[name] = lock
-        return lock
+            self._dir_ready = True
+
+    @contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        """The lease file's lock: `flock` on `<name>.lock`, the same lock filelock takes.
+
+        Held for a read and a write only, so it is tried without blocking and
+        retried every LEASE_LOCK_POLL seconds, up to LOCK_TIMEOUT. Done by hand
+        because this is the hot path of every acquire and release: filelock's
+        bookkeeping cost 0.4 ms per lock here, a third of a whole cycle.
+        """
+        fd = self._lock_fds.get(name)
+        if fd is None:
+            self._ensure_dir()
+            fd = os.open(self.dir / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_fds[name] = fd
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"lease file lock {self.dir / name}.lock is held "
+                                       f"for more than {LOCK_TIMEOUT:g}s") from None
+                time.sleep(LEASE_LOCK_POLL)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _update(self, name: str, change: Callable[[State], Any]) -> Any:
         """Read, change and (if it changed) rewrite the lease file, all under its lock."""

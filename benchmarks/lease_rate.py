@@ -51,7 +51,7 @@ def child(state_dir: Path, start: Path, log: Path, seconds: float) -> None:
     deadline = began + seconds
     cycles = busy = 0
     while time.monotonic() < deadline:
-        lease = store.acquire(KEY, 1, "bench", str(pid))
+        lease = store.acquire(KEY, 1, "bench", str(pid), wait=True)
         if not isinstance(lease, Lease):
             busy += 1
             continue

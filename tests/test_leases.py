@@ -480,3 +480,27 @@ def test_stress_one_key_never_double_leased(tmp_path: Path, root: Path) -> None:
     record = on_disk(root, "shared")
     assert record["holders"] == []
     assert record["generation"] == procs_n * cycles
+
+
+def test_a_lost_lease_file_still_keeps_holders_apart(store: LeaseStore, root: Path) -> None:
+    """The slot flock, not only the JSON record, guards a held lease."""
+    proc = start_holder(root)
+    try:
+        lease_file(root).unlink()  # the record is gone (deleted, or rebuilt after corruption)
+        got = store.acquire(NAME, 1, "run-1", "1")
+        assert isinstance(got, Busy) and got.reason == "all 1 slot(s) held"
+    finally:
+        proc.kill()
+        proc.wait()
+    must_lease(store.acquire(NAME, 1, "run-1", "1"))  # the kernel freed the dead holder's slot
+
+
+def test_acquire_with_wait_gets_the_lease_once_the_holder_releases(
+        store: LeaseStore, root: Path) -> None:
+    proc = start_holder(root)
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")  # the holder releases once it reads this
+    proc.stdin.flush()
+    lease = must_lease(store.acquire(NAME, 1, "run-1", "1", wait=True))
+    assert proc.wait(timeout=TIMEOUT) == 0
+    assert [h["token"] for h in on_disk(root)["holders"]] == [lease.token]

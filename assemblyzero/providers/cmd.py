@@ -55,21 +55,24 @@ class CmdProvider:
             _running.add(child.pid)
         try:
             out, err = child.communicate(request.prompt, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(child.pid)
-            child.communicate()
-            raise ProviderError(f"cmd: {self.argv[0]} timed out after {timeout:g}s") from None
-        except BaseException:
-            _kill_group(child.pid)
+        except BaseException as exc:  # a timeout, or the worker stopping mid-call
+            _kill_group(child.pid)  # the command and whatever it started
             child.wait()
+            for pipe in (child.stdin, child.stdout, child.stderr):
+                if pipe:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise ProviderError(f"cmd:{self.command} timed out after {timeout:g}s "
+                                    "(ASSEMBLYZERO_CALL_TIMEOUT)") from None
             raise
         finally:
-            _kill_group(child.pid)  # whatever the command left running in its group
             with _lock:
                 _running.discard(child.pid)
-        if child.returncode != 0:
-            raise ProviderError(f"cmd: {self.argv[0]} exited with code {child.returncode}"
-                                + _tail(err))
+        code = child.returncode
+        if code != 0:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            raise ProviderError(f"cmd:{self.command} {how}{_tail(err)}")
         return ModelReply(out)
 
 

@@ -18,6 +18,7 @@ from assemblyzero.providers import (
     ProviderError,
     ProviderKey,
     RateLimited,
+    _common,
 )
 from assemblyzero.providers._common import (
     Transient,
@@ -44,11 +45,15 @@ class GeminiProvider:
             options["base_url"] = key.base_url
         if "retry_options" in genai.types.HttpOptions.model_fields:
             options["retry_options"] = genai.types.HttpRetryOptions(attempts=1)
-        self.client: Any = genai.Client(api_key=key.secret, vertexai=False,
-                                        http_options=genai.types.HttpOptions(**options))
+        try:
+            self.client: Any = genai.Client(api_key=key.secret, vertexai=False,
+                                            http_options=genai.types.HttpOptions(**options))
+        except ValueError as exc:  # e.g. an empty key
+            raise ProviderError(self._scrub(f"gemini: cannot set up the client: {exc}")) from None
 
     def complete(self, request: ModelRequest) -> ModelReply:
-        return call_with_retries(lambda: self._once(request.prompt))
+        # RETRY_BASE is read now: call_with_retries's default was bound at import
+        return call_with_retries(lambda: self._once(request.prompt), base=_common.RETRY_BASE)
 
     def _once(self, prompt: str) -> ModelReply:
         try:

@@ -1,0 +1,114 @@
+"""The OpenAI provider: the official `openai` SDK, chat completions, one user message (SPEC 4).
+
+It also serves any OpenAI-compatible server (vLLM, Ollama, ...) through the
+credential's `base_url` or the SDK's own OPENAI_BASE_URL; such a server may
+need no key. SDK-internal retries are off, so a 429 reaches the coordinator;
+5xx, timeouts and connection errors are retried by `call_with_retries`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from assemblyzero.providers import (
+    AuthFailed,
+    ModelReply,
+    ModelRequest,
+    ProviderError,
+    ProviderKey,
+    RateLimited,
+    _common,
+)
+from assemblyzero.providers._common import Transient, call_timeout, parse_retry_after, require
+
+NAME = "openai"
+PLACEHOLDER_KEY = "unused"  # what a keyless OpenAI-compatible server is sent
+_DETAIL = 200  # characters of the server's error message kept in ours
+
+
+class OpenAIProvider:
+    name = NAME
+
+    def __init__(self, model: str, key: ProviderKey | None, secret: str, sdk: Any) -> None:
+        self.model, self.key, self._secret, self._sdk = model, key, secret, sdk
+        self.timeout = call_timeout()
+        base_url = key.base_url if key else None  # None: the SDK reads OPENAI_BASE_URL
+        try:
+            self._client = sdk.OpenAI(api_key=secret, base_url=base_url, max_retries=0,
+                                      timeout=self.timeout)
+        except (sdk.OpenAIError, ValueError, TypeError) as exc:
+            raise ProviderError(f"{NAME}: cannot set up the client: "
+                                f"{_clean(str(exc), secret)}") from None
+
+    def complete(self, request: ModelRequest) -> ModelReply:
+        # RETRY_BASE is read now: call_with_retries's default was bound at import
+        return _common.call_with_retries(lambda: self._once(request), base=_common.RETRY_BASE)
+
+    def _once(self, request: ModelRequest) -> ModelReply:
+        sdk = self._sdk
+        try:
+            completion = self._client.chat.completions.create(
+                model=self.model, messages=[{"role": "user", "content": request.prompt}],
+            )
+        except sdk.APIStatusError as exc:
+            body = exc.body  # the SDK hands over the body's "error" object when there is one
+            detail = body.get("message") if isinstance(body, dict) else None
+            raise _status_error(exc.status_code, str(detail or exc.message),
+                                exc.response.headers.get("retry-after"), self._secret) from None
+        except sdk.APITimeoutError:
+            raise Transient(f"{NAME}: no reply within {self.timeout:g}s "
+                            f"({_common.ENV_CALL_TIMEOUT})") from None
+        except sdk.APIConnectionError as exc:
+            cause = type(exc.__cause__).__name__ if exc.__cause__ else "no detail"
+            raise Transient(f"{NAME}: connection error ({cause})") from None
+        except sdk.OpenAIError as exc:  # e.g. a reply the SDK could not read
+            raise ProviderError(f"{NAME}: {type(exc).__name__}: "
+                                f"{_clean(str(exc), self._secret)}") from None
+        choices = getattr(completion, "choices", None) or []
+        message = getattr(choices[0], "message", None) if choices else None
+        if message is None:
+            raise ProviderError(f"{NAME}: the reply has no choices")
+        usage = getattr(completion, "usage", None)
+        return ModelReply(getattr(message, "content", None) or "",
+                          getattr(usage, "prompt_tokens", None),
+                          getattr(usage, "completion_tokens", None))
+
+
+def create(model: str, key: ProviderKey | None = None) -> OpenAIProvider:
+    sdk = require("openai", "openai")
+    return OpenAIProvider(model, key, _secret(key), sdk)
+
+
+def _secret(key: ProviderKey | None) -> str:
+    """The key to call with: the leased one, OPENAI_API_KEY, or a placeholder for a local server."""
+    if key is not None and key.secret:
+        return key.secret
+    if os.environ.get("OPENAI_API_KEY"):
+        return os.environ["OPENAI_API_KEY"]
+    if (key is not None and key.base_url) or os.environ.get("OPENAI_BASE_URL"):
+        return PLACEHOLDER_KEY
+    raise ProviderError(f"a credential for provider {NAME} is needed: list one with "
+                        f"\"provider\": \"{NAME}\" in the credentials file, or set "
+                        "OPENAI_BASE_URL for a local OpenAI-compatible server that needs none")
+
+
+def _status_error(status: int, detail: str, retry_after: str | None,
+                  secret: str) -> ProviderError:
+    """The ProviderError for an HTTP error status (the key masked out of `detail`)."""
+    message = f"{NAME}: HTTP {status}: {_clean(detail, secret)}"
+    if status == 429:
+        return RateLimited(message, parse_retry_after(retry_after))
+    if status in (401, 403):
+        return AuthFailed(message)
+    if status >= 500:
+        return Transient(message)
+    return ProviderError(message)
+
+
+def _clean(text: str, secret: str) -> str:
+    """One short line, with the secret (should a server echo it) masked."""
+    if secret and secret != PLACEHOLDER_KEY:
+        text = text.replace(secret, "***")
+    text = " ".join(text.split())
+    return text if len(text) <= _DETAIL else text[:_DETAIL] + "..."

@@ -1,0 +1,200 @@
+"""The anthropic provider against a loopback server speaking the Messages API."""
+
+from __future__ import annotations
+
+import email.utils
+import importlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import ModuleType
+
+import pytest
+from http_fake import FakeServer, Reply
+
+from assemblyzero.providers import (
+    AuthFailed,
+    ModelRequest,
+    ProviderError,
+    ProviderKey,
+    RateLimited,
+    _common,
+    load_provider,
+)
+from assemblyzero.providers import anthropic as provider
+
+SECRET = "sk-ant-test-0123456789secret"
+PROMPT = "Write a low-level design for feature 7."
+
+
+def message(text: str = "# Design\n\nhello", tokens: tuple[int, int] = (11, 22)) -> dict:  # type: ignore[type-arg]
+    return {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": tokens[0], "output_tokens": tokens[1]}}
+
+
+def error(status: int, kind: str, text: str, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, {"type": "error", "error": {"type": kind, "message": text}},
+                 headers or {})
+
+
+REQUEST = ModelRequest(role="draft", kind="lld", item_id="7", title="Feature 7", source="src",
+                       sections=("Context & Goal",), prompt=PROMPT)
+
+
+@pytest.fixture(scope="module")
+def closing() -> Iterator[list[threading.Thread]]:
+    """Servers close in the background (each close waits up to 0.5 s), joined at the end."""
+    threads: list[threading.Thread] = []
+    yield threads
+    for thread in threads:
+        thread.join()
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch,
+          closing: list[threading.Thread]) -> Iterator[Callable[..., FakeServer]]:
+    monkeypatch.setattr(_common, "RETRY_BASE", 0.01)
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    servers: list[FakeServer] = []
+
+    def start(*replies: Reply) -> FakeServer:
+        servers.append(FakeServer(list(replies)))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        closing.append(threading.Thread(target=server.close, daemon=True))
+        closing[-1].start()
+
+
+def call(server: FakeServer) -> object:
+    return provider.create("claude-x", ProviderKey("team-a", SECRET, server.url)).complete(REQUEST)
+
+
+def test_a_reply_carries_text_and_tokens_and_the_request_model_prompt_and_key(serve):
+    server = serve(Reply(200, message("# Design\n\nhello")))
+    reply = call(server)
+    assert reply.text == "# Design\n\nhello"
+    assert (reply.input_tokens, reply.output_tokens) == (11, 22)
+    [seen] = server.requests
+    assert (seen.method, seen.path) == ("POST", "/v1/messages")
+    assert seen.body["model"] == "claude-x" and seen.body["max_tokens"] == 4096
+    assert seen.body["messages"] == [{"role": "user", "content": PROMPT}]
+    # anthropic 2.x sends an api_key as a bearer token; older SDKs used x-api-key
+    assert (seen.headers.get("x-api-key") == SECRET
+            or seen.headers.get("authorization") == f"Bearer {SECRET}")
+
+
+def test_a_429_is_rate_limited_with_retry_after_seconds_and_no_sdk_retry(serve):
+    server = serve(error(429, "rate_limit_error", "slow down", {"Retry-After": "7"}))
+    with pytest.raises(RateLimited) as caught:
+        call(server)
+    assert caught.value.retry_after == 7
+    assert "429" in str(caught.value)
+    assert len(server.requests) == 1
+
+
+def test_a_429_with_an_http_date_retry_after(serve):
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    server = serve(error(429, "rate_limit_error", "slow down", {"Retry-After": when}))
+    with pytest.raises(RateLimited) as caught:
+        call(server)
+    assert caught.value.retry_after is not None and 27 <= caught.value.retry_after <= 31
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_401_and_403_are_auth_failures_and_never_show_the_key(serve, status: int):
+    # a server that echoes the key it was given must not get it into our message
+    server = serve(error(status, "authentication_error", f"invalid x-api-key {SECRET}"))
+    with pytest.raises(AuthFailed) as caught:
+        call(server)
+    assert str(status) in str(caught.value) and SECRET not in str(caught.value)
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("status", [400, 404, 429, 500])
+def test_no_error_message_carries_the_secret_even_when_the_server_echoes_it(serve, status: int):
+    with pytest.raises(ProviderError) as caught:
+        call(serve(error(status, "error", f"bad key {SECRET}")))
+    assert SECRET not in str(caught.value) and "***" in str(caught.value)
+
+def test_a_500_then_a_reply_succeeds_on_the_second_try(serve):
+    server = serve(error(500, "api_error", "boom"), Reply(200, message("ok")))
+    assert call(server).text == "ok"
+    assert len(server.requests) == 2
+
+
+def test_three_500s_fail_naming_the_tries(serve):
+    server = serve(error(500, "api_error", "boom"))
+    with pytest.raises(ProviderError) as caught:
+        call(server)
+    assert "after 3 tries" in str(caught.value) and "500" in str(caught.value)
+    assert not isinstance(caught.value, (RateLimited, AuthFailed))
+    assert len(server.requests) == 3
+
+
+def test_another_client_error_is_a_plain_provider_error_with_status(serve):
+    server = serve(error(400, "invalid_request_error", "max_tokens too large"))
+    with pytest.raises(ProviderError) as caught:
+        call(server)
+    assert type(caught.value) is ProviderError
+    assert "HTTP 400" in str(caught.value) and "max_tokens too large" in str(caught.value)
+    assert len(server.requests) == 1
+
+
+def test_a_slow_reply_times_out_is_retried_then_fails(serve, monkeypatch):
+    monkeypatch.setenv("ASSEMBLYZERO_CALL_TIMEOUT", "0.3")
+    server = serve(Reply(200, message(), delay=2))
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        call(server)
+    assert "no reply within 0.3s" in str(caught.value) and "after 3 tries" in str(caught.value)
+    assert len(server.requests) == 3
+    assert time.monotonic() - started < 5
+
+
+def test_a_refused_connection_is_transient_then_fails(serve):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(ProviderError) as caught:
+        provider.create("claude-x", ProviderKey("team-a", SECRET, url)).complete(REQUEST)
+    assert "connection error" in str(caught.value) and "after 3 tries" in str(caught.value)
+
+
+def test_a_missing_key_asks_for_a_credential():
+    with pytest.raises(ProviderError, match="credential for provider anthropic"):
+        provider.create("claude-x", None)
+
+
+def test_a_missing_sdk_gives_the_install_hint(monkeypatch):
+    real = importlib.import_module
+
+    def fake(name: str, package: str | None = None) -> ModuleType:
+        if name == "anthropic":
+            raise ImportError("No module named 'anthropic'")
+        return real(name, package)
+
+    monkeypatch.setattr(_common.importlib, "import_module", fake)
+    with pytest.raises(ProviderError) as caught:
+        provider.create("claude-x", ProviderKey("team-a", SECRET))
+    assert 'pip install "assemblyzero[anthropic]"' in str(caught.value)
+
+
+def test_the_registry_loads_it_by_spec(serve):
+    server = serve(Reply(200, message("via registry")))
+    loaded = load_provider("anthropic:claude-x", ProviderKey("k", "sk-ant-test", server.url))
+    assert loaded.name == "anthropic" and loaded.key is not None and loaded.key.name == "k"
+    assert loaded.complete(REQUEST).text == "via registry"
+    assert server.requests[0].body["model"] == "claude-x"
+
+
+def test_anthropic_base_url_is_honoured_when_the_key_has_none(serve, monkeypatch):
+    server = serve(Reply(200, message("from env url")))
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    assert provider.create("claude-x", ProviderKey("k", SECRET)).complete(REQUEST).text == (
+        "from env url")
