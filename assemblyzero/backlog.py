@@ -19,6 +19,7 @@ from assemblyzero.workspace import Workspace
 class Item:
     kind: Kind
     id: str
+    source: Path | None = None  # the input, when not the workspace's own file (GitHub)
 
     @property
     def tag(self) -> str:
@@ -83,8 +84,26 @@ def _done_ids(ws: Workspace, kind: Kind) -> set[str]:
 
 def is_pending(ws: Workspace, item: Item) -> bool:
     """Re-check one item just before it starts (another run may have done it)."""
-    return (ws.input_file(item.kind, item.id).is_file()
-            and not ws.output_file(item.kind, item.id).exists())
+    source = item.source or ws.input_file(item.kind, item.id)
+    return source.is_file() and not ws.output_file(item.kind, item.id).exists()
+
+
+def from_github(ws: Workspace, label: str | None) -> tuple[Plan, dict[str, str]]:
+    """Open GitHub issues without an approved LLD, and each one's input document.
+
+    The documents are returned, not written: `write_inputs` does that when a
+    run starts (a dry run writes nothing).
+    """
+    from assemblyzero import github
+
+    plan, documents = Plan(), {}
+    for issue in github.list_issues(label=label, cwd=ws.root):
+        item_id = str(issue.number)
+        if not ws.output_file(Kind.LLD, item_id).exists():
+            plan.items.append(Item(Kind.LLD, item_id, ws.github_input(item_id)))
+            documents[item_id] = issue.markdown()
+    plan.items.sort(key=lambda item: sort_key(item.id))
+    return plan, documents
 
 
 def select(plan: Plan, kind: Kind, only: list[str] | None, limit: int | None) -> Plan:

@@ -34,6 +34,7 @@ from assemblyzero.constants import (
 from assemblyzero.ids import InvalidId, Kind, check_id, tag
 from assemblyzero.options import UsageError, parse_ids, parse_int, parse_parallel, resolve
 from assemblyzero.pool import NoCredential
+from assemblyzero.runner import Origin
 
 _SHARED = {
     "repo": "the workspace to work on (default: the current directory)",
@@ -54,6 +55,11 @@ _RUN_HELP = {
                 "without it items run one at a time",
     "dry_run": "show what would run (same as `dry-run`) and stop",
 }
+_SOURCE_HELP = {
+    "source": "files (default: docs/issues/active) or github (open issues, through the gh CLI)",
+    "label": "with --source github: only issues carrying this label",
+}
+_PUBLISH_HELP = "github: also create each finished issue on GitHub (gh issue create)"
 _KINDS = {"lld": [Kind.LLD], "issue": [Kind.ISSUE], "all": [Kind.ISSUE, Kind.LLD]}
 
 
@@ -91,47 +97,51 @@ def _limit(limit: str | None) -> int | None:
 
 
 def _plan(kinds: list[Kind], as_json: bool, parallel: Any, repo: str, only: str | None,
-          limit: str | None, flags: dict[str, Any]) -> None:
+          limit: str | None, flags: dict[str, Any], origin: Origin = runner.FILES) -> None:
     with _user_errors():
         ws = runner.workspace(repo)
         settings, workers = resolve(ws.root, flags), parse_parallel(parallel)
-        data = runner.describe(ws, kinds, settings, workers, parse_ids(only), _limit(limit))
+        data = runner.describe(ws, kinds, settings, workers, parse_ids(only), _limit(limit),
+                               origin)
     _out(runner.plan_json(data) if as_json else runner.render_plan(data, workers.warning))
 
 
 def _run_all(kind: Kind, parallel: Any, dry_run: bool, repo: str, only: str | None,
-             limit: str | None, flags: dict[str, Any]) -> None:
+             limit: str | None, flags: dict[str, Any], origin: Origin = runner.FILES) -> None:
     if dry_run:
-        _plan([kind], False, parallel, repo, only, limit, flags)
+        _plan([kind], False, parallel, repo, only, limit, flags, origin)
         return
     with _user_errors():
         ws = runner.workspace(repo)
         settings, workers = resolve(ws.root, flags), parse_parallel(parallel)
-        code = runner.run_kind(ws, kind, settings, workers, parse_ids(only), _limit(limit))
+        code = runner.run_kind(ws, kind, settings, workers, parse_ids(only), _limit(limit),
+                               origin)
     if code:
         raise Exit(code=code)
 
 
-@task(optional=["parallel"], help=_RUN_HELP, auto_shortflags=False)
+@task(optional=["parallel"], help={**_RUN_HELP, **_SOURCE_HELP}, auto_shortflags=False)
 def lld_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str = ".",
             only: str | None = None, limit: str | None = None, timeout: str | None = None,
             grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
-            max_iterations: str | None = None, max_attempts: str | None = None) -> None:
-    """Write an LLD for every pending issue (docs/issues/active without an approved LLD)."""
+            max_iterations: str | None = None, max_attempts: str | None = None,
+            source: str = "files", label: str | None = None) -> None:
+    """Write an LLD for every pending issue (docs/issues/active, or open GitHub issues)."""
     flags = _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                    max_iterations=max_iterations, max_attempts=max_attempts)
-    _run_all(Kind.LLD, parallel, dry_run, repo, only, limit, flags)
+    _run_all(Kind.LLD, parallel, dry_run, repo, only, limit, flags, Origin(source, label))
 
 
-@task(optional=["parallel"], help=_RUN_HELP, auto_shortflags=False)
+@task(optional=["parallel"], help={**_RUN_HELP, "publish": _PUBLISH_HELP}, auto_shortflags=False)
 def issue_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str = ".",
               only: str | None = None, limit: str | None = None, timeout: str | None = None,
               grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
-              max_iterations: str | None = None, max_attempts: str | None = None) -> None:
+              max_iterations: str | None = None, max_attempts: str | None = None,
+              publish: str | None = None) -> None:
     """Write an issue for every pending brief (ideas/active), then move the brief to ideas/done."""
     flags = _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                    max_iterations=max_iterations, max_attempts=max_attempts)
-    _run_all(Kind.ISSUE, parallel, dry_run, repo, only, limit, flags)
+    _run_all(Kind.ISSUE, parallel, dry_run, repo, only, limit, flags, Origin(publish=publish))
 
 
 def _one(kind: Kind, item_id: str | None, repo: str, flags: dict[str, Any]) -> None:
@@ -177,18 +187,20 @@ def issue(c: Context, id: str | None = None, repo: str = ".", timeout: str | Non
 @task(optional=["parallel"], auto_shortflags=False, help={
     "kind": "which workflow: lld, issue or all (default all)",
     "json": "print the plan as JSON (schema version 1) instead of text",
-    "parallel": _RUN_HELP["parallel"], **_SHARED})
+    "parallel": _RUN_HELP["parallel"], **_SHARED, **_SOURCE_HELP})
 def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Any = None,
             repo: str = ".", only: str | None = None, limit: str | None = None,
             timeout: str | None = None, grace: str | None = None, drafter: str | None = None,
             reviewer: str | None = None, max_iterations: str | None = None,
-            max_attempts: str | None = None) -> None:
+            max_attempts: str | None = None, source: str = "files",
+            label: str | None = None) -> None:
     """Show the plan: pending items, skipped ones and why, parallelism. Writes nothing."""
     if kind not in _KINDS:
         raise Exit(f"error: --kind must be one of lld, issue, all (got {kind!r})", code=EXIT_USAGE)
     _plan(_KINDS[kind], json_, parallel, repo, only, limit,
           _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
-                 max_iterations=max_iterations, max_attempts=max_attempts))
+                 max_iterations=max_iterations, max_attempts=max_attempts),
+          Origin(source, label))
 
 
 @task(auto_shortflags=False, help={

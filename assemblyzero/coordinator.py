@@ -45,7 +45,8 @@ from assemblyzero.constants import (
     LEASE_HEARTBEAT,
     SECRET_ENV_VARS,
 )
-from assemblyzero.ids import slug
+from assemblyzero.credentials import CredentialFile
+from assemblyzero.ids import Kind, slug
 from assemblyzero.leases import Busy, process_start
 from assemblyzero.pool import Grant, NoCredential, Pool
 from assemblyzero.redact import Redactor
@@ -66,6 +67,7 @@ class RunOptions:
     timeout: float = DEFAULT_TIMEOUT
     grace: float = DEFAULT_GRACE
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    publish: str | None = None  # "github": the issue workflow also creates the issue there
 
 
 @dataclass
@@ -101,11 +103,17 @@ class Coordinator:
     def __init__(
         self, ws: Workspace, opts: RunOptions, console: Console | None = None,
         spawn: procs.Spawn = procs.spawn, clock: Callable[[], float] = time.monotonic,
-        pool: Pool | None = None,
+        pool: Pool | None = None, creds: CredentialFile | None = None,
     ) -> None:
         self.ws, self.opts, self.spawn, self.clock, self.pool = ws, opts, spawn, clock, pool
         self.console = console or Console()
-        self.scrub = Redactor(pool.creds.secrets.values() if pool else ())
+        # Every credential listed, leased or not: its variable is hidden from workers and
+        # its value masked in everything the coordinator prints or writes.
+        creds = creds or (pool.creds if pool else None)
+        self.hidden_env = set(SECRET_ENV_VARS) | {
+            c.key_env for c in (creds.entries if creds else ()) if c.key_env}
+        self.scrub = Redactor(creds.secrets.values() if creds else ())
+        self.crashed = False
         self.events: SimpleQueue[tuple[str, str, int]] = SimpleQueue()
         self.queue: deque[Item] = deque()
         self.running: dict[str, _Running] = {}
@@ -148,8 +156,10 @@ class Coordinator:
             try:
                 self._loop()
             except Exception as exc:  # a bug or a broken disk: stop cleanly, keep the record
+                self.crashed = True
                 self.say(f"error: {type(exc).__name__}: {exc}; stopping every worker")
-                self.record.event("error", error=repr(exc), traceback=traceback.format_exc())
+                self.record.event("error", error=self.scrub(repr(exc)),
+                                  traceback=self.scrub(traceback.format_exc()))
             finally:  # whatever happened, no worker outlives its supervisor
                 self._abandon()
                 os.close(self.lifeline)
@@ -172,7 +182,11 @@ class Coordinator:
         while self.queue or self.running:
             while (self.stopped_by is None and self.queue and not self._paused()
                    and len(self.running) < self.opts.parallel):
-                self._start(self.queue.popleft())
+                item = self.queue.popleft()
+                try:
+                    self._start(item)
+                except Exception as exc:  # this item cannot start (disk, lock, ...): the rest go on
+                    self._cannot_start(item, exc)
             if self.running or (self.queue and self._paused() and self.stopped_by is None):
                 self._wait_one()
             elif self.stopped_by is not None:
@@ -181,6 +195,8 @@ class Coordinator:
     def _exit_code(self) -> int:
         if self.stopped_by is not None:
             return EXIT_TERMINATED if self.stopped_by == signal.SIGTERM else EXIT_INTERRUPTED
+        if self.crashed:
+            return EXIT_NOT_DONE
         ok = (Status.DONE, Status.SKIPPED)
         return EXIT_OK if all(o.status in ok for o in self.outcomes) else EXIT_NOT_DONE
 
@@ -193,30 +209,44 @@ class Coordinator:
         except Timeout:
             self._skip(item, "taken by another run (its item lock is held)")
             return
-        if not backlog.is_pending(self.ws, item):
+        try:
+            pending = backlog.is_pending(self.ws, item)
+            ready, grant = self._lease(item, lock) if pending else (False, None)
+        except BaseException:
+            lock.release()
+            raise
+        if not pending:
             lock.release()
             self._skip(item, "no longer pending (done by another run?)")
             return
-        ready, grant = self._lease(item, lock)
         if not ready:
             return
-        log = self.record.log_path(key)
-        argv = procs.worker_argv(item.tag, self.width, log, self._worker_args(item))
-        env, fds = self._worker_env(item, grant)
         try:
-            proc = self.spawn(argv, env, fds)
-        except OSError as exc:
+            log = self.record.log_path(key)
+            argv = procs.worker_argv(item.tag, self.width, log, self._worker_args(item))
+            env, fds = self._worker_env(item, grant)
+            try:
+                proc = self.spawn(argv, env, fds)
+            finally:
+                for fd in fds[1:]:  # the secrets pipe is the child's alone now
+                    os.close(fd)
+        except BaseException:  # no worker: nothing may stay held
             self._release(grant, lock, succeeded=False)
-            self._outcome(item, Status.FAILED, f"could not start the worker: {exc}")
-            return
-        finally:
-            for fd in fds[1:]:  # the secrets pipe is the child's alone now
-                os.close(fd)
+            raise
         self.attempts[key] = self.attempts.get(key, 0) + 1
         self.running[key] = _Running(item, proc, lock, self.clock(), log, grant)
         self.record.event("start", item=item.tag, pid=proc.pid, attempt=self.attempts[key],
                           credentials=list(grant.names) if grant else [])
         procs.watch(proc, key, self.events)
+
+    def _cannot_start(self, item: Item, exc: Exception) -> None:
+        key = slug(item.kind, item.id)
+        r = self.running.pop(key, None)
+        if r is not None:  # started after all: it is watched, leave it to _ended
+            self.running[key] = r
+            return
+        self._outcome(item, Status.FAILED, f"could not start: {type(exc).__name__}: {exc}")
+        self.say(f"{item.tag} could not start: {self.scrub(str(exc))}")
 
     def _lease(self, item: Item, lock: FileLock) -> tuple[bool, Grant | None]:
         """(can start now, the item's credentials or None if it needs none)."""
@@ -248,8 +278,7 @@ class Coordinator:
         self, item: Item, grant: Grant | None
     ) -> tuple[dict[str, str], tuple[int, ...]]:
         """The worker's environment (no secret in it) and the fd its secrets come on."""
-        hidden = set(SECRET_ENV_VARS) | (self.pool.env_names() if self.pool else set())
-        env = {k: v for k, v in os.environ.items() if k not in hidden}
+        env = {k: v for k, v in os.environ.items() if k not in self.hidden_env}
         env[ENV_WORKFLOW_DB] = str(self.ws.checkpoint(item.kind, item.id))
         env[ENV_RUN_DIR] = str(self.record.dir)
         env[ENV_LIFELINE_FD] = str(self.lifeline)
@@ -267,9 +296,14 @@ class Coordinator:
 
     def _worker_args(self, item: Item) -> list[str]:
         o = self.opts
-        return ["--kind", item.kind.value, "--id", item.id, "--repo", str(self.ws.root),
+        args = ["--kind", item.kind.value, "--id", item.id, "--repo", str(self.ws.root),
                 "--run-dir", str(self.record.dir), "--drafter", o.drafter,
                 "--reviewer", o.reviewer, "--max-iterations", str(o.max_iterations)]
+        if item.source:
+            args += ["--input", str(item.source)]
+        if o.publish and item.kind is Kind.ISSUE:
+            args += ["--publish", o.publish]
+        return args
 
     def _ended(self, key: str, code: int) -> None:
         r = self.running.pop(key)
@@ -352,6 +386,7 @@ class Coordinator:
             self._on_signal(value)
         else:
             self._ended(key, value)
+        self._enforce_deadlines()  # a steady stream of exits must not postpone a deadline
 
     def _deadline(self, r: _Running) -> float:
         if r.kill_at is not None:
@@ -414,9 +449,11 @@ class Coordinator:
             attempts=self.attempts.get(key, 0), rate_limited=self.limited.get(key, 0),
             credential=",".join(r.grant.names) if r and r.grant else None,
             reason=self.scrub(reason), log=str(r.log) if r else None))
+        if r is None:  # no worker ran (skipped, no credential, ...): the journal says so
+            self.record.event("end", item=tag or item.tag, status=status.value)
 
     def say(self, text: str) -> None:
-        self.console.say(text)
+        self.console.say(self.scrub(text))
 
     @contextmanager
     def _signals(self) -> Iterator[None]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,9 @@ from typing import Any
 
 from assemblyzero.constants import ENV_CREDENTIALS
 from assemblyzero.ids import is_valid_id
+from assemblyzero.providers import KEYLESS
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FIELDS = {"name", "provider", "key_env", "key", "max_concurrent", "enabled", "base_url"}
 
 
@@ -99,8 +102,8 @@ def _entries(
         elif entry.key_env:
             problems.append(f"credential {entry.name!r}: environment variable "
                             f"{entry.key_env} is not set; this key is not used")
-        elif entry.provider == "offline":
-            secrets[entry.name] = ""  # the offline provider needs no secret
+        elif entry.provider in KEYLESS:
+            secrets[entry.name] = ""  # offline and cmd need no secret
     return entries, secrets, problems
 
 
@@ -122,11 +125,13 @@ def _entry(path: Path, index: int, item: Any) -> Credential:
     if "key" in item and "key_env" in item:
         raise CredentialError(f"{where}: give 'key_env' or 'key', not both")
     key_env = item.get("key_env")
-    if key_env is not None and (not isinstance(key_env, str) or not key_env):
-        raise CredentialError(f"{where}: 'key_env' must name an environment variable")
+    if key_env is not None and (not isinstance(key_env, str) or not _ENV_NAME.fullmatch(key_env)):
+        # never echo it: a key pasted here by mistake must not reach the terminal
+        raise CredentialError(f"{where}: 'key_env' must be the name of an environment variable "
+                              "(letters, digits, '_'), not the key itself")
     if "key" in item and (not isinstance(item["key"], str) or not item["key"]):
         raise CredentialError(f"{where}: 'key' must be a non-empty string")
-    if provider != "offline" and "key" not in item and key_env is None:
+    if provider not in KEYLESS and "key" not in item and key_env is None:
         raise CredentialError(f"{where}: needs 'key_env' (or 'key')")
     limit = item.get("max_concurrent", 1)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

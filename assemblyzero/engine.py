@@ -10,10 +10,12 @@ no model call is repeated.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from assemblyzero.checkpoint import Checkpoint
@@ -43,6 +45,8 @@ class Workflow:
     checkpoint: Checkpoint
     say: Callable[[str], None]
     stop: Stop = field(default_factory=Stop)
+    source_path: Path | None = None  # input other than the workspace's file (GitHub)
+    publish: str | None = None  # "github": also create the issue there
     scrub: Callable[[str], str] = str  # masks secrets in model text before it is stored
     state: State = field(default_factory=dict)
 
@@ -77,7 +81,7 @@ class Workflow:
         if "source" not in state:
             return False
         try:
-            current = self.ws.input_file(self.kind, self.item_id).read_text(
+            current = self.source.read_text(
                 encoding="utf-8", errors="replace")
         except OSError:
             return False  # gone or unreadable: the checkpoint still has it
@@ -97,7 +101,7 @@ class Workflow:
 
     # --- steps --------------------------------------------------------------
     def _load(self, state: State) -> None:
-        path = self.ws.input_file(self.kind, self.item_id)
+        path = self.source
         state["source"] = self.scrub(path.read_text(encoding="utf-8", errors="replace"))
         state["title"] = title_of(state["source"], tag(self.kind, self.item_id))
         self.say(f"load: {path.relative_to(self.ws.root)} ({state['title']})")
@@ -152,8 +156,15 @@ class Workflow:
         self._lineage(f"{state['iteration']:03d}-draft.md", state["draft"])
         state["next"] = "validate"
 
+    @property
+    def source(self) -> Path:
+        """The input document: the workspace's file, or a GitHub issue's copy."""
+        return self.source_path or self.ws.input_file(self.kind, self.item_id)
+
     def _finalize(self, state: State) -> None:
         out = self.ws.output_file(self.kind, self.item_id)
+        if self.publish == "github" and "published" not in state:
+            self._publish(state)  # before the document: a failure leaves the item pending
         doc = self._document(state)
         atomic_write(out, doc)
         self._lineage("final.md", doc)
@@ -165,6 +176,17 @@ class Workflow:
         else:
             self._retire_brief()
         state["next"] = "done"
+
+    def _publish(self, state: State) -> None:
+        """Create the GitHub issue; its number goes to the checkpoint at once, and the lineage."""
+        from assemblyzero import github
+
+        body = self._document(state).split("\n", 1)[1].lstrip()
+        number = github.create_issue(state["title"], body, cwd=self.ws.root)
+        state["published"] = number
+        self.checkpoint.save("publish", state)  # a rerun must not create it twice
+        self._lineage("published.json", json.dumps({"github_issue": number}) + "\n")
+        self.say(f"publish: created GitHub issue #{number}")
 
     def _retire_brief(self) -> None:
         """Move the brief to ideas/done, never over an older brief of the same name."""
@@ -210,9 +232,11 @@ class Workflow:
 
     def _document(self, state: State) -> str:
         body = split_sections(state["draft"])
-        source = self.ws.input_file(self.kind, self.item_id).relative_to(self.ws.root)
+        source = self.source.relative_to(self.ws.root)
         if self.kind is Kind.ISSUE:
-            return render(state["title"], body, self.template.sections)
+            published = state.get("published")
+            preface = f"**GitHub:** #{published}" if published else ""
+            return render(state["title"], body, self.template.sections, preface)
         preface = (f"**Status:** APPROVED (iteration {state['iteration']})  \n"
                    f"**Source:** `{source}`  \n"
                    f"**Drafter:** `{self.models[0]}` / **Reviewer:** `{self.models[1]}`")

@@ -58,13 +58,14 @@ class Pool:
     _turn: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def for_models(cls, specs: tuple[str, ...], store: LeaseStore | None = None) -> Pool | None:
+    def for_models(cls, specs: tuple[str, ...], store: LeaseStore | None = None,
+                   creds: CredentialFile | None = None) -> Pool | None:
         """The pool the models need, or None when none needs a credential.
 
         The offline and cmd providers need none, but lease their entries when
         the file lists some (that is how demos and tests exercise leasing).
         """
-        creds = credentials.load()
+        creds = creds or credentials.load()
         needed = tuple(p for p in dict.fromkeys(s.partition(":")[0] for s in specs)
                        if p not in KEYLESS or creds.listed(p))
         if not needed:
@@ -79,13 +80,21 @@ class Pool:
     def take(self, item: str) -> Grant | Busy:
         """Leases for every provider, or the reason (and time) to wait."""
         taken: list[Lease] = []
-        for provider in self.providers:
-            got = self._take_one(provider, item)
-            if isinstance(got, Busy):
+        try:
+            for provider in self.providers:
+                got = self._take_one(provider, item)
+                if isinstance(got, Busy):
+                    break
+                taken.append(got)
+        except BaseException:  # NoCredential for a later provider: give back the earlier
+            got = None
+            raise
+        finally:
+            if not isinstance(got, Lease) or len(taken) < len(self.providers):
                 for lease in taken:
                     self.store.release(lease)
-                return got
-            taken.append(got)
+        if isinstance(got, Busy):
+            return got
         for lease in taken:
             self.stats[lease.name].attempts += 1
         return Grant(tuple(taken))
@@ -132,10 +141,6 @@ class Pool:
 
     def credential(self, name: str) -> Credential:
         return next(c for c in self.creds.entries if c.name == name)
-
-    def env_names(self) -> set[str]:
-        """Environment variables holding secrets: kept out of every worker's environment."""
-        return {c.key_env for c in self.creds.entries if c.key_env}
 
 
 def _explain(creds: CredentialFile, provider: str) -> str:

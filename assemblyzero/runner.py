@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assemblyzero import backlog, credentials
+from assemblyzero import backlog, credentials, github
 from assemblyzero.backlog import Plan
 from assemblyzero.coordinator import Console, Coordinator, RunOptions
 from assemblyzero.credentials import CredentialError
+from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import Kind
 from assemblyzero.leases import LeaseStore
 from assemblyzero.options import Parallel, UsageError
@@ -28,16 +30,56 @@ def workspace(repo: str | Path) -> Workspace:
     return ws
 
 
-def plan(ws: Workspace, kind: Kind, only: list[str] | None, limit: int | None) -> Plan:
-    return backlog.select(backlog.scan(ws, kind), kind, only, limit)
+@dataclass(frozen=True)
+class Origin:
+    """Where items come from and where finished issues go (`--source`, `--label`, `--publish`)."""
+
+    source: str = "files"  # or "github": open issues through the gh CLI
+    label: str | None = None
+    publish: str | None = None  # "github": issue-all also creates each issue there
+
+    def check(self, kind: Kind) -> None:
+        if self.source not in ("files", "github"):
+            raise UsageError(f"--source must be files or github (got {self.source!r})")
+        if self.publish not in (None, "github"):
+            raise UsageError(f"--publish can only be github (got {self.publish!r})")
+        if self.source == "github" and kind is Kind.ISSUE:
+            raise UsageError("--source github lists issues: use it with lld-all")
+        if self.label and self.source != "github":
+            raise UsageError("--label filters GitHub issues: add --source github")
+        if "github" in (self.source, self.publish):
+            try:
+                github.check_gh()
+            except github.GitHubError as exc:
+                raise UsageError(str(exc)) from None
+
+
+FILES = Origin()  # the default: items from the workspace's files
+
+
+def plan(ws: Workspace, kind: Kind, only: list[str] | None, limit: int | None,
+         origin: Origin = FILES) -> tuple[Plan, dict[str, str]]:
+    """The items to run, and the GitHub documents to write for them (if any)."""
+    if origin.source == "github":
+        try:
+            found, documents = backlog.from_github(ws, origin.label)
+        except github.GitHubError as exc:
+            raise UsageError(str(exc)) from None
+    else:
+        found, documents = backlog.scan(ws, kind), {}
+    return backlog.select(found, kind, only, limit), documents
 
 
 def run_kind(
     ws: Workspace, kind: Kind, settings: dict[str, Any], parallel: Parallel,
-    only: list[str] | None = None, limit: int | None = None,
+    only: list[str] | None = None, limit: int | None = None, origin: Origin = FILES,
 ) -> int:
     """Run every pending item of `kind`; the exit code of the run."""
-    todo = plan(ws, kind, only, limit)
+    origin.check(kind)
+    todo, documents = plan(ws, kind, only, limit, origin)
+    for item in todo.items:  # GitHub issues: their text, where the worker reads it
+        if item.source and item.id in documents:
+            atomic_write(item.source, documents[item.id])
     console = Console(width=len("[COORDINATOR]"))
     if parallel.warning:
         console.say(f"warning: {parallel.warning}")
@@ -46,30 +88,33 @@ def run_kind(
             console.say(f"skipped {skipped.name}: {skipped.reason}")
         console.say(f"nothing to do: no pending {kind.value} items in {ws.root}")
         return 0
-    pool = credential_pool(settings, console.say)
-    opts = RunOptions(parallel=parallel.workers, **settings)
-    coordinator = Coordinator(ws, opts, console, pool=pool)
+    creds, pool = credential_pool(settings, console.say)
+    opts = RunOptions(parallel=parallel.workers, publish=origin.publish, **settings)
+    coordinator = Coordinator(ws, opts, console, pool=pool, creds=creds)
     return coordinator.run(todo.items, f"{kind.value}-all", todo.skipped)
 
 
-def credential_pool(settings: dict[str, Any], warn: Callable[[str], None]) -> Pool | None:
-    """The pool the models need (None: no credential needed); NoCredential if it is empty.
+def credential_pool(
+    settings: dict[str, Any], warn: Callable[[str], None]
+) -> tuple[credentials.CredentialFile, Pool | None]:
+    """The credentials file, and the pool the models need (None: no credential needed).
 
-    A malformed credentials file is a UsageError; an entry whose secret is
-    missing is left out with a warning.
+    NoCredential if the pool would be empty; a malformed file is a UsageError;
+    an entry whose secret is missing is left out with a warning.
     """
     try:
-        pool = Pool.for_models((settings["drafter"], settings["reviewer"]))
+        creds = credentials.load()
     except CredentialError as exc:
         raise UsageError(str(exc)) from None
-    for problem in pool.creds.problems if pool else ():
+    pool = Pool.for_models((settings["drafter"], settings["reviewer"]), creds=creds)
+    for problem in creds.problems if pool else ():
         warn(f"warning: {problem}")
-    return pool
+    return creds, pool
 
 
 def describe(
     ws: Workspace, kinds: list[Kind], settings: dict[str, Any], parallel: Parallel,
-    only: list[str] | None, limit: int | None,
+    only: list[str] | None, limit: int | None, origin: Origin = FILES,
 ) -> dict[str, Any]:
     """The dry-run plan as data: nothing is written, no model called."""
     checkpoints = ws.state / "checkpoints"
@@ -79,12 +124,17 @@ def describe(
         "max_iterations": settings["max_iterations"], "timeout": settings["timeout"],
         "credentials": credential_states(settings), "kinds": {},
     }
+    data["source"] = origin.source
     for kind in kinds:
-        todo = plan(ws, kind, only, limit)
+        if origin.source == "github" and kind is Kind.ISSUE:
+            continue  # GitHub issues feed the LLD workflow only
+        origin.check(kind)
+        todo, _ = plan(ws, kind, only, limit, origin)
         data["kinds"][kind.value] = {
             "pending": [{
                 "id": item.id, "tag": item.tag,
-                "input": str(ws.input_file(kind, item.id).relative_to(ws.root)),
+                "input": (f"GitHub issue #{item.id}" if item.source else
+                          str(ws.input_file(kind, item.id).relative_to(ws.root))),
                 "resumes": (checkpoints / f"{kind.value}-{item.id}.db").exists(),
             } for item in todo.items],
             "skipped": [{"name": s.name, "reason": s.reason} for s in todo.skipped],

@@ -31,7 +31,8 @@ def read_run(run_dir: Path) -> dict[str, Any]:
                            "reason": i.get("reason", "")} for i in data.get("items", [])]}
     events = _journal(run_dir)
     start = events[0] if events and events[0].get("event") == "run-start" else {}
-    alive = process_start(int(start.get("pid", 0))) == start.get("pid_start") and bool(start)
+    alive = (start.get("pid_start") is not None
+             and process_start(int(start.get("pid", 0))) == start.get("pid_start"))
     ids = dict(zip(start.get("items", []), start.get("ids", []), strict=False))
     status = {tag: "pending" for tag in start.get("items", [])}
     for event in events:
@@ -75,7 +76,8 @@ def overview(ws: Workspace) -> dict[str, Any]:
         data["latest"] = read_run(latest.resolve())
     if ws.runs.is_dir():
         for run_dir in sorted(p for p in ws.runs.iterdir() if p.is_dir() and not p.is_symlink()):
-            if not (run_dir / "summary.json").exists():
+            latest_id = data["latest"]["run_id"] if data["latest"] else None
+            if not (run_dir / "summary.json").exists() and run_dir.name != latest_id:
                 run = read_run(run_dir)
                 if run["state"] == "running":
                     data["in_progress"].append(run)

@@ -76,6 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--drafter", default=DEFAULT_MODEL)
     parser.add_argument("--reviewer", default=DEFAULT_MODEL)
     parser.add_argument("--max-iterations", type=int, default=DEFAULT_MAX_ITERATIONS)
+    parser.add_argument("--input", type=Path, default=None,
+                        help="the input document, when not the workspace's own (GitHub)")
+    parser.add_argument("--publish", choices=["github"], default=None,
+                        help="issue workflow: also create the issue on GitHub")
     return parser.parse_args(argv)
 
 
@@ -178,7 +182,7 @@ def _build(
         template=load_template(kind, ws.template_override(kind)),
         drafter=drafter, reviewer=reviewer, models=(args.drafter, args.reviewer),
         max_iterations=args.max_iterations, checkpoint=checkpoint, say=say, stop=stop,
-        scrub=scrub,
+        scrub=scrub, source_path=args.input, publish=args.publish,
     )
 
 
@@ -188,7 +192,7 @@ def _settle(ws: Workspace, kind: Kind, checkpoint: Checkpoint, result: WorkerRes
         checkpoint.delete()
     elif checkpoint.path.exists():
         say(f"checkpoint kept: {checkpoint.path}")
-    if kind is Kind.LLD and result.status is not Status.DONE:
+    if kind is Kind.LLD and result.status is not Status.DONE and not result.retry:
         from assemblyzero.engine import record_status
 
         record_status(ws, result.id, result.status.value, say, reason=result.reason)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from assemblyzero.ids import Kind, check_id, display_id, slug
 
-_STATE_GITIGNORE = "# written by assemblyzero: per-machine state\ncheckpoints/\nlocks/\n"
+_STATE_GITIGNORE = ("# written by assemblyzero: per-machine state\n"
+                    "checkpoints/\nlocks/\ngithub/\n")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,11 @@ class Workspace:
     @property
     def status_lock(self) -> Path:
         return self.state / "locks" / "status.json.lock"
+
+    def github_input(self, item_id: str) -> Path:
+        """Where a GitHub issue's text is kept for its LLD workflow."""
+        check_id(item_id)
+        return self.state / "github" / f"{item_id}.md"
 
     def template_override(self, kind: Kind) -> Path:
         return self.state / "templates" / f"{kind.value}.md"

@@ -65,8 +65,8 @@ def test_050_a_429_rests_that_key_and_the_item_finishes_on_the_other(tmp_path: P
     item = summary(run_dir)["items"][0]
     assert item["status"] == "done" and item["credential"] == "key-b"
     assert item["rate_limited"] == 1 and item["attempts"] == 2
-    retry = next(e for e in journal(run_dir) if e["event"] == "retry")
-    assert lease_file("key-a")["cooldown_until"] >= retry["ts"] + 2
+    first_end = next(e for e in journal(run_dir) if e["event"] == "end")  # before the rest began
+    assert lease_file("key-a")["cooldown_until"] >= first_end["ts"] + 2
     keys = {k["name"]: k for k in summary(run_dir)["credentials"]}
     assert keys["key-a"]["rate_limited"] == 1 and keys["key-b"]["rate_limited"] == 0
     log = (run_dir / "lld-7.log").read_text()
@@ -230,3 +230,31 @@ def test_tokens_are_counted_per_item_and_per_key(tmp_path: Path):
                                                        sum(t[1] for t in per_item))
     log = (latest_run(ws) / "lld-1.log").read_text()
     assert " in / " in log and "out tokens" in log
+
+
+def test_credential_variables_never_reach_workers_even_when_no_lease_is_needed(tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["1"])
+    credentials({"name": "team", "provider": "anthropic", "key_env": "TEAM_ANTHROPIC"})
+    env = {**os.environ, "TEAM_ANTHROPIC": SECRET_ENV, "ASSEMBLYZERO_OFFLINE_LATENCY": "30"}
+    proc = subprocess.Popen(  # offline models: no lease, but the variable is still hidden
+        [sys.executable, "-m", "assemblyzero", "lld-all", "--repo", str(ws)], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    try:
+        while ": calling " not in proc.stdout.readline().decode():
+            pass
+        members = [pid for g in started_groups(latest_run(ws)) for pid in _group_members(g)]
+        assert len(members) == 2  # the tee and the worker
+        for pid in members:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            assert b"TEAM_ANTHROPIC" not in environ and SECRET_ENV.encode() not in environ
+    finally:
+        proc.send_signal(subprocess.signal.SIGINT)
+        proc.communicate(timeout=30)
+
+
+def test_a_key_pasted_into_key_env_is_refused_without_echoing_it(ws: Path):
+    credentials({"name": "team", "provider": "offline", "key_env": SECRET_ENV})
+    run = cli("lld-all", "--repo", str(ws))
+    assert run.code == 2 and "must be the name of an environment variable" in run.err
+    assert SECRET_ENV not in run.out + run.err

@@ -108,3 +108,34 @@ def test_a_timed_out_worker_ignoring_sigterm_is_killed_and_marked_timeout(tmp_pa
     run_dir = latest_run(ws)
     assert [i["status"] for i in summary(run_dir)["items"]] == ["timeout"]
     assert not any(group_alive(g) for g in started_groups(run_dir))
+
+
+def test_an_item_that_cannot_start_fails_alone_and_the_run_exits_1(tmp_path: Path):
+    ws = Workspace.at(make_workspace(tmp_path / "ws", issues=["1", "2", "3"]))
+    devnull = os.open(os.devnull, os.O_WRONLY)
+
+    def spawn(argv: list[str], env: Mapping[str, str], fds: tuple[int, ...]) -> FakeProc:
+        if argv[argv.index("--id") + 1] == "2":
+            raise RuntimeError("no more processes")
+        return FakeProc(pid=10**9, code=0)
+
+    coordinator = Coordinator(ws, RunOptions(parallel=2), Console(fd=devnull), spawn=spawn)
+    code = coordinator.run(scan(ws, Kind.LLD).items, "lld-all")
+    os.close(devnull)
+    assert code == 1
+    items = {i["id"]: i for i in summary(latest_run(ws.root))["items"]}
+    assert {k: v["status"] for k, v in items.items()} == {"1": "done", "2": "failed",
+                                                          "3": "done"}
+    assert "no more processes" in items["2"]["reason"]
+    assert not ws.item_lock(Kind.LLD, "2").exists() or _lock_free(ws.item_lock(Kind.LLD, "2"))
+
+
+def _lock_free(path: Path) -> bool:
+    import fcntl
+
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+    return True

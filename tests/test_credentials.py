@@ -383,7 +383,6 @@ def test_take_with_two_providers_releases_the_first_when_the_second_is_busy(
     assert isinstance(grant, Grant)
     assert grant.names == ("a1", "o1")
     assert pool.secrets(grant) == {"a1": "k" * 20, "o1": ""}
-    assert pool.env_names() == {ENV}
 
 
 def test_disabled_for_the_run_keys_are_skipped(three: Pool) -> None:
@@ -399,3 +398,18 @@ def test_disabled_for_the_run_keys_are_skipped(three: Pool) -> None:
     three.disable("c", "401")
     with pytest.raises(NoCredential, match="refused"):
         three.take("4")
+
+
+def test_take_gives_back_earlier_leases_when_a_later_provider_has_no_key_left(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps({"credentials": [
+        {"name": "off", "provider": "offline"}, {"name": "c1", "provider": "cmd"}]}))
+    monkeypatch.setenv("ASSEMBLYZERO_CREDENTIALS", str(path))
+    store = LeaseStore(tmp_path / "state")
+    pool = Pool.for_models(("offline:x", "cmd:y"), store=store)
+    assert pool is not None and pool.providers == ("offline", "cmd")
+    pool.disable("c1", "refused (401/403)")
+    with pytest.raises(NoCredential):
+        pool.take("1")
+    assert store.peek("off")["holders"] == []  # the offline lease was given back
