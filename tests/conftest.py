@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from gh_fake import fake_gh  # noqa: F401  (a fixture for every test module)
 
 ROOT = Path(__file__).resolve().parent.parent
 
