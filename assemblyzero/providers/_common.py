@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TypeVar
 
-from assemblyzero.providers import ProviderError
+from assemblyzero.providers import AuthFailed, ProviderError, RateLimited
 
 T = TypeVar("T")
 
@@ -78,3 +78,27 @@ def call_with_retries(call: Callable[[], T], retries: int = CALL_RETRIES,
                 raise ProviderError(f"{exc} (after {retries + 1} tries)") from exc
             sleep(base * 2**attempt)
     raise AssertionError("unreachable")
+
+
+DETAIL = 200  # characters of a server's error message kept in ours
+
+
+def clean(text: str, secret: str) -> str:
+    """One short line of server text, with the secret (should a server echo it) masked."""
+    if secret:
+        text = text.replace(secret, "***")
+    text = " ".join(text.split())
+    return text if len(text) <= DETAIL else text[:DETAIL] + "..."
+
+
+def status_error(provider: str, status: int, detail: str, retry_after: str | None,
+                 secret: str) -> ProviderError:
+    """The error for an HTTP status: 429 RateLimited, 401/403 AuthFailed, 5xx Transient."""
+    message = f"{provider}: HTTP {status}: {clean(detail, secret)}"
+    if status == 429:
+        return RateLimited(message, parse_retry_after(retry_after))
+    if status in (401, 403):
+        return AuthFailed(message)
+    if status >= 500:
+        return Transient(message)
+    return ProviderError(message)

@@ -10,19 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from assemblyzero.providers import (
-    AuthFailed,
     ModelReply,
     ModelRequest,
     ProviderError,
     ProviderKey,
-    RateLimited,
     _common,
 )
-from assemblyzero.providers._common import Transient, call_timeout, parse_retry_after, require
+from assemblyzero.providers._common import Transient, call_timeout, clean, require, status_error
 
 NAME = "anthropic"
 MAX_TOKENS = 4096
-_DETAIL = 200  # characters of the server's error message kept in ours
 
 
 class AnthropicProvider:
@@ -36,11 +33,10 @@ class AnthropicProvider:
                                          max_retries=0, timeout=self.timeout)
         except (sdk.AnthropicError, ValueError, TypeError) as exc:
             raise ProviderError(f"{NAME}: cannot set up the client: "
-                                f"{_clean(str(exc), key.secret)}") from None
+                                f"{clean(str(exc), key.secret)}") from None
 
     def complete(self, request: ModelRequest) -> ModelReply:
-        # RETRY_BASE is read now: call_with_retries's default was bound at import
-        return _common.call_with_retries(lambda: self._once(request), base=_common.RETRY_BASE)
+        return _common.call_with_retries(lambda: self._once(request))
 
     def _once(self, request: ModelRequest) -> ModelReply:
         sdk = self._sdk
@@ -51,7 +47,7 @@ class AnthropicProvider:
             )
         except sdk.APIStatusError as exc:
             detail = exc.api_message or exc.message
-            raise _status_error(exc.status_code, str(detail), exc.response.headers.get(
+            raise status_error(NAME, exc.status_code, str(detail), exc.response.headers.get(
                 "retry-after"), self.key.secret) from None
         except sdk.APITimeoutError:
             raise Transient(f"{NAME}: no reply within {self.timeout:g}s "
@@ -61,7 +57,7 @@ class AnthropicProvider:
             raise Transient(f"{NAME}: connection error ({cause})") from None
         except sdk.AnthropicError as exc:  # e.g. a reply the SDK could not read
             raise ProviderError(f"{NAME}: {type(exc).__name__}: "
-                                f"{_clean(str(exc), self.key.secret)}") from None
+                                f"{clean(str(exc), self.key.secret)}") from None
         blocks = getattr(message, "content", None) or []
         text = "".join(b.text for b in blocks if getattr(b, "type", None) == "text")
         usage = getattr(message, "usage", None)
@@ -75,24 +71,3 @@ def create(model: str, key: ProviderKey | None = None) -> AnthropicProvider:
         raise ProviderError(f"a credential for provider {NAME} is needed: list one with "
                             f"\"provider\": \"{NAME}\" in the credentials file")
     return AnthropicProvider(model, key, sdk)
-
-
-def _status_error(status: int, detail: str, retry_after: str | None,
-                  secret: str) -> ProviderError:
-    """The ProviderError for an HTTP error status (the key masked out of `detail`)."""
-    message = f"{NAME}: HTTP {status}: {_clean(detail, secret)}"
-    if status == 429:
-        return RateLimited(message, parse_retry_after(retry_after))
-    if status in (401, 403):
-        return AuthFailed(message)
-    if status >= 500:
-        return Transient(message)
-    return ProviderError(message)
-
-
-def _clean(text: str, secret: str) -> str:
-    """One short line, with the secret (should a server echo it) masked."""
-    if secret:
-        text = text.replace(secret, "***")
-    text = " ".join(text.split())
-    return text if len(text) <= _DETAIL else text[:_DETAIL] + "..."

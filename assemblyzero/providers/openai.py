@@ -12,19 +12,16 @@ import os
 from typing import Any
 
 from assemblyzero.providers import (
-    AuthFailed,
     ModelReply,
     ModelRequest,
     ProviderError,
     ProviderKey,
-    RateLimited,
     _common,
 )
-from assemblyzero.providers._common import Transient, call_timeout, parse_retry_after, require
+from assemblyzero.providers._common import Transient, call_timeout, clean, require, status_error
 
 NAME = "openai"
 PLACEHOLDER_KEY = "unused"  # what a keyless OpenAI-compatible server is sent
-_DETAIL = 200  # characters of the server's error message kept in ours
 
 
 class OpenAIProvider:
@@ -32,6 +29,7 @@ class OpenAIProvider:
 
     def __init__(self, model: str, key: ProviderKey | None, secret: str, sdk: Any) -> None:
         self.model, self.key, self._secret, self._sdk = model, key, secret, sdk
+        self._mask = "" if secret == PLACEHOLDER_KEY else secret  # masked in messages
         self.timeout = call_timeout()
         base_url = key.base_url if key else None  # None: the SDK reads OPENAI_BASE_URL
         try:
@@ -39,11 +37,10 @@ class OpenAIProvider:
                                       timeout=self.timeout)
         except (sdk.OpenAIError, ValueError, TypeError) as exc:
             raise ProviderError(f"{NAME}: cannot set up the client: "
-                                f"{_clean(str(exc), secret)}") from None
+                                f"{clean(str(exc), secret)}") from None
 
     def complete(self, request: ModelRequest) -> ModelReply:
-        # RETRY_BASE is read now: call_with_retries's default was bound at import
-        return _common.call_with_retries(lambda: self._once(request), base=_common.RETRY_BASE)
+        return _common.call_with_retries(lambda: self._once(request))
 
     def _once(self, request: ModelRequest) -> ModelReply:
         sdk = self._sdk
@@ -54,8 +51,8 @@ class OpenAIProvider:
         except sdk.APIStatusError as exc:
             body = exc.body  # the SDK hands over the body's "error" object when there is one
             detail = body.get("message") if isinstance(body, dict) else None
-            raise _status_error(exc.status_code, str(detail or exc.message),
-                                exc.response.headers.get("retry-after"), self._secret) from None
+            raise status_error(NAME, exc.status_code, str(detail or exc.message),
+                                exc.response.headers.get("retry-after"), self._mask) from None
         except sdk.APITimeoutError:
             raise Transient(f"{NAME}: no reply within {self.timeout:g}s "
                             f"({_common.ENV_CALL_TIMEOUT})") from None
@@ -64,7 +61,7 @@ class OpenAIProvider:
             raise Transient(f"{NAME}: connection error ({cause})") from None
         except sdk.OpenAIError as exc:  # e.g. a reply the SDK could not read
             raise ProviderError(f"{NAME}: {type(exc).__name__}: "
-                                f"{_clean(str(exc), self._secret)}") from None
+                                f"{clean(str(exc), self._mask)}") from None
         choices = getattr(completion, "choices", None) or []
         message = getattr(choices[0], "message", None) if choices else None
         if message is None:
@@ -91,24 +88,3 @@ def _secret(key: ProviderKey | None) -> str:
     raise ProviderError(f"a credential for provider {NAME} is needed: list one with "
                         f"\"provider\": \"{NAME}\" in the credentials file, or set "
                         "OPENAI_BASE_URL for a local OpenAI-compatible server that needs none")
-
-
-def _status_error(status: int, detail: str, retry_after: str | None,
-                  secret: str) -> ProviderError:
-    """The ProviderError for an HTTP error status (the key masked out of `detail`)."""
-    message = f"{NAME}: HTTP {status}: {_clean(detail, secret)}"
-    if status == 429:
-        return RateLimited(message, parse_retry_after(retry_after))
-    if status in (401, 403):
-        return AuthFailed(message)
-    if status >= 500:
-        return Transient(message)
-    return ProviderError(message)
-
-
-def _clean(text: str, secret: str) -> str:
-    """One short line, with the secret (should a server echo it) masked."""
-    if secret and secret != PLACEHOLDER_KEY:
-        text = text.replace(secret, "***")
-    text = " ".join(text.split())
-    return text if len(text) <= _DETAIL else text[:_DETAIL] + "..."
