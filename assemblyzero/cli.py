@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -258,6 +259,20 @@ def demo(c: Context, dest: str | None = None, latency: str | None = None) -> Non
     _out(f"demo done: LLDs in {target / 'docs/lld/active'}, logs in {target / 'logs/parallel'}")
 
 
+@task(auto_shortflags=False, help={
+    "quick": "tiny sizes, one repeat: a fast look (and what the smoke test runs)",
+    "only": "comma-separated figures to measure (see benchmarks/bench.py --help)"})
+def bench(c: Context, quick: bool = False, only: str | None = None) -> None:
+    """Measure the figures of SPEC 8; print the table, write logs/bench/<time>.json."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+    if not script.is_file():
+        raise Exit(f"error: {script} not found (the benchmarks run from a source checkout)",
+                   code=EXIT_USAGE)
+    argv = [sys.executable, str(script)] + (["--quick"] if quick else []) + (
+        ["--only", only] if only else [])
+    c.run(" ".join(shlex.quote(a) for a in argv), pty=False)
+
+
 @task(auto_shortflags=False, help={"args": "extra arguments for pytest, e.g. --args='-k prefix'"})
 def test(c: Context, args: str = "") -> None:
     """Run the test suite (pytest -n auto)."""
@@ -271,7 +286,8 @@ def lint(c: Context) -> None:
     c.run(f"{sys.executable} -m mypy --strict assemblyzero")
 
 
-ns = Collection(lld_all, issue_all, dry_run, status, retry_failed, lld, issue, demo, test, lint)
+ns = Collection(lld_all, issue_all, dry_run, status, retry_failed, lld, issue, demo, bench, test,
+                lint)
 program = Program(namespace=ns, version=__version__, name="assemblyzero", binary="assemblyzero")
 
 
