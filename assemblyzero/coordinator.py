@@ -21,9 +21,7 @@ from queue import Empty, SimpleQueue
 from types import FrameType
 from typing import Any
 
-from filelock import FileLock, Timeout
-
-from assemblyzero import backlog, procs
+from assemblyzero import backlog, flock, procs
 from assemblyzero.backlog import Item, Skipped
 from assemblyzero.constants import (
     DEFAULT_GRACE,
@@ -74,7 +72,7 @@ class RunOptions:
 class _Running:
     item: Item
     proc: procs.Proc
-    lock: FileLock
+    lock: int  # fd holding the item's flock
     started: float
     log: Path
     grant: Grant | None = None
@@ -203,20 +201,18 @@ class Coordinator:
     # --- one worker ---------------------------------------------------------
     def _start(self, item: Item) -> None:
         key = slug(item.kind, item.id)
-        lock = FileLock(str(self.ws.item_lock(item.kind, item.id)))
-        try:
-            lock.acquire(blocking=False)
-        except Timeout:
+        lock = flock.try_lock(self.ws.item_lock(item.kind, item.id))
+        if lock is None:
             self._skip(item, "taken by another run (its item lock is held)")
             return
         try:
             pending = backlog.is_pending(self.ws, item)
             ready, grant = self._lease(item, lock) if pending else (False, None)
         except BaseException:
-            lock.release()
+            flock.unlock(lock)
             raise
         if not pending:
-            lock.release()
+            flock.unlock(lock)
             self._skip(item, "no longer pending (done by another run?)")
             return
         if not ready:
@@ -248,18 +244,18 @@ class Coordinator:
         self._outcome(item, Status.FAILED, f"could not start: {type(exc).__name__}: {exc}")
         self.say(f"{item.tag} could not start: {self.scrub(str(exc))}")
 
-    def _lease(self, item: Item, lock: FileLock) -> tuple[bool, Grant | None]:
+    def _lease(self, item: Item, lock: int) -> tuple[bool, Grant | None]:
         """(can start now, the item's credentials or None if it needs none)."""
         if self.pool is None:
             return True, None
         try:
             got = self.pool.take(item.tag)
         except NoCredential as exc:
-            lock.release()
+            flock.unlock(lock)
             self._outcome(item, Status.FAILED, str(exc))
             return False, None
         if isinstance(got, Busy):
-            lock.release()
+            flock.unlock(lock)
             self.queue.appendleft(item)
             if not self.paused:  # once per pause, which ends when a worker starts
                 self.paused = True
@@ -360,10 +356,10 @@ class Coordinator:
             for n in (0, 1):
                 self.pool.stats[name].tokens[n] += max(0, result.tokens[n] - before[n])
 
-    def _release(self, grant: Grant | None, lock: FileLock, succeeded: bool) -> None:
+    def _release(self, grant: Grant | None, lock: int, succeeded: bool) -> None:
         if grant and self.pool:
             self.pool.give_back(grant, succeeded)
-        lock.release()
+        flock.unlock(lock)
 
     # --- waiting ------------------------------------------------------------
     def _paused(self) -> bool:

@@ -15,6 +15,7 @@ is never evicted.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -23,12 +24,12 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assemblyzero import flock
 from assemblyzero.constants import (
     BACKOFF_CAP,
     BACKOFF_JITTER,
@@ -208,34 +209,15 @@ class LeaseStore:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._dir_ready = True
 
-    @contextmanager
-    def _lock(self, name: str) -> Iterator[None]:
-        """The lease file's lock: `flock` on `<name>.lock`, the same lock filelock takes.
-
-        Held for a read and a write only, so it is tried without blocking and
-        retried every LEASE_LOCK_POLL seconds, up to LOCK_TIMEOUT. Done by hand
-        because this is the hot path of every acquire and release: filelock's
-        bookkeeping cost 0.4 ms per lock here, a third of a whole cycle.
-        """
+    def _lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """The lease file's lock (`<name>.lock`): held for one read and one write."""
         fd = self._lock_fds.get(name)
         if fd is None:
             self._ensure_dir()
-            fd = os.open(self.dir / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self.dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self._lock_fds[name] = fd
-        deadline = time.monotonic() + LOCK_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"lease file lock {self.dir / name}.lock is held "
-                                       f"for more than {LOCK_TIMEOUT:g}s") from None
-                time.sleep(LEASE_LOCK_POLL)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        return flock.locked(fd, f"lease file {self.dir / name}.json", LOCK_TIMEOUT,
+                            LEASE_LOCK_POLL)
 
     def _update(self, name: str, change: Callable[[State], Any]) -> Any:
         """Read, change and (if it changed) rewrite the lease file, all under its lock."""

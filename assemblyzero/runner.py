@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assemblyzero import backlog, credentials, github
+from assemblyzero import backlog, credentials
 from assemblyzero.backlog import Plan
 from assemblyzero.coordinator import Console, Coordinator, RunOptions
 from assemblyzero.credentials import CredentialError
@@ -48,6 +48,8 @@ class Origin:
         if self.label and self.source != "github":
             raise UsageError("--label filters GitHub issues: add --source github")
         if "github" in (self.source, self.publish):
+            from assemblyzero import github  # lazy: only the GitHub source needs gh
+
             try:
                 github.check_gh()
             except github.GitHubError as exc:
@@ -61,6 +63,8 @@ def plan(ws: Workspace, kind: Kind, only: list[str] | None, limit: int | None,
          origin: Origin = FILES) -> tuple[Plan, dict[str, str]]:
     """The items to run, and the GitHub documents to write for them (if any)."""
     if origin.source == "github":
+        from assemblyzero import github
+
         try:
             found, documents = backlog.from_github(ws, origin.label)
         except github.GitHubError as exc:
