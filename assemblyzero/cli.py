@@ -290,12 +290,3 @@ ns = Collection(lld_all, issue_all, dry_run, status, retry_failed, lld, issue, d
                 lint)
 program = Program(namespace=ns, version=__version__, name="assemblyzero", binary="assemblyzero")
 
-
-def main() -> None:
-    """The `assemblyzero` command; Ctrl+C before a run has begun still exits 130."""
-    try:
-        program.run()
-    except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)
-    except BrokenPipeError:  # `assemblyzero --help | head`: the reader left, not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
