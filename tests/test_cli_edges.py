@@ -118,3 +118,16 @@ def test_a_halted_item_keeps_its_checkpoint_and_reruns_cost_nothing_until_its_in
     fixed = cli("lld-all", "--repo", str(ws), "--only=41")
     assert fixed.code == 0, fixed.out
     assert "the input changed since the checkpoint" in (latest_run(ws) / "lld-41.log").read_text()
+
+
+def test_an_unreadable_checkpoint_is_set_aside_and_its_item_restarts(ws: Path, fast: None):
+    db = ws / ".assemblyzero/checkpoints/lld-41.db"
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"this is not a database" * 100)
+    run = cli("lld-all", "--repo", str(ws), "--only=41")
+    assert run.code == 0, run.out + run.err
+    log = (latest_run(ws) / "lld-41.log").read_text()
+    assert "checkpoint unreadable" in log and "restarting this item from the beginning" in log
+    assert (ws / "docs/lld/active/LLD-041.md").exists()
+    kept = list(db.parent.glob("lld-41.db.unreadable-*"))
+    assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not")
