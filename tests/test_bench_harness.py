@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks" / "bench.py"
 FAST = "first_worker,dry_run,rss"
 ROWS = ["first_worker", "first_worker.python_bare", "first_worker.import_cli",
-        "first_worker.worker_help", "first_worker.tee_alone", "dry_run_1000", "rss_worker",
-        "rss_coordinator"]
+        "first_worker.worker_help", "first_worker.tee_alone", "first_worker.line",
+        "dry_run_1000", "rss_worker", "rss_coordinator"]
 
 
 def test_quick_bench_records_every_figure(tmp_path: Path, isolated_home: Path) -> None:
