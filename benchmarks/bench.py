@@ -21,8 +21,9 @@ Figures (`--only` takes these group names, or the row names of the table):
   overhead      zero-latency items: `lld-all --parallel=4` against `xargs -P 4`
                 running the same worker command line (prefix-tee included)
   first_worker  from launching `python -m assemblyzero lld-all` to the first
-                worker's first line ("load: ..."), with a breakdown of startup
-                costs and `-X importtime` of the worker and the CLI in the JSON
+                worker started (its journal event), and to that worker's first
+                line ("load: ..."), with a breakdown of startup costs and
+                `-X importtime` of the worker and the CLI in the JSON
   rss           peak RSS of one worker running one item, and of the coordinator
                 (itself only) during a 6-item parallel run
   lease         benchmarks/lease_rate.py: acquire+release per second, 10
