@@ -20,6 +20,7 @@ class Item:
     kind: Kind
     id: str
     source: Path | None = None  # the input, when not the workspace's own file (GitHub)
+    document: str | None = field(default=None, compare=False, repr=False)  # its text, to write
 
     @property
     def tag(self) -> str:
@@ -84,8 +85,11 @@ def _done_ids(ws: Workspace, kind: Kind) -> set[str]:
 
 def is_pending(ws: Workspace, item: Item) -> bool:
     """Re-check one item just before it starts (another run may have done it)."""
+    done = ws.output_file(item.kind, item.id).exists()
+    if item.document is not None:  # a GitHub issue: its text is written once the item is ours
+        return not done
     source = item.source or ws.input_file(item.kind, item.id)
-    return source.is_file() and not ws.output_file(item.kind, item.id).exists()
+    return source.is_file() and not done
 
 
 def from_github(ws: Workspace, label: str | None) -> tuple[Plan, dict[str, str]]:
@@ -97,9 +101,15 @@ def from_github(ws: Workspace, label: str | None) -> tuple[Plan, dict[str, str]]
     from assemblyzero import github
 
     plan, documents = Plan(), {}
+    local = {ws.output_file(Kind.LLD, stem).name for _, stem in _md_stems(ws.issues)
+             if is_valid_id(stem)}
     for issue in github.list_issues(label=label, cwd=ws.root):
         item_id = str(issue.number)
-        if not ws.output_file(Kind.LLD, item_id).exists():
+        lld = ws.output_file(Kind.LLD, item_id).name
+        if lld in local:  # GitHub #7 and docs/issues/active/7.md would share LLD-007.md
+            plan.skipped.append(Skipped(Kind.LLD, f"#{item_id}", f"a local issue also maps to "
+                                        f"{lld}; rename it or design #{item_id} elsewhere"))
+        elif not ws.output_file(Kind.LLD, item_id).exists():
             plan.items.append(Item(Kind.LLD, item_id, ws.github_input(item_id)))
             documents[item_id] = issue.markdown()
     plan.items.sort(key=lambda item: sort_key(item.id))

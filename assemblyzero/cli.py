@@ -18,7 +18,7 @@ from typing import Any
 
 from invoke.collection import Collection
 from invoke.context import Context
-from invoke.exceptions import Exit
+from invoke.exceptions import Exit, ParseError
 from invoke.program import Program
 from invoke.tasks import task
 
@@ -225,14 +225,14 @@ def retry_failed(c: Context, parallel: Any = None, repo: str = ".", timeout: str
     from assemblyzero import status as runs
 
     with _user_errors():
-        kind, ids = runs.unfinished(runner.workspace(repo))
+        kind, ids, origin = runs.unfinished(runner.workspace(repo))
     if not ids:
         _out("nothing to retry: the latest run finished every item")
         return
     _out(f"retrying {len(ids)} {kind.value} item(s): {', '.join(ids)}")
     _run_all(kind, parallel, False, repo, ",".join(ids), None,
              _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
-                    max_iterations=max_iterations, max_attempts=max_attempts))
+                    max_iterations=max_iterations, max_attempts=max_attempts), origin)
 
 
 _EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "workspace"
@@ -288,5 +288,21 @@ def lint(c: Context) -> None:
 
 ns = Collection(lld_all, issue_all, dry_run, status, retry_failed, lld, issue, demo, bench, test,
                 lint)
-program = Program(namespace=ns, version=__version__, name="assemblyzero", binary="assemblyzero")
+class _Program(Program):
+    """invoke's Program, with a bad flag exiting 2 (usage error, SPEC 6) instead of 1."""
+
+    def parse_core(self, argv: list[str] | None) -> None:
+        try:
+            super().parse_core(argv)
+        except ParseError as exc:
+            raise Exit(str(exc), code=EXIT_USAGE) from None
+
+    def parse_tasks(self) -> None:
+        try:
+            super().parse_tasks()
+        except ParseError as exc:
+            raise Exit(str(exc), code=EXIT_USAGE) from None
+
+
+program = _Program(namespace=ns, version=__version__, name="assemblyzero", binary="assemblyzero")
 

@@ -44,6 +44,7 @@ from assemblyzero.constants import (
     SECRET_ENV_VARS,
 )
 from assemblyzero.credentials import CredentialFile
+from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import Kind, slug
 from assemblyzero.leases import Busy, process_start
 from assemblyzero.pool import Grant, NoCredential, Pool
@@ -66,6 +67,8 @@ class RunOptions:
     grace: float = DEFAULT_GRACE
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     publish: str | None = None  # "github": the issue workflow also creates the issue there
+    source: str = "files"  # recorded so that retry-failed reruns from the same place
+    label: str | None = None
 
 
 @dataclass
@@ -140,6 +143,8 @@ class Coordinator:
         started, wall = time.time(), self.clock()
         self.record.event("run-start", label=label, items=[i.tag for i in items],
                           ids=[i.id for i in items], parallel=self.opts.parallel,
+                          source=self.opts.source, label_filter=self.opts.label,
+                          publish=self.opts.publish,
                           pid=os.getpid(), pid_start=process_start(os.getpid()))
         how = f"{self.opts.parallel} at a time" if self.opts.parallel > 1 else "one at a time"
         self.say(f"run {self.record.run_id}: {len(items)} item(s), {how}; "
@@ -218,6 +223,8 @@ class Coordinator:
         if not ready:
             return
         try:
+            if item.source and item.document is not None:  # a GitHub issue's text, under the lock
+                atomic_write(item.source, item.document)
             log = self.record.log_path(key)
             argv = procs.worker_argv(item.tag, self.width, log, self._worker_args(item))
             env, fds = self._worker_env(item, grant)
@@ -229,11 +236,11 @@ class Coordinator:
         except BaseException:  # no worker: nothing may stay held
             self._release(grant, lock, succeeded=False)
             raise
+        procs.watch(proc, key, self.events)  # first: whatever fails next, its exit is seen
         self.attempts[key] = self.attempts.get(key, 0) + 1
         self.running[key] = _Running(item, proc, lock, self.clock(), log, grant)
         self.record.event("start", item=item.tag, pid=proc.pid, attempt=self.attempts[key],
                           credentials=list(grant.names) if grant else [])
-        procs.watch(proc, key, self.events)
 
     def _cannot_start(self, item: Item, exc: Exception) -> None:
         key = slug(item.kind, item.id)
@@ -357,9 +364,11 @@ class Coordinator:
                 self.pool.stats[name].tokens[n] += max(0, result.tokens[n] - before[n])
 
     def _release(self, grant: Grant | None, lock: int, succeeded: bool) -> None:
-        if grant and self.pool:
-            self.pool.give_back(grant, succeeded)
-        flock.unlock(lock)
+        try:
+            if grant and self.pool:
+                self.pool.give_back(grant, succeeded)
+        finally:
+            flock.unlock(lock)
 
     # --- waiting ------------------------------------------------------------
     def _paused(self) -> bool:

@@ -58,8 +58,11 @@ class Workflow:
         resumed = state["next"] if state else None
         if state and self._input_changed(state):
             self.say("the input changed since the checkpoint; starting this item over")
-            state = resumed = None
-        self.state = state or {"next": "load", "iteration": 0, "model_calls": 0, "history": []}
+            published = state.get("published")  # a GitHub issue already created stays created
+            state = {"published": published} if published else None
+            resumed = None
+        fresh = {"next": "load", "iteration": 0, "model_calls": 0, "history": []}
+        self.state = state if state and "next" in state else {**fresh, **(state or {})}
         if resumed:
             self.say(f"resuming at step '{resumed}' (checkpoint {self.checkpoint.path.name})")
         steps: dict[str, Callable[[State], None]] = {

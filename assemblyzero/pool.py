@@ -119,8 +119,15 @@ class Pool:
         return Busy(provider, f"every {provider} credential is held or cooling down", until)
 
     def give_back(self, grant: Grant, succeeded: bool) -> None:
+        """Release every lease of the grant, even if one release fails."""
+        errors: list[BaseException] = []
         for lease in grant.leases:
-            self.store.release(lease, succeeded)
+            try:
+                self.store.release(lease, succeeded)
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def rate_limited(self, name: str, retry_after: float | None) -> float:
         """A 429 on `name`: cool it down for every process; the end time."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,6 @@ from assemblyzero import backlog, credentials
 from assemblyzero.backlog import Plan
 from assemblyzero.coordinator import Console, Coordinator, RunOptions
 from assemblyzero.credentials import CredentialError
-from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import Kind
 from assemblyzero.leases import LeaseStore
 from assemblyzero.options import Parallel, UsageError
@@ -81,9 +80,7 @@ def run_kind(
     """Run every pending item of `kind`; the exit code of the run."""
     origin.check(kind)
     todo, documents = plan(ws, kind, only, limit, origin)
-    for item in todo.items:  # GitHub issues: their text, where the worker reads it
-        if item.source and item.id in documents:
-            atomic_write(item.source, documents[item.id])
+    todo.items = [replace(item, document=documents.get(item.id)) for item in todo.items]
     console = Console(width=len("[COORDINATOR]"))
     if parallel.warning:
         console.say(f"warning: {parallel.warning}")
@@ -93,7 +90,8 @@ def run_kind(
         console.say(f"nothing to do: no pending {kind.value} items in {ws.root}")
         return 0
     creds, pool = credential_pool(settings, console.say)
-    opts = RunOptions(parallel=parallel.workers, publish=origin.publish, **settings)
+    opts = RunOptions(parallel=parallel.workers, publish=origin.publish, source=origin.source,
+                      label=origin.label, **settings)
     coordinator = Coordinator(ws, opts, console, pool=pool, creds=creds)
     return coordinator.run(todo.items, f"{kind.value}-all", todo.skipped)
 

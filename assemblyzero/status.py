@@ -14,6 +14,7 @@ from typing import Any
 from assemblyzero.ids import Kind
 from assemblyzero.leases import process_start
 from assemblyzero.options import UsageError
+from assemblyzero.runner import Origin
 from assemblyzero.workspace import Workspace
 
 STATUS_VERSION = 1
@@ -104,8 +105,8 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def unfinished(ws: Workspace) -> tuple[Kind, list[str]]:
-    """The kind and ids the latest run did not finish (for retry-failed)."""
+def unfinished(ws: Workspace) -> tuple[Kind, list[str], Origin]:
+    """The kind, ids and origin (source, label, publish) the latest run did not finish."""
     latest = ws.runs / "latest"
     if not latest.exists():
         raise UsageError(f"no run to retry in {ws.root} ({latest} not found)")
@@ -115,4 +116,7 @@ def unfinished(ws: Workspace) -> tuple[Kind, list[str]]:
     kind = Kind.ISSUE if str(run.get("label", "")).startswith("issue") else Kind.LLD
     ids = [i["id"] for i in run["items"] if i["status"] in UNFINISHED
            or (i["status"] == "skipped" and i["reason"].startswith("not started"))]
-    return kind, ids
+    start = next((e for e in _journal(latest.resolve()) if e.get("event") == "run-start"), {})
+    origin = Origin(start.get("source", "files"), start.get("label_filter"),
+                    start.get("publish"))
+    return kind, ids, origin

@@ -94,3 +94,23 @@ def test_source_github_is_for_lld_all_only(fake_gh: Fake, tmp_path: Path):
     assert run.code != 0 and "--source" in run.err  # issue-all has no such flag
     label = cli("lld-all", "--label", "p1", "--repo", str(ws))
     assert label.code == 2 and "add --source github" in label.err
+
+
+def test_retry_failed_reruns_from_github_too(fake_gh: Fake, tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws")
+    first = cli("lld-all", "--source", "github", "--label", "lld", "--repo", str(ws),
+                env={"ASSEMBLYZERO_SIMULATE_FAIL": "9"})
+    assert first.code == 1
+    retry = cli("retry-failed", "--repo", str(ws), env=FAST)
+    assert retry.code == 0, retry.out + retry.err
+    assert "retrying 1 lld item(s): 9" in retry.out
+    assert "Export the ledger." in (ws / "docs/lld/active/LLD-009.md").read_text()
+
+
+def test_a_github_issue_and_a_local_issue_with_one_lld_name_are_refused(fake_gh: Fake,
+                                                                      tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["007"])
+    run = cli("dry-run", "--source", "github", "--kind", "lld", "--repo", str(ws))
+    assert run.code == 0, run.err
+    assert "skipped #7: a local issue also maps to LLD-007.md" in run.out
+    assert "LLD-009" in run.out

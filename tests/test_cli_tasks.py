@@ -64,3 +64,8 @@ def test_one_item_task_runs_just_that_item(tmp_path: Path):
     assert not (ws / "docs/lld/active/LLD-006.md").exists()
     missing = cli("lld", "--repo", str(ws))
     assert missing.code == 2 and "--id is required" in missing.err
+
+
+def test_an_unknown_flag_is_a_usage_error_exit_2():
+    run = cli("lld-all", "--no-such-flag")
+    assert run.code == 2 and "--no-such-flag" in run.err
