@@ -44,6 +44,8 @@ class Origin:
             raise UsageError(f"--publish can only be github (got {self.publish!r})")
         if self.source == "github" and kind is Kind.ISSUE:
             raise UsageError("--source github lists issues: use it with lld-all")
+        if self.label is not None and not self.label.strip():
+            raise UsageError("--label needs a label name")
         if self.label and self.source != "github":
             raise UsageError("--label filters GitHub issues: add --source github")
         if "github" in (self.source, self.publish):
@@ -126,10 +128,10 @@ def describe(
         "max_iterations": settings["max_iterations"], "timeout": settings["timeout"],
         "credentials": credential_states(settings), "kinds": {},
     }
-    data["source"] = origin.source
+    data["source"], data["publish"] = origin.source, origin.publish
     for kind in kinds:
-        if origin.source == "github" and kind is Kind.ISSUE:
-            continue  # GitHub issues feed the LLD workflow only
+        if origin.source == "github" and kind is Kind.ISSUE and len(kinds) > 1:
+            continue  # --kind all: GitHub issues feed the LLD workflow only
         origin.check(kind)
         todo, _ = plan(ws, kind, only, limit, origin)
         data["kinds"][kind.value] = {
@@ -192,6 +194,8 @@ def render_plan(data: dict[str, Any], warning: str = "") -> str:
                  "parallelism: sequential (one at a time; add --parallel for 3)")
     lines.append(f"models: drafter {data['drafter']}, reviewer {data['reviewer']}, "
                  f"max {data['max_iterations']} revision(s), timeout {data['timeout']:g}s")
+    if data.get("publish"):
+        lines.append(f"publish: each finished issue is also created on {data['publish']}")
     if data["credentials"]:
         lines.append("credentials:")
         lines.extend(_credential_line(c) for c in data["credentials"])

@@ -114,3 +114,18 @@ def test_a_github_issue_and_a_local_issue_with_one_lld_name_are_refused(fake_gh:
     assert run.code == 0, run.err
     assert "skipped #7: a local issue also maps to LLD-007.md" in run.out
     assert "LLD-009" in run.out
+
+
+def test_github_flag_misuse_is_a_usage_error(fake_gh: Fake, tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws")
+    kind_issue = cli("dry-run", "--kind", "issue", "--source", "github", "--repo", str(ws))
+    assert kind_issue.code == 2 and "use it with lld-all" in kind_issue.err
+    empty = cli("lld-all", "--source", "github", "--label=", "--repo", str(ws))
+    assert empty.code == 2 and "--label needs a label name" in empty.err
+
+
+def test_a_dry_run_says_that_issues_will_be_published(fake_gh: Fake, tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", briefs=["x"])
+    run = cli("issue-all", "--dry-run", "--publish", "github", "--repo", str(ws))
+    assert run.code == 0 and "publish: each finished issue is also created on github" in run.out
+    assert not [c for c in fake_gh.calls() if c["argv"][:2] == ["issue", "create"]]
