@@ -41,6 +41,9 @@ ENV_RUN_DIR = "ASSEMBLYZERO_RUN_DIR"  # set by the coordinator for each worker
 ENV_LIFELINE_FD = "ASSEMBLYZERO_LIFELINE_FD"  # end-of-file there: the coordinator is gone
 DEFAULT_OFFLINE_APPROVE_AT = 2
 
+# Output.
+PROGRESS_EVERY = 10.0  # seconds between the coordinator's one-line progress reports
+
 # Demo (invoke demo): per-call latency so that the parallelism is visible.
 DEMO_LATENCY = 0.25
 

@@ -41,6 +41,7 @@ from assemblyzero.constants import (
     EXIT_RATE_LIMITED,
     EXIT_TERMINATED,
     LEASE_HEARTBEAT,
+    PROGRESS_EVERY,
     SECRET_ENV_VARS,
 )
 from assemblyzero.credentials import CredentialFile
@@ -69,6 +70,7 @@ class RunOptions:
     publish: str | None = None  # "github": the issue workflow also creates the issue there
     source: str = "files"  # recorded so that retry-failed reruns from the same place
     label: str | None = None
+    progress_every: float = PROGRESS_EVERY  # seconds between progress lines
 
 
 @dataclass
@@ -126,6 +128,7 @@ class Coordinator:
         self.paused = False  # the pool was exhausted and no worker has started since
         self.pause_at: float | None = None  # no new worker before this (pool exhausted)
         self.next_beat = 0.0
+        self.next_progress = float("inf")  # set when the run starts
 
     # --- the run ------------------------------------------------------------
     def run(self, items: list[Item], label: str, skipped: Sequence[Skipped] = ()) -> int:
@@ -154,6 +157,8 @@ class Coordinator:
             self._outcome(Item(refused.kind, refused.name), Status.SKIPPED, refused.reason,
                           tag=refused.name)
         self.queue.extend(items)
+        self.total, self.began = len(items), self.clock()
+        self.next_progress = self.began + self.opts.progress_every
         self.lifeline, keep_alive = procs.lifeline()
         with self._signals():
             try:
@@ -380,6 +385,8 @@ class Coordinator:
             deadlines.append(self.pause_at)
         if self.pool and self.running:
             deadlines.append(self.next_beat)
+        if self.running:
+            deadlines.append(self.next_progress)
         deadline = min(deadlines, default=float("inf"))
         wait = None if deadline == float("inf") else max(0.0, deadline - self.clock())
         try:
@@ -400,6 +407,9 @@ class Coordinator:
 
     def _enforce_deadlines(self) -> None:
         now = self.clock()
+        if self.running and now >= self.next_progress:
+            self.say(self._progress(now))
+            self.next_progress = now + self.opts.progress_every
         if self.pool and self.running and now >= self.next_beat:
             self.pool.heartbeat([r.grant for r in self.running.values() if r.grant])
             self.next_beat = now + LEASE_HEARTBEAT
@@ -410,6 +420,21 @@ class Coordinator:
             elif r.ended_by is None and now >= r.started + self.opts.timeout:
                 self.say(f"{r.item.tag} timed out after {self.opts.timeout:g}s; stopping it")
                 self._stop(r, Status.TIMEOUT)
+
+    def _progress(self, now: float) -> str:
+        """`progress: 3 done, 2 running, 4 pending, 0 failed; 41s elapsed, ETA 30s`."""
+        worked = [o.duration for o in self.outcomes if o.status is Status.DONE]
+        done = len(self.outcomes)
+        failed = sum(o.status in (Status.FAILED, Status.TIMEOUT, Status.HALTED)
+                     for o in self.outcomes)
+        left = len(self.running) + len(self.queue)
+        eta = "unknown"
+        if worked:  # finished items' mean duration, spread over the parallel slots
+            slots = max(1, min(self.opts.parallel, left))
+            eta = f"{sum(worked) / len(worked) * left / slots:.0f}s"
+        return (f"progress: {done - failed} done, {len(self.running)} running, "
+                f"{len(self.queue)} pending, {failed} failed; "
+                f"{now - self.began:.0f}s elapsed, ETA {eta}")
 
     def _stop(self, r: _Running, why: Status) -> None:
         r.ended_by = r.ended_by or why

@@ -139,7 +139,8 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def driver(tmp_path: Path, ws: Path, worker_code: str, parallel: int = 2,
-           grace: float = 5.0, timeout: float = 1800.0, name: str = "driver") -> Path:
+           grace: float = 5.0, timeout: float = 1800.0, name: str = "driver",
+           progress_every: float = 1800.0) -> Path:
     """A script running a real Coordinator on `ws` whose workers run `worker_code`.
 
     Everything is real (processes, prefix-tee, signals); only the worker
@@ -161,7 +162,8 @@ def driver(tmp_path: Path, ws: Path, worker_code: str, parallel: int = 2,
         "    item = argv[argv.index('--id') + 1]\n"
         f"    return procs.spawn(argv[:cut] + [sys.executable, {str(fake)!r}, item], env, fds)\n"
         f"ws = Workspace.at({str(ws)!r})\n"
-        f"opts = RunOptions(parallel={parallel}, grace={grace}, timeout={timeout})\n"
+        f"opts = RunOptions(parallel={parallel}, grace={grace}, timeout={timeout}, "
+        f"progress_every={progress_every})\n"
         "pool = Pool.for_models(('offline:x',))  # leases if the credentials file lists keys\n"
         "code = Coordinator(ws, opts, Console(), spawn=spawn, pool=pool).run("
         "scan(ws, Kind.LLD).items, 'lld-all')\n"

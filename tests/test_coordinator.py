@@ -139,3 +139,23 @@ def _lock_free(path: Path) -> bool:
         except BlockingIOError:
             return False
     return True
+
+
+SLOW = (
+    "import sys, time\n"
+    "print(f'working on {sys.argv[1]}', flush=True)\n"
+    "time.sleep(0.6)  # the work\n"
+)
+
+
+def test_a_long_run_reports_progress_with_counts_and_an_eta(tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["1", "2", "3", "4"])
+    proc = _start(driver(tmp_path, ws, SLOW, parallel=2, progress_every=0.25))
+    out = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 0, out
+    reports = [line for line in out.splitlines() if "progress: " in line]
+    assert reports, out
+    assert all(line.startswith("[COORDINATOR]") for line in reports)
+    assert "ETA unknown" in reports[0]  # nothing finished yet: no guess
+    later = [line for line in reports if "ETA unknown" not in line]
+    assert later and " done, " in later[-1] and " pending, " in later[-1]
