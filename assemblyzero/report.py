@@ -122,6 +122,10 @@ def print_summary(say: Callable[[str], None], summary: dict[str, Any], outcomes:
     say(f"summary of run {summary['run_id']}:")
     for line in table(outcomes, root):
         say("  " + line)
+    for o in outcomes:  # what a failed item last said, so nobody has to open its log first
+        if o.status in (Status.FAILED, Status.TIMEOUT, Status.HALTED) and o.log:
+            for line in _tail(Path(o.log), TAIL_LINES):
+                say(f"  {o.tag} | {line}")
     if summary["credentials"]:
         rows = [("KEY", "PROVIDER", "STARTS", "TOKENS", "429S", "RESTED", "DISABLED")]
         rows += [(k["name"], k["provider"], str(k["attempts"]),
@@ -135,6 +139,19 @@ def print_summary(say: Callable[[str], None], summary: dict[str, Any], outcomes:
     speed = f" ({work / wall:.1f}x)" if wall > 0 else ""
     say(f"{counts or 'nothing run'}; wall {wall:.1f}s, worker time {work:.1f}s{speed}; "
         f"{_rel(str(path), root)}")
+
+
+TAIL_LINES = 3  # lines of a failed item's log shown under the summary
+
+
+def _tail(path: Path, count: int) -> list[str]:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - 8192))
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+    return [line for line in lines if line.strip()][-count:]
 
 
 _ORDER = {Status.FAILED: 0, Status.TIMEOUT: 1, Status.HALTED: 2, Status.INTERRUPTED: 3,

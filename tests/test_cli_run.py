@@ -272,3 +272,12 @@ def test_bad_model_spec_is_a_clear_usage_error(ws: Path):
     assert run.code == 2 and "must look like 'provider:model'" in run.err
     run = cli("lld-all", "--repo", str(ws), "--drafter=nosuch:model")
     assert run.code == 2 and "unknown provider 'nosuch'" in run.err
+
+
+def test_the_summary_shows_the_last_lines_of_a_failed_items_log(ws: Path, fast: None):
+    run = cli("lld-all", "--repo", str(ws), "--only=41,42",
+              env={"ASSEMBLYZERO_SIMULATE_FAIL": "42"})
+    assert run.code == 1
+    tail = [line for line in run.out.splitlines() if "LLD-042 | " in line]
+    assert tail and any("simulated failure of the review call" in line for line in tail)
+    assert not [line for line in run.out.splitlines() if "LLD-041 | " in line]
