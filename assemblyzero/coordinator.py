@@ -265,6 +265,7 @@ class Coordinator:
         except NoCredential as exc:
             flock.unlock(lock)
             self._outcome(item, Status.FAILED, str(exc))
+            self.say(f"{item.tag} failed: {exc}")
             return False, None
         if isinstance(got, Busy):
             flock.unlock(lock)
@@ -329,6 +330,10 @@ class Coordinator:
         if r.ended_by is None and self._retry(r, result, code):
             return
         self._outcome(item, status, reason, duration, result, r)
+        if status is Status.TIMEOUT and item.kind is Kind.LLD:  # the worker only saw a SIGTERM
+            from assemblyzero.engine import record_status
+
+            record_status(self.ws, item.id, status.value, self.say, reason=reason)
         self.say(f"{item.tag} {status.value} in {duration:.1f}s"
                  + (f": {self.scrub(reason)}" if status is not Status.DONE else "")
                  + f" [{len(self.outcomes)} finished]")
@@ -349,10 +354,10 @@ class Coordinator:
         else:
             self.pool.disable(name, "refused (401/403)")
             what = f"was refused (401/403) by {name}, now disabled for this run"
-        self.record.event("retry", item=r.item.tag, credential=name, kind=retry["kind"])
         if self.attempts[key] >= self.opts.max_attempts:
             self.say(f"{r.item.tag} {what}; no attempts left ({self.opts.max_attempts})")
             return False
+        self.record.event("retry", item=r.item.tag, credential=name, kind=retry["kind"])
         self.say(f"{r.item.tag} {what}; resuming from its checkpoint "
                  f"(attempt {self.attempts[key] + 1} of {self.opts.max_attempts})")
         self.queue.appendleft(r.item)
@@ -446,7 +451,10 @@ class Coordinator:
         for key, r in list(self.running.items()):
             procs.kill_group(r.proc.pid)
             r.ended_by = r.ended_by or Status.INTERRUPTED
-            self._ended(key, r.proc.wait())
+            try:
+                self._ended(key, r.proc.wait())
+            except Exception as exc:  # keep going: every other worker must be ended too
+                self.record.event("error", error=self.scrub(repr(exc)))
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -478,7 +486,7 @@ class Coordinator:
             tokens=(result.tokens[0], result.tokens[1]) if result else (0, 0),
             attempts=self.attempts.get(key, 0), rate_limited=self.limited.get(key, 0),
             credential=",".join(r.grant.names) if r and r.grant else None,
-            reason=self.scrub(reason), log=str(r.log) if r else None))
+            reason=" ".join(self.scrub(reason).split()), log=str(r.log) if r else None))
         if r is None:  # no worker ran (skipped, no credential, ...): the journal says so
             self.record.event("end", item=tag or item.tag, status=status.value)
 

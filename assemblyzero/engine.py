@@ -75,7 +75,8 @@ class Workflow:
             steps[name](self.state)
             self.checkpoint.save(name, self.state)
             done.append(name)
-            self.stop.check()
+            if self.state["next"] not in ("done", "halted"):  # finished is finished
+                self.stop.check()
         if self.state["next"] == "halted":
             return self._result(Status.HALTED, resumed, done, self.state["halt_reason"])
         return self._result(Status.DONE, resumed, done, "")

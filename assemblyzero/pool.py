@@ -8,6 +8,7 @@ for this run only.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ class Pool:
         """
         creds = creds or credentials.load()
         needed = tuple(p for p in dict.fromkeys(s.partition(":")[0] for s in specs)
-                       if p not in KEYLESS or creds.listed(p))
+                       if creds.listed(p) or not _keyless(p))
         if not needed:
             return None
         for provider in needed:
@@ -148,6 +149,11 @@ class Pool:
 
     def credential(self, name: str) -> Credential:
         return next(c for c in self.creds.entries if c.name == name)
+
+
+def _keyless(provider: str) -> bool:
+    """offline and cmd; openai too when OPENAI_BASE_URL names a local server that needs no key."""
+    return provider in KEYLESS or (provider == "openai" and bool(os.environ.get("OPENAI_BASE_URL")))
 
 
 def _explain(creds: CredentialFile, provider: str) -> str:

@@ -253,6 +253,8 @@ def test_a_hung_worker_hits_timeout_and_the_others_finish(ws: Path):
     statuses = {i["id"]: i["status"] for i in summary(latest_run(ws))["items"]}
     assert statuses == {"41": "timeout", "42": "done"}
     assert (ws / ".assemblyzero/checkpoints/lld-41.db").exists()
+    index = json.loads((ws / "docs/lld/status.json").read_text())
+    assert index["items"]["41"]["status"] == "timeout"
 
 
 def test_nothing_pending_is_not_an_error(tmp_path: Path):

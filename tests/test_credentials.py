@@ -413,3 +413,12 @@ def test_take_gives_back_earlier_leases_when_a_later_provider_has_no_key_left(
     with pytest.raises(NoCredential):
         pool.take("1")
     assert store.peek("off")["holders"] == []  # the offline lease was given back
+
+
+def test_openai_needs_no_credential_for_a_local_server(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSEMBLYZERO_CREDENTIALS", str(tmp_path / "none.json"))
+    with pytest.raises(NoCredential):
+        Pool.for_models(("openai:llama3",))
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1")
+    assert Pool.for_models(("openai:llama3",)) is None  # no lease needed, none refused
