@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from types import ModuleType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from assemblyzero.providers import AuthFailed, ProviderError, RateLimited
 
@@ -102,3 +102,26 @@ def status_error(provider: str, status: int, detail: str, retry_after: str | Non
     if status >= 500:
         return Transient(message)
     return ProviderError(message)
+
+
+def stainless_call(provider: str, sdk: Any, base_error: type[Exception], call: Callable[[], T],
+                   detail: Callable[[Any], str], timeout: float, secret: str) -> T:
+    """`call()` on an SDK of the anthropic/openai family, its errors mapped to ours.
+
+    Both SDKs raise APIStatusError (with the HTTP status and response),
+    APITimeoutError and APIConnectionError, under one base error class.
+    """
+    try:
+        return call()
+    except sdk.APIStatusError as exc:
+        raise status_error(provider, exc.status_code, detail(exc),
+                           exc.response.headers.get("retry-after"), secret) from None
+    except sdk.APITimeoutError:
+        raise Transient(f"{provider}: no reply within {timeout:g}s "
+                        f"({ENV_CALL_TIMEOUT})") from None
+    except sdk.APIConnectionError as exc:
+        cause = type(exc.__cause__).__name__ if exc.__cause__ else "no detail"
+        raise Transient(f"{provider}: connection error ({cause})") from None
+    except base_error as exc:  # e.g. a reply the SDK could not read
+        raise ProviderError(f"{provider}: {type(exc).__name__}: "
+                            f"{clean(str(exc), secret)}") from None

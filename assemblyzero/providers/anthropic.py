@@ -16,7 +16,7 @@ from assemblyzero.providers import (
     ProviderKey,
     _common,
 )
-from assemblyzero.providers._common import Transient, call_timeout, clean, require, status_error
+from assemblyzero.providers._common import call_timeout, clean, require, stainless_call
 
 NAME = "anthropic"
 MAX_TOKENS = 4096
@@ -39,25 +39,12 @@ class AnthropicProvider:
         return _common.call_with_retries(lambda: self._once(request))
 
     def _once(self, request: ModelRequest) -> ModelReply:
-        sdk = self._sdk
-        try:
-            message = self._client.messages.create(
+        message = stainless_call(
+            NAME, self._sdk, self._sdk.AnthropicError,
+            lambda: self._client.messages.create(
                 model=self.model, max_tokens=MAX_TOKENS,
-                messages=[{"role": "user", "content": request.prompt}],
-            )
-        except sdk.APIStatusError as exc:
-            detail = exc.api_message or exc.message
-            raise status_error(NAME, exc.status_code, str(detail), exc.response.headers.get(
-                "retry-after"), self.key.secret) from None
-        except sdk.APITimeoutError:
-            raise Transient(f"{NAME}: no reply within {self.timeout:g}s "
-                            f"({_common.ENV_CALL_TIMEOUT})") from None
-        except sdk.APIConnectionError as exc:
-            cause = type(exc.__cause__).__name__ if exc.__cause__ else "no detail"
-            raise Transient(f"{NAME}: connection error ({cause})") from None
-        except sdk.AnthropicError as exc:  # e.g. a reply the SDK could not read
-            raise ProviderError(f"{NAME}: {type(exc).__name__}: "
-                                f"{clean(str(exc), self.key.secret)}") from None
+                messages=[{"role": "user", "content": request.prompt}]),
+            lambda exc: str(exc.api_message or exc.message), self.timeout, self.key.secret)
         blocks = getattr(message, "content", None) or []
         text = "".join(b.text for b in blocks if getattr(b, "type", None) == "text")
         usage = getattr(message, "usage", None)

@@ -18,7 +18,7 @@ from assemblyzero.providers import (
     ProviderKey,
     _common,
 )
-from assemblyzero.providers._common import Transient, call_timeout, clean, require, status_error
+from assemblyzero.providers._common import call_timeout, clean, require, stainless_call
 
 NAME = "openai"
 PLACEHOLDER_KEY = "unused"  # what a keyless OpenAI-compatible server is sent
@@ -43,25 +43,11 @@ class OpenAIProvider:
         return _common.call_with_retries(lambda: self._once(request))
 
     def _once(self, request: ModelRequest) -> ModelReply:
-        sdk = self._sdk
-        try:
-            completion = self._client.chat.completions.create(
-                model=self.model, messages=[{"role": "user", "content": request.prompt}],
-            )
-        except sdk.APIStatusError as exc:
-            body = exc.body  # the SDK hands over the body's "error" object when there is one
-            detail = body.get("message") if isinstance(body, dict) else None
-            raise status_error(NAME, exc.status_code, str(detail or exc.message),
-                                exc.response.headers.get("retry-after"), self._mask) from None
-        except sdk.APITimeoutError:
-            raise Transient(f"{NAME}: no reply within {self.timeout:g}s "
-                            f"({_common.ENV_CALL_TIMEOUT})") from None
-        except sdk.APIConnectionError as exc:
-            cause = type(exc.__cause__).__name__ if exc.__cause__ else "no detail"
-            raise Transient(f"{NAME}: connection error ({cause})") from None
-        except sdk.OpenAIError as exc:  # e.g. a reply the SDK could not read
-            raise ProviderError(f"{NAME}: {type(exc).__name__}: "
-                                f"{clean(str(exc), self._mask)}") from None
+        completion = stainless_call(
+            NAME, self._sdk, self._sdk.OpenAIError,
+            lambda: self._client.chat.completions.create(
+                model=self.model, messages=[{"role": "user", "content": request.prompt}]),
+            _detail, self.timeout, self._mask)
         choices = getattr(completion, "choices", None) or []
         message = getattr(choices[0], "message", None) if choices else None
         if message is None:
@@ -88,3 +74,10 @@ def _secret(key: ProviderKey | None) -> str:
     raise ProviderError(f"a credential for provider {NAME} is needed: list one with "
                         f"\"provider\": \"{NAME}\" in the credentials file, or set "
                         "OPENAI_BASE_URL for a local OpenAI-compatible server that needs none")
+
+
+def _detail(exc: Any) -> str:
+    """The server's message: the SDK hands over the body's "error" object when there is one."""
+    body = exc.body
+    detail = body.get("message") if isinstance(body, dict) else None
+    return str(detail or exc.message)
