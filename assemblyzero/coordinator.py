@@ -23,6 +23,7 @@ from typing import Any
 
 from assemblyzero import backlog, flock, procs
 from assemblyzero.backlog import Item, Skipped
+from assemblyzero.console import COORDINATOR_TAG, Active, Console, Progress
 from assemblyzero.constants import (
     DEFAULT_GRACE,
     DEFAULT_MAX_ATTEMPTS,
@@ -54,7 +55,6 @@ from assemblyzero.report import Outcome, RunRecord, print_summary, summary_data
 from assemblyzero.results import Status, WorkerResult, status_from_exit
 from assemblyzero.workspace import Workspace
 
-COORDINATOR_TAG = "COORDINATOR"
 PAUSE_MESSAGE = "Credential pool exhausted. Pausing..."
 
 
@@ -85,23 +85,6 @@ class _Running:
     kill_at: float | None = None  # when SIGKILL follows our SIGTERM
 
 
-class Console:
-    """`[COORDINATOR] text` lines, each one whole write to the shared stdout."""
-
-    def __init__(self, width: int = 0, fd: int = 1) -> None:
-        self.width, self.fd = width, fd
-
-    def say(self, text: str) -> None:
-        """Write one line; once the terminal is gone (EPIPE, ...), stay quiet."""
-        if self.fd < 0:
-            return
-        prefix = f"[{COORDINATOR_TAG}]".ljust(self.width)
-        try:
-            os.write(self.fd, f"{prefix} {text}\n".encode("utf-8", "replace"))
-        except OSError:
-            self.fd = -1
-
-
 class Coordinator:
     def __init__(
         self, ws: Workspace, opts: RunOptions, console: Console | None = None,
@@ -129,6 +112,10 @@ class Coordinator:
         self.pause_at: float | None = None  # no new worker before this (pool exhausted)
         self.next_beat = 0.0
         self.next_progress = float("inf")  # set when the run starts
+        self.label, self.total, self.began = "", 0, 0.0
+        # Items finished so far, by how (for the progress line and the live area).
+        self.tally = {"done": 0, "failed": 0, "skipped": 0, "interrupted": 0}
+        self.worked = 0.0  # summed durations of the done items, for the ETA
 
     # --- the run ------------------------------------------------------------
     def run(self, items: list[Item], label: str, skipped: Sequence[Skipped] = ()) -> int:
@@ -157,9 +144,11 @@ class Coordinator:
             self._outcome(Item(refused.kind, refused.name), Status.SKIPPED, refused.reason,
                           tag=refused.name)
         self.queue.extend(items)
-        self.total, self.began = len(items), self.clock()
-        self.next_progress = self.began + self.opts.progress_every
+        self.label, self.total, self.began = label, len(items), self.clock()
+        if not self.console.live:  # a live console shows progress all the time
+            self.next_progress = self.began + self.opts.progress_every
         self.lifeline, keep_alive = procs.lifeline()
+        self.console.start(self._progress(self.began))
         with self._signals():
             try:
                 self._loop()
@@ -172,6 +161,8 @@ class Coordinator:
                 self._abandon()
                 os.close(self.lifeline)
                 os.close(keep_alive)
+                self._show()
+                self.console.stop()
         for item in self.queue:  # never started: the run was stopped first
             self._outcome(item, Status.SKIPPED, "not started: the run was interrupted")
         code = self._exit_code()
@@ -195,6 +186,8 @@ class Coordinator:
                     self._start(item)
                 except Exception as exc:  # this item cannot start (disk, lock, ...): the rest go on
                     self._cannot_start(item, exc)
+                self._show()
+            self._show()
             if self.running or (self.queue and self._paused() and self.stopped_by is None):
                 self._wait_one()
             elif self.stopped_by is not None:
@@ -231,17 +224,29 @@ class Coordinator:
             if item.source and item.document is not None:  # a GitHub issue's text, under the lock
                 atomic_write(item.source, item.document)
             log = self.record.log_path(key)
-            argv = procs.worker_argv(item.tag, self.width, log, self._worker_args(item))
+            argv = procs.worker_argv(item.tag, self.width, log, self._worker_args(item),
+                                     color=self.console.color)
             env, fds = self._worker_env(item, grant)
+            sink = self.console.sink(item.tag)
+            output = procs.output_pipe() if sink else None
             try:
-                proc = self.spawn(argv, env, fds)
+                if output:
+                    proc = self.spawn(argv, env, fds, stdout=output[1])
+                else:
+                    proc = self.spawn(argv, env, fds)
+            except BaseException:
+                if output:
+                    os.close(output[0])
+                raise
             finally:
-                for fd in fds[1:]:  # the secrets pipe is the child's alone now
+                # The secrets pipe and the output's write end are the child's alone now.
+                for fd in (*fds[1:], *(output[1:] if output else ())):
                     os.close(fd)
         except BaseException:  # no worker: nothing may stay held
             self._release(grant, lock, succeeded=False)
             raise
-        procs.watch(proc, key, self.events)  # first: whatever fails next, its exit is seen
+        # First: whatever fails next, its exit (after its last line) is seen.
+        procs.watch(proc, key, self.events, (output[0], sink) if output and sink else None)
         self.attempts[key] = self.attempts.get(key, 0) + 1
         self.running[key] = _Running(item, proc, lock, self.clock(), log, grant)
         self.record.event("start", item=item.tag, pid=proc.pid, attempt=self.attempts[key],
@@ -413,7 +418,7 @@ class Coordinator:
     def _enforce_deadlines(self) -> None:
         now = self.clock()
         if self.running and now >= self.next_progress:
-            self.say(self._progress(now))
+            self.say(self._progress(now).line())
             self.next_progress = now + self.opts.progress_every
         if self.pool and self.running and now >= self.next_beat:
             self.pool.heartbeat([r.grant for r in self.running.values() if r.grant])
@@ -426,20 +431,18 @@ class Coordinator:
                 self.say(f"{r.item.tag} timed out after {self.opts.timeout:g}s; stopping it")
                 self._stop(r, Status.TIMEOUT)
 
-    def _progress(self, now: float) -> str:
-        """`progress: 3 done, 2 running, 4 pending, 0 failed; 41s elapsed, ETA 30s`."""
-        worked = [o.duration for o in self.outcomes if o.status is Status.DONE]
-        done = len(self.outcomes)
-        failed = sum(o.status in (Status.FAILED, Status.TIMEOUT, Status.HALTED)
-                     for o in self.outcomes)
-        left = len(self.running) + len(self.queue)
-        eta = "unknown"
-        if worked:  # finished items' mean duration, spread over the parallel slots
-            slots = max(1, min(self.opts.parallel, left))
-            eta = f"{sum(worked) / len(worked) * left / slots:.0f}s"
-        return (f"progress: {done - failed} done, {len(self.running)} running, "
-                f"{len(self.queue)} pending, {failed} failed; "
-                f"{now - self.began:.0f}s elapsed, ETA {eta}")
+    def _progress(self, now: float) -> Progress:
+        """The run as the progress line and the live area show it."""
+        eta = None
+        if self.tally["done"]:  # from the done items' mean duration, over the parallel slots
+            mean = self.worked / self.tally["done"]
+            left = sum(max(0.0, mean - (now - r.started)) for r in self.running.values())
+            slots = max(1, min(self.opts.parallel, len(self.running) + len(self.queue)))
+            eta = (left + mean * len(self.queue)) / slots
+        running = tuple(Active(r.item.tag, ",".join(r.grant.names) if r.grant else "-",
+                               now - r.started) for r in self.running.values())
+        return Progress(self.label, self.total, pending=len(self.queue), running=running,
+                        elapsed=now - self.began, eta=eta, paused=self._paused(), **self.tally)
 
     def _stop(self, r: _Running, why: Status) -> None:
         r.ended_by = r.ended_by or why
@@ -479,6 +482,13 @@ class Coordinator:
                  result: WorkerResult | None = None, r: _Running | None = None,
                  tag: str | None = None) -> None:
         key = slug(item.kind, item.id)
+        if status is Status.DONE:
+            self.tally["done"] += 1
+            self.worked += duration
+        elif status in (Status.FAILED, Status.TIMEOUT, Status.HALTED):
+            self.tally["failed"] += 1
+        elif tag is None:  # not a file refused while planning (those are not run items)
+            self.tally[status.value] += 1  # skipped, interrupted
         self.outcomes.append(Outcome(
             item.kind.value, item.id, tag or item.tag, status, duration=duration,
             iterations=result.iterations if result else 0,
@@ -492,6 +502,10 @@ class Coordinator:
 
     def say(self, text: str) -> None:
         self.console.say(self.scrub(text))
+
+    def _show(self) -> None:
+        """Tell the console how the run stands (the live area redraws from it)."""
+        self.console.update(self._progress(self.clock()))
 
     @contextmanager
     def _signals(self) -> Iterator[None]:

@@ -1,10 +1,11 @@
 """All process handling: how a worker is started, waited on and signalled.
 
 Each worker runs as `prefix-tee TAG LOG -- python -m assemblyzero.worker ...`
-in a new session (so its own process group), stdin closed; the tee shares
-the coordinator's stdout, so whole prefixed lines reach the terminal
-directly. Signals go to the whole group; a group that is already gone is
-expected and ignored.
+in a new session (so its own process group), stdin closed. Without a live
+console the tee shares the coordinator's stdout, so whole prefixed lines
+reach the terminal directly; with one, the tee writes to a pipe of its own,
+which the thread waiting on the worker drains first. Signals go to the whole
+group; a group that is already gone is expected and ignored.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, Protocol
 
+from assemblyzero.console import Sink
+
 _TEE = Path(__file__).with_name("prefix_tee.py")
+READ_SIZE = 65536
 
 
 class Proc(Protocol):
@@ -33,20 +38,39 @@ class Proc(Protocol):
     def wait(self) -> int: ...
 
 
-# (argv, environment, file descriptors the child inherits) -> the started worker
-Spawn = Callable[[list[str], Mapping[str, str], tuple[int, ...]], Proc]
+class Spawn(Protocol):
+    """(argv, environment, fds the child inherits[, its stdout]) -> the started worker."""
+
+    def __call__(self, argv: list[str], env: Mapping[str, str], pass_fds: tuple[int, ...],
+                 /, stdout: int | None = None) -> Proc: ...
 
 
-def worker_argv(tag: str, width: int, log: Path, worker_args: list[str]) -> list[str]:
-    """The full command line: the tee wrapping `python -m assemblyzero.worker`."""
-    tee = [sys.executable, "-I", "-S", str(_TEE), "--width", str(width), tag, str(log), "--"]
+def worker_argv(tag: str, width: int, log: Path, worker_args: list[str],
+                color: bool = False) -> list[str]:
+    """The full command line: the tee wrapping `python -m assemblyzero.worker`.
+
+    `color`: the tee colours its prefix even though it writes to a pipe (the
+    live console's); otherwise it decides itself (colour on a terminal only).
+    """
+    tee = [sys.executable, "-I", "-S", str(_TEE), "--width", str(width),
+           *(["--color", "always"] if color else []), tag, str(log), "--"]
     return [*tee, sys.executable, "-m", "assemblyzero.worker", *worker_args]
 
 
-def spawn(argv: list[str], env: Mapping[str, str], pass_fds: tuple[int, ...] = ()) -> Proc:
-    """Start `argv` in its own session (process group), stdin closed."""
+def spawn(argv: list[str], env: Mapping[str, str], pass_fds: tuple[int, ...] = (),
+          /, stdout: int | None = None) -> Proc:
+    """Start `argv` in its own session (process group), stdin closed.
+
+    `stdout`: an fd for the child's stdout and stderr (default: ours).
+    """
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True,
-                            env=dict(env), close_fds=True, pass_fds=pass_fds)
+                            env=dict(env), close_fds=True, pass_fds=pass_fds, stdout=stdout,
+                            stderr=stdout)
+
+
+def output_pipe() -> tuple[int, int]:
+    """(read end, write end) for a worker's output; both close-on-exec."""
+    return os.pipe()
 
 
 def secret_pipe(payload: dict[str, Any]) -> int:
@@ -77,13 +101,32 @@ def lifeline() -> tuple[int, int]:
     return os.pipe()
 
 
-def watch(proc: Proc, key: str, events: SimpleQueue[tuple[str, str, int]]) -> None:
-    """Put ("exit", key, returncode) on `events` when `proc` ends (no polling)."""
+def watch(proc: Proc, key: str, events: SimpleQueue[tuple[str, str, int]],
+          output: tuple[int, Sink] | None = None) -> None:
+    """Put ("exit", key, returncode) on `events` when `proc` ends (no polling).
+
+    `output` (read end, sink): first hand everything the worker writes there
+    to the sink, up to end-of-file, then b"" so a last partial line comes
+    out; so its exit is seen only after its last line was shown.
+    """
 
     def wait() -> None:
+        if output is not None:
+            _drain(*output)
         events.put(("exit", key, proc.wait()))
 
     threading.Thread(target=wait, name=f"wait-{key}", daemon=True).start()
+
+
+def _drain(fd: int, sink: Sink) -> None:
+    try:
+        while chunk := os.read(fd, READ_SIZE):
+            sink(chunk)
+        sink(b"")
+    except Exception:  # a broken display must not hide the exit: the run goes on
+        traceback.print_exc()
+    finally:
+        os.close(fd)
 
 
 def signal_group(pid: int, signum: int) -> None:

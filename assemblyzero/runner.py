@@ -11,7 +11,8 @@ from typing import Any
 
 from assemblyzero import backlog, credentials
 from assemblyzero.backlog import Plan
-from assemblyzero.coordinator import Console, Coordinator, RunOptions
+from assemblyzero.console import for_terminal
+from assemblyzero.coordinator import Coordinator, RunOptions
 from assemblyzero.credentials import CredentialError
 from assemblyzero.ids import Kind
 from assemblyzero.leases import LeaseStore
@@ -83,7 +84,7 @@ def run_kind(
     origin.check(kind)
     todo, documents = plan(ws, kind, only, limit, origin)
     todo.items = [replace(item, document=documents.get(item.id)) for item in todo.items]
-    console = Console(width=len("[COORDINATOR]"))
+    console = for_terminal(width=len("[COORDINATOR]"))
     if parallel.warning:
         console.say(f"warning: {parallel.warning}")
     if not todo.items:

@@ -12,7 +12,8 @@ from pathlib import Path
 from conftest import driver, group_alive, latest_run, make_workspace, started_groups, summary
 
 from assemblyzero.backlog import scan
-from assemblyzero.coordinator import Console, Coordinator, RunOptions
+from assemblyzero.console import Console
+from assemblyzero.coordinator import Coordinator, RunOptions
 from assemblyzero.ids import Kind
 from assemblyzero.workspace import Workspace
 

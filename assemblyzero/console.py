@@ -1,0 +1,119 @@
+"""What the coordinator shows: plain `[COORDINATOR]` lines, or a live status area.
+
+`Console` writes whole lines to the shared stdout and leaves the workers'
+tees writing there directly (CI logs, pipes, `NO_COLOR`). On a terminal,
+`for_terminal` returns the live console of `assemblyzero.live` instead: the
+tees then write to a pipe each, and the coordinator relays their lines above
+a status area. rich is imported only then, and only by the coordinator.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+COORDINATOR_TAG = "COORDINATOR"
+
+# The worker's lines for the console: called from the thread that reads its pipe.
+Sink = Callable[[bytes], None]
+
+
+@dataclass(frozen=True)
+class Active:
+    """A running item as the status area shows it."""
+
+    tag: str
+    key: str  # the credential(s) it holds, "-" if none
+    age: float  # seconds since it started
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The run at one moment: counts, elapsed time, ETA from finished items."""
+
+    label: str
+    total: int
+    done: int
+    failed: int  # failed, halted, timed out
+    skipped: int
+    interrupted: int
+    pending: int
+    running: tuple[Active, ...]
+    elapsed: float
+    eta: float | None  # seconds; None until an item has finished
+    paused: bool = False
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed + self.skipped + self.interrupted
+
+    def others(self) -> str:
+        """`, 1 skipped, 2 interrupted` (only the ones that happened)."""
+        return "".join(f", {n} {what}" for n, what in (
+            (self.skipped, "skipped"), (self.interrupted, "interrupted")) if n)
+
+    def line(self) -> str:
+        """`progress: 3 done, 2 running, 4 pending, 0 failed; 41s elapsed, ETA 30s`."""
+        eta = "unknown" if self.eta is None else duration(self.eta)
+        return (f"progress: {self.done} done, {len(self.running)} running, "
+                f"{self.pending} pending, {self.failed} failed{self.others()}; "
+                f"{duration(self.elapsed)} elapsed, ETA {eta}")
+
+
+def duration(seconds: float) -> str:
+    """`41s`, `3m05s`, `1h02m`: whole seconds, never negative."""
+    n = max(0, round(seconds))
+    if n < 60:
+        return f"{n}s"
+    if n < 3600:
+        return f"{n // 60}m{n % 60:02d}s"
+    return f"{n // 3600}h{n % 3600 // 60:02d}m"
+
+
+class Console:
+    """`[COORDINATOR] text` lines, each one whole write to the shared stdout."""
+
+    live = False  # a live console relays the workers' lines itself
+    color = False  # the tees colour their prefixes
+
+    def __init__(self, width: int = 0, fd: int = 1) -> None:
+        self.width, self.fd = width, fd
+
+    def say(self, text: str) -> None:
+        """Write one line; once the terminal is gone (EPIPE, ...), stay quiet."""
+        if self.fd < 0:
+            return
+        prefix = f"[{COORDINATOR_TAG}]".ljust(self.width)
+        try:
+            os.write(self.fd, f"{prefix} {text}\n".encode("utf-8", "replace"))
+        except OSError:
+            self.fd = -1
+
+    def start(self, progress: Progress) -> None:
+        """The run begins (a live console shows its status area from here)."""
+
+    def update(self, progress: Progress) -> None:
+        """The run changed: an item started or ended, a pause began or ended."""
+
+    def stop(self) -> None:
+        """The run's workers are all gone; what follows is the summary."""
+
+    def sink(self, tag: str) -> Sink | None:
+        """Where the worker `tag`'s output goes; None: the tee writes stdout itself."""
+        return None
+
+
+def wants_live(fd: int = 1) -> bool:
+    """A status area only on a terminal that takes escape codes, and without NO_COLOR."""
+    env = os.environ
+    return os.isatty(fd) and not env.get("NO_COLOR") and env.get("TERM", "dumb") != "dumb"
+
+
+def for_terminal(width: int = 0) -> Console:
+    """The live console on a terminal (see `wants_live`), plain lines elsewhere."""
+    if not wants_live():
+        return Console(width)
+    from assemblyzero.live import LiveConsole  # rich: the coordinator on a terminal only
+
+    return LiveConsole(width)

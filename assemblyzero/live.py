@@ -1,0 +1,146 @@
+"""The live console: workers' lines scroll by above a status area that stays put.
+
+Only the coordinator imports this module (through `console.for_terminal`),
+and only when stdout is a terminal: it is the one user of rich. Each worker's
+tee writes to a pipe of its own; a thread per worker reads it and hands whole
+lines to `LiveConsole.sink`, which prints them above the area, whole (a line
+wider than the terminal is wrapped by the terminal, never cut by us).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rich.console import Console as RichConsole
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.text import Text
+
+from assemblyzero.console import COORDINATOR_TAG, Console, Progress, Sink, duration
+from assemblyzero.prefix_tee import format_prefix
+
+REFRESH_PER_SECOND = 4  # elapsed times and the ETA tick at this rate
+BAR_WIDTH = 24
+
+
+class LiveConsole(Console):
+    live = True
+    color = True
+
+    def __init__(self, width: int = 0) -> None:
+        super().__init__(width)
+        self.term = RichConsole(highlight=False, markup=False, emoji=False, soft_wrap=True)
+        self._state = threading.Lock()  # guards what the area shows (taken while rendering)
+        self._out = threading.Lock()  # one print at a time (never held with _state)
+        self._progress: Progress | None = None
+        self._since = time.monotonic()  # when _progress was taken
+        self._last: dict[str, str] = {}  # each running item's latest line
+        self._live: Live | None = None
+        self._dead = False
+
+    # --- what the coordinator says -------------------------------------------
+    def say(self, text: str) -> None:
+        label = f"[{COORDINATOR_TAG}]"
+        self._print(Text.assemble((label, "bold"), " " * max(1, self.width - len(label) + 1),
+                                  text))
+
+    def start(self, progress: Progress) -> None:
+        self.update(progress)
+        self._live = Live(get_renderable=self._render, console=self.term,
+                          refresh_per_second=REFRESH_PER_SECOND)
+        self._live.start(refresh=True)
+
+    def update(self, progress: Progress) -> None:
+        with self._state:
+            self._progress, self._since = progress, time.monotonic()
+            running = {a.tag for a in progress.running}
+            for tag in [t for t in self._last if t not in running]:
+                del self._last[tag]
+
+    def stop(self) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            with self._out:
+                try:
+                    live.stop()  # the area's last state stays on the screen
+                except OSError:
+                    self._dead = True
+
+    # --- what the workers say ------------------------------------------------
+    def sink(self, tag: str) -> Sink:
+        """A feed for the bytes of `tag`'s pipe: whole lines are printed, b"" flushes."""
+        partial = bytearray()
+        label = len(f"[{tag}]")
+
+        def feed(data: bytes) -> None:
+            partial.extend(data)
+            cut = len(partial) if not data else partial.rfind(b"\n") + 1
+            if not cut:
+                return
+            text = partial[:cut].decode("utf-8", "replace").rstrip("\n")
+            del partial[:cut]
+            lines = Text.from_ansi(text)
+            last = lines.plain.rsplit("\n", 1)[-1][label:].strip()
+            with self._state:
+                self._last[tag] = last
+            self._print(lines)
+
+        return feed
+
+    # --- drawing -------------------------------------------------------------
+    def _print(self, text: Text) -> None:
+        if self._dead:
+            return
+        with self._out:
+            try:
+                self.term.print(text)
+            except OSError:  # the terminal is gone: stay quiet from now on
+                self._dead = True
+
+    def _render(self) -> RenderableType:
+        """The area: a bar with the counts, then one line per running item (cut, never wrapped)."""
+        with self._state:
+            p, ago, last = self._progress, time.monotonic() - self._since, dict(self._last)
+        if p is None:
+            return Text("")
+        label = f"[{COORDINATOR_TAG}]".ljust(self.width)
+        counts = _counts(p, ago)
+        room = self.term.width - len(label) - len(counts) - 2  # the bar takes what is left
+        bar = _bar(p.finished, p.total, min(BAR_WIDTH, room))
+        lines = [Text.assemble((label, "bold"), " ", *((bar, " ") if bar else ()), counts)]
+        tags = max((len(a.tag) + 2 for a in p.running), default=0)
+        keys = max((len(a.key) for a in p.running if a.key != "-"), default=0)
+        for a in p.running:
+            line = Text(" " * (len(label) + 1))
+            line.append_text(Text.from_ansi(format_prefix(a.tag, tags, True).decode()))
+            if keys:  # no column of dashes when nothing is leased
+                line.append(a.key.ljust(keys) + "  ", style="cyan")
+            line.append(duration(a.age + ago).rjust(6) + "  ")
+            line.append(last.get(a.tag, "starting"), style="dim")
+            lines.append(line)
+        for line in lines:
+            line.no_wrap, line.overflow = True, "ellipsis"
+        return Group(*lines)
+
+
+def _bar(done: int, total: int, width: int) -> Text | None:
+    if width < 5:  # a narrow terminal: the counts say it all
+        return None
+    filled = width * done // max(1, total)
+    return Text.assemble(("━" * filled, "green"), ("━" * (width - filled), "grey37"))
+
+
+def _counts(p: Progress, ago: float) -> Text:
+    """`4/9  4 done · 3 running · 2 pending · 0 failed · ETA 14s · 41s elapsed`."""
+    text = Text(f"{p.finished}/{p.total}  ")
+    text.append(f"{p.done} done", style="green")
+    text.append(f" · {len(p.running)} running · {p.pending} pending · ")
+    text.append(f"{p.failed} failed", style="red" if p.failed else "")
+    text.append(p.others().replace(", ", " · "))
+    if p.paused:
+        text.append(" · paused: credential pool exhausted", style="yellow")
+    elif p.running or p.pending:
+        text.append(" · ETA " + ("unknown" if p.eta is None else duration(p.eta - ago)))
+    text.append(f" · {duration(p.elapsed + ago)} elapsed")
+    return text

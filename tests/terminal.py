@@ -1,0 +1,87 @@
+"""Run a command on a pseudo-terminal and look at what a user would see.
+
+`run_in_pty` gives the child a real pty of a set size (so rich sees a
+terminal), collects every byte it writes, and can act on the output as it
+arrives (send Ctrl+C once a line shows up, take a snapshot of the screen).
+`screen` replays bytes through pyte, a terminal emulator.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import termios
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pyte
+
+# CSI (colours, cursor moves, erase) and OSC sequences: everything rich emits.
+ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+
+
+@dataclass
+class TermRun:
+    code: int
+    raw: bytes
+    cols: int
+    rows: int
+
+    @property
+    def text(self) -> str:
+        return self.raw.decode("utf-8", "replace")
+
+    def segments(self) -> list[str]:
+        """The output without escape codes, cut at every CR and LF: lines as written."""
+        return re.split(r"[\r\n]", ESCAPES.sub("", self.text))
+
+    def screen(self) -> list[str]:
+        """The terminal's screen at the end, as pyte renders it (trailing blanks cut)."""
+        return screen(self.raw, self.cols, self.rows)
+
+
+def screen(raw: bytes, cols: int, rows: int) -> list[str]:
+    term = pyte.Screen(cols, rows)
+    pyte.ByteStream(term).feed(raw)
+    return [line.rstrip() for line in term.display]
+
+
+def run_in_pty(argv: Sequence[str], env: dict[str, str], cwd: str | None = None,
+               cols: int = 120, rows: int = 200, timeout: float = 120.0,
+               on_output: Callable[[bytes, subprocess.Popen[bytes]], None] | None = None,
+               ) -> TermRun:
+    """Run `argv` with stdout and stderr on a new pty of `cols` x `rows`; stdin closed."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+                            env=env, cwd=cwd)
+    os.close(slave)
+    raw = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the pty's other end is gone
+                break
+            if not chunk:
+                break
+            raw += chunk
+            if on_output:
+                on_output(bytes(raw), proc)
+        else:
+            proc.kill()
+            raise TimeoutError(f"{argv} still ran after {timeout}s")
+        code = proc.wait(timeout=30)
+    finally:
+        os.close(master)
+    return TermRun(code, bytes(raw), cols, rows)
