@@ -26,6 +26,7 @@ class Active:
     tag: str
     key: str  # the credential(s) it holds, "-" if none
     age: float  # seconds since it started
+    hue: int = 0  # the colour of its prefix
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import Kind, slug
 from assemblyzero.leases import Busy, process_start
 from assemblyzero.pool import Grant, NoCredential, Pool
+from assemblyzero.prefix_tee import PALETTE
 from assemblyzero.redact import Redactor
 from assemblyzero.report import Outcome, RunRecord, print_summary, summary_data
 from assemblyzero.results import Status, WorkerResult, status_from_exit
@@ -81,6 +82,7 @@ class _Running:
     started: float
     log: Path
     grant: Grant | None = None
+    hue: int = 0  # the colour of its prefix
     ended_by: Status | None = None  # TIMEOUT or INTERRUPTED when we stopped it
     kill_at: float | None = None  # when SIGKILL follows our SIGTERM
 
@@ -116,6 +118,7 @@ class Coordinator:
         # Items finished so far, by how (for the progress line and the live area).
         self.tally = {"done": 0, "failed": 0, "skipped": 0, "interrupted": 0}
         self.worked = 0.0  # summed durations of the done items, for the ETA
+        self.starts = 0  # workers started so far
 
     # --- the run ------------------------------------------------------------
     def run(self, items: list[Item], label: str, skipped: Sequence[Skipped] = ()) -> int:
@@ -224,8 +227,9 @@ class Coordinator:
             if item.source and item.document is not None:  # a GitHub issue's text, under the lock
                 atomic_write(item.source, item.document)
             log = self.record.log_path(key)
+            hue = self.starts % len(PALETTE)  # in turn: workers side by side differ
             argv = procs.worker_argv(item.tag, self.width, log, self._worker_args(item),
-                                     color=self.console.color)
+                                     color=self.console.color, hue=hue)
             env, fds = self._worker_env(item, grant)
             sink = self.console.sink(item.tag)
             output = procs.output_pipe() if sink else None
@@ -248,7 +252,8 @@ class Coordinator:
         # First: whatever fails next, its exit (after its last line) is seen.
         procs.watch(proc, key, self.events, (output[0], sink) if output and sink else None)
         self.attempts[key] = self.attempts.get(key, 0) + 1
-        self.running[key] = _Running(item, proc, lock, self.clock(), log, grant)
+        self.starts += 1
+        self.running[key] = _Running(item, proc, lock, self.clock(), log, grant, hue)
         self.record.event("start", item=item.tag, pid=proc.pid, attempt=self.attempts[key],
                           credentials=list(grant.names) if grant else [])
 
@@ -440,7 +445,7 @@ class Coordinator:
             slots = max(1, min(self.opts.parallel, len(self.running) + len(self.queue)))
             eta = (left + mean * len(self.queue)) / slots
         running = tuple(Active(r.item.tag, ",".join(r.grant.names) if r.grant else "-",
-                               now - r.started) for r in self.running.values())
+                               now - r.started, r.hue) for r in self.running.values())
         return Progress(self.label, self.total, pending=len(self.queue), running=running,
                         elapsed=now - self.began, eta=eta, paused=self._paused(), **self.tally)
 

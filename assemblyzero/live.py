@@ -113,7 +113,7 @@ class LiveConsole(Console):
         keys = max((len(a.key) for a in p.running if a.key != "-"), default=0)
         for a in p.running:
             line = Text(" " * (len(label) + 1))
-            line.append_text(Text.from_ansi(format_prefix(a.tag, tags, True).decode()))
+            line.append_text(Text.from_ansi(format_prefix(a.tag, tags, True, a.hue).decode()))
             if keys:  # no column of dashes when nothing is leased
                 line.append(a.key.ljust(keys) + "  ", style="cyan")
             line.append(duration(a.age + ago).rjust(6) + "  ")

@@ -15,7 +15,8 @@ import sys
 import zlib
 from collections.abc import Callable
 
-USAGE = "usage: prefix-tee [--width N] [--color auto|always|never] TAG LOGFILE -- COMMAND [ARGS...]"
+USAGE = ("usage: prefix-tee [--width N] [--color auto|always|never] [--hue N] "
+         "TAG LOGFILE -- COMMAND [ARGS...]")
 HELP = f"""{USAGE}
 
 Run COMMAND (stdout and stderr joined), append its output to LOGFILE and
@@ -29,6 +30,8 @@ status: 128+N if it was killed by signal N, 127 if it could not be started,
   --width N     pad "[TAG]" with spaces to at least N characters (default 0)
   --color WHEN  auto (default: if stdout is a tty, NO_COLOR is empty and TERM is
                 not "dumb"), always or never
+  --hue N       the colour to use, 0-9 (default: one picked from TAG); parallel
+                tees given different hues never look alike
   -h, --help    show this help
 """
 # Common API key shapes, masked as *** on the terminal and in the log (SPEC 5).
@@ -39,7 +42,9 @@ KEY_SHAPES = re.compile(  # a bare `sk-` must start a word: "task-management-...
 )
 MASK = b"***"
 LOG_LINE_LIMIT = 1 << 20  # a log line without newline is written once it gets this long
-PALETTE = (31, 32, 33, 34, 35, 36)
+# SGR foregrounds in hue order (no red: it reads as an error). As many as the
+# most workers at once, so that items started in turn never share a colour.
+PALETTE = (36, 33, 35, 32, 94, 93, 96, 95, 92, 34)
 READ_SIZE = 65536
 EXIT_USAGE = 2
 EXIT_NOT_RUN = 127
@@ -47,12 +52,17 @@ TEE_IGNORES = (signal.SIGINT, signal.SIGTERM)
 CHILD_DEFAULTS = (*TEE_IGNORES, signal.SIGPIPE, signal.SIGXFSZ)
 
 
-def format_prefix(tag: str, width: int = 0, color: bool = False) -> bytes:
-    """``[TAG]`` padded to ``width`` characters plus one space, optionally coloured."""
+def format_prefix(tag: str, width: int = 0, color: bool = False, hue: int | None = None) -> bytes:
+    """``[TAG]`` padded to ``width`` characters plus one space, optionally coloured.
+
+    The colour is ``PALETTE[hue]``, or without a hue one derived from the tag.
+    """
     label = f"[{tag}]"
     pad = " " * max(0, width - len(label))
     if color:
-        code = PALETTE[zlib.crc32(tag.encode("utf-8", "surrogateescape")) % len(PALETTE)]
+        if hue is None:
+            hue = zlib.crc32(tag.encode("utf-8", "surrogateescape"))
+        code = PALETTE[hue % len(PALETTE)]
         label = f"\x1b[{code}m{label}\x1b[0m"
     return f"{label}{pad} ".encode("utf-8", "surrogateescape")
 
@@ -185,13 +195,13 @@ class _Sink:
             self.write(block)
 
 
-def _parse_args(argv: list[str]) -> tuple[str, str, int, str, list[str]] | None:
-    """Return (tag, logfile, width, color, command), or None for --help."""
+def _parse_args(argv: list[str]) -> tuple[str, str, int, str, int | None, list[str]] | None:
+    """Return (tag, logfile, width, color, hue, command), or None for --help."""
     cut = argv.index("--") if "--" in argv else len(argv)
     head, command = argv[:cut], argv[cut + 1 :]
     if "-h" in head or "--help" in head:
         return None
-    values = {"--width": "0", "--color": "auto"}
+    values = {"--width": "0", "--color": "auto", "--hue": ""}
     rest: list[str] = []
     args = iter(head)
     for arg in args:
@@ -208,7 +218,11 @@ def _parse_args(argv: list[str]) -> tuple[str, str, int, str, list[str]] | None:
         raise ValueError("--color must be auto, always or never")
     if not values["--width"].isdecimal():
         raise ValueError("--width must be a non-negative integer")
-    return rest[0], rest[1], int(values["--width"]), values["--color"], command
+    hue = values["--hue"]
+    if hue and not (hue.isdecimal() and int(hue) < len(PALETTE)):
+        raise ValueError(f"--hue must be a number from 0 to {len(PALETTE) - 1}")
+    return (rest[0], rest[1], int(values["--width"]), values["--color"],
+            int(hue) if hue else None, command)
 
 
 def _want_color(mode: str) -> bool:
@@ -267,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     if parsed is None:
         print(HELP, end="")
         return 0
-    tag, logfile, width, color, command = parsed
+    tag, logfile, width, color, hue, command = parsed
     try:
         os.makedirs(os.path.dirname(logfile) or ".", exist_ok=True)
         log_fd = os.open(logfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
@@ -276,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in TEE_IGNORES}
     try:
-        return _run(command, format_prefix(tag, width, _want_color(color)), _Sink(log_fd, logfile))
+        prefix = format_prefix(tag, width, _want_color(color), hue)
+        return _run(command, prefix, _Sink(log_fd, logfile))
     finally:
         for sig, handler in saved.items():
             if handler is not None:

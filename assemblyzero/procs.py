@@ -46,13 +46,14 @@ class Spawn(Protocol):
 
 
 def worker_argv(tag: str, width: int, log: Path, worker_args: list[str],
-                color: bool = False) -> list[str]:
+                color: bool = False, hue: int = 0) -> list[str]:
     """The full command line: the tee wrapping `python -m assemblyzero.worker`.
 
     `color`: the tee colours its prefix even though it writes to a pipe (the
     live console's); otherwise it decides itself (colour on a terminal only).
+    `hue`: which colour, if any (see prefix_tee.PALETTE).
     """
-    tee = [sys.executable, "-I", "-S", str(_TEE), "--width", str(width),
+    tee = [sys.executable, "-I", "-S", str(_TEE), "--width", str(width), "--hue", str(hue),
            *(["--color", "always"] if color else []), tag, str(log), "--"]
     return [*tee, sys.executable, "-m", "assemblyzero.worker", *worker_args]
 

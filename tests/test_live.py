@@ -64,10 +64,16 @@ def test_every_worker_line_arrives_whole_and_prefixed_above_the_area(
         assert len(re.findall(r"\[LLD-\d+\]", segment)) <= 1, segment
 
 
-def test_worker_prefixes_are_coloured_per_item(live_run: tuple[Path, TermRun]) -> None:
-    _, run = live_run
-    for item in IDS:
-        assert format_prefix(f"LLD-0{item}", WIDTH, color=True) in run.raw
+def test_worker_prefixes_are_coloured_per_item_in_turn(live_run: tuple[Path, TermRun]) -> None:
+    ws, run = live_run
+    starts = [e["item"] for e in journal(latest_run(ws)) if e["event"] == "start"]
+    assert len(starts) == len(IDS)
+    colours = set()
+    for n, tag in enumerate(starts):  # the n-th worker started gets the n-th colour
+        prefix = format_prefix(tag, WIDTH, color=True, hue=n)
+        assert prefix in run.raw, tag
+        colours.add(prefix[:prefix.index(b"m") + 1])
+    assert len(colours) == len(IDS)  # no two items look alike
 
 
 def test_the_area_shows_the_final_counts_at_the_end(live_run: tuple[Path, TermRun]) -> None:

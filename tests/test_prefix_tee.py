@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from assemblyzero.prefix_tee import LinePrefixer, format_prefix, main  # noqa: E402
+from assemblyzero.prefix_tee import PALETTE, LinePrefixer, format_prefix, main  # noqa: E402
 
 TEE = ROOT / "assemblyzero" / "prefix_tee.py"
 WRAPPER = ROOT / "scripts" / "prefix-tee"
@@ -90,11 +90,28 @@ def test_format_prefix_plain() -> None:
 
 def test_format_prefix_color() -> None:
     got = format_prefix("A", width=6, color=True)
-    code = 31 + zlib.crc32(b"A") % 6
+    code = PALETTE[zlib.crc32(b"A") % len(PALETTE)]
     assert got == f"\x1b[{code}m[A]\x1b[0m    ".encode()
     assert got == format_prefix("A", width=6, color=True)  # deterministic
     codes = {format_prefix(f"LLD-{i:03d}", color=True)[2:4] for i in range(30)}
-    assert len(codes) > 1 and codes <= {str(c).encode() for c in range(31, 37)}
+    assert len(codes) > 1 and codes <= {str(c).encode() for c in PALETTE}
+
+
+def test_a_hue_picks_the_colour_and_ten_hues_are_ten_colours() -> None:
+    assert format_prefix("A", color=True, hue=0) == f"\x1b[{PALETTE[0]}m[A]\x1b[0m ".encode()
+    assert len({format_prefix("A", color=True, hue=h) for h in range(10)}) == 10
+    assert format_prefix("A", hue=3) == b"[A] "  # no colour asked, none given
+    assert b"\x1b[31m" not in b"".join(format_prefix("A", color=True, hue=h) for h in range(10))
+
+
+def test_hue_on_the_command_line(tmp_path: Path) -> None:
+    log = tmp_path / "t.log"
+    cmd = tee_cmd("--color=always", "--hue", "2", "T", str(log), "--", *py("print('hi')"))
+    proc = subprocess.run(cmd, capture_output=True, timeout=30)
+    assert proc.stdout == format_prefix("T", color=True, hue=2) + b"hi\n"
+    bad = subprocess.run(tee_cmd("--hue", "10", "T", str(log), "--", "true"),
+                         capture_output=True, timeout=30)
+    assert bad.returncode == 2 and b"--hue must be a number from 0 to 9" in bad.stderr
 
 
 # --------------------------------------------------------------------------- LinePrefixer
