@@ -21,7 +21,6 @@ from assemblyzero.console import COORDINATOR_TAG, Console, Progress, Sink, durat
 from assemblyzero.prefix_tee import format_prefix
 
 REFRESH_PER_SECOND = 4  # elapsed times and the ETA tick at this rate
-BAR_WIDTH = 24
 
 
 class LiveConsole(Console):
@@ -104,15 +103,12 @@ class LiveConsole(Console):
             p, ago, last = self._progress, time.monotonic() - self._since, dict(self._last)
         if p is None:
             return Text("")
-        label = f"[{COORDINATOR_TAG}]".ljust(self.width)
-        counts = _counts(p, ago)
-        room = self.term.width - len(label) - len(counts) - 2  # the bar takes what is left
-        bar = _bar(p.finished, p.total, min(BAR_WIDTH, room))
-        lines = [Text.assemble((label, "bold"), " ", *((bar, " ") if bar else ()), counts)]
+        indent = max(self.width, len(f"[{COORDINATOR_TAG}]"))  # the bar fills the tags' column
+        lines = [Text.assemble(_bar(p.finished, p.total, indent), " ", _counts(p, ago))]
         tags = max((len(a.tag) + 2 for a in p.running), default=0)
         keys = max((len(a.key) for a in p.running if a.key != "-"), default=0)
         for a in p.running:
-            line = Text(" " * (len(label) + 1))
+            line = Text(" " * (indent + 1))
             line.append_text(Text.from_ansi(format_prefix(a.tag, tags, True, a.hue).decode()))
             if keys:  # no column of dashes when nothing is leased
                 line.append(a.key.ljust(keys) + "  ", style="cyan")
@@ -124,9 +120,7 @@ class LiveConsole(Console):
         return Group(*lines)
 
 
-def _bar(done: int, total: int, width: int) -> Text | None:
-    if width < 5:  # a narrow terminal: the counts say it all
-        return None
+def _bar(done: int, total: int, width: int) -> Text:
     filled = width * done // max(1, total)
     return Text.assemble(("━" * filled, "green"), ("━" * (width - filled), "grey37"))
 
@@ -139,7 +133,7 @@ def _counts(p: Progress, ago: float) -> Text:
     text.append(f"{p.failed} failed", style="red" if p.failed else "")
     text.append(p.others().replace(", ", " · "))
     if p.paused:
-        text.append(" · paused: credential pool exhausted", style="yellow")
+        text.append(" · no free key", style="yellow")  # paused until one is
     elif p.running or p.pending:
         text.append(" · ETA " + ("unknown" if p.eta is None else duration(p.eta - ago)))
     text.append(f" · {duration(p.elapsed + ago)} elapsed")

@@ -79,7 +79,7 @@ def test_worker_prefixes_are_coloured_per_item_in_turn(live_run: tuple[Path, Ter
 def test_the_area_shows_the_final_counts_at_the_end(live_run: tuple[Path, TermRun]) -> None:
     _, run = live_run
     shown = "\n".join(run.screen())
-    assert re.search(r"\[COORDINATOR\] (━+ )?6/6  6 done · 0 running · 0 pending · 0 failed · "
+    assert re.search(r"━+ 6/6  6 done · 0 running · 0 pending · 0 failed · "
                      r"\d+s elapsed", shown), shown[-2000:]
     assert "6 done; wall" in shown  # the summary follows the area
 
@@ -91,7 +91,7 @@ def test_the_area_shows_each_running_item_with_its_key_and_an_eta(
     for item in summary(latest_run(ws))["items"]:
         row = re.compile(rf"^ +\[{item['tag']}\] +{item['credential']} +\d+s  \S")
         assert any(row.match(s) for s in segments), f"{item['tag']} never shown running"
-    counts = re.compile(r"^\[COORDINATOR\] (?:━+ )?(\d)/6  (\d) done · (\d) running · (\d) pending")
+    counts = re.compile(r"^━+ (\d)/6  (\d) done · (\d) running · (\d) pending")
     seen = [tuple(map(int, m.groups())) for s in segments if (m := counts.match(s))]
     assert (0, 0, 3, 3) in seen  # the first three started, three waiting
     assert all(f == d and r <= 3 and f + r + p == 6 for f, d, r, p in seen)
@@ -157,3 +157,14 @@ def test_the_worker_never_imports_rich(ws: Path, tmp_path: Path) -> None:
                 if line.startswith("import time:")]
     assert "assemblyzero.engine" in imported  # the measurement sees the worker's imports
     assert not [name for name in imported if name.split(".")[0] == "rich"]
+
+
+def test_the_area_says_when_the_run_waits_for_a_free_key(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", issues=IDS[:4])
+    entries = [{"name": "solo", "provider": "offline", "max_concurrent": 1}]
+    Path(os.environ["ASSEMBLYZERO_CREDENTIALS"]).write_text(json.dumps({"credentials": entries}))
+    run = _lld_all(ws)
+    assert run.code == 0, run.text[-2000:]
+    waiting = [s for s in run.segments() if "· 0 failed · no free key" in s]
+    assert waiting and all(re.search(r"· 1 running · [1-3] pending", s) for s in waiting)
+    assert max(len(s) for s in waiting) <= run.cols  # the area is cut to fit, never wrapped
