@@ -5,8 +5,10 @@ Thin on purpose: each task checks its flags and calls into the package.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -75,9 +77,22 @@ def _user_errors() -> Iterator[None]:
         raise Exit(f"error: {exc}", code=EXIT_NO_CREDENTIAL) from None
     except OSError as exc:  # a workspace folder that is a file, a read-only disk, ...
         where = f"{exc.filename}: " if exc.filename else ""
-        raise Exit(f"error: {where}{exc.strerror or exc}", code=EXIT_USAGE) from None
+        fix = _OS_FIXES.get(exc.errno or 0, "fix that path")
+        raise Exit(f"error: {where}{exc.strerror or exc}; {fix}, then run again",
+                   code=EXIT_USAGE) from None
     except KeyboardInterrupt:  # Ctrl+C outside a run (planning, between tasks)
         raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
+
+
+_OS_FIXES = {  # what to do about a file-system error, by errno
+    errno.ENOTDIR: "a part of that path is a file, not a folder: move it away",
+    errno.EEXIST: "something is in the way at that path: move it away",
+    errno.EISDIR: "a folder stands where that path needs a file: move it away",
+    errno.EACCES: "give yourself write access to it (ls -ld shows who owns it)",
+    errno.EPERM: "give yourself write access to it (ls -ld shows who owns it)",
+    errno.EROFS: "that disk is read-only: work on a writable copy (--repo=PATH)",
+    errno.ENOSPC: "the disk is full: free some space",
+}
 
 
 def _out(text: str) -> None:
@@ -94,7 +109,7 @@ def _flags(**given: str | None) -> dict[str, Any]:
 
 
 def _limit(limit: str | None) -> int | None:
-    return None if limit is None else parse_int(limit, "--limit", minimum=1)
+    return None if limit is None else parse_int(limit, "--limit", minimum=1, example=10)
 
 
 def _plan(kinds: list[Kind], as_json: bool, parallel: Any, repo: str, only: str | None,
@@ -147,19 +162,26 @@ def issue_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str
 
 def _one(kind: Kind, item_id: str | None, repo: str, flags: dict[str, Any]) -> None:
     """One item in the foreground: a bad id is a usage error, a done one exit 1."""
+    folder = "ideas/active" if kind is Kind.ISSUE else "docs/issues/active"
     with _user_errors():
         if not item_id:
-            raise UsageError(f"--id is required (e.g. `{kind.value} --id=42`)")
+            raise UsageError(f"--id is required; pass e.g. `{kind.value} --id=42`, or run "
+                             f"`{kind.value}-all` for everything pending")
         try:
             check_id(item_id)
         except InvalidId as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(f"{exc}; pass the name of a file in {folder} without .md, "
+                             f"e.g. --id=42") from None
         ws = runner.workspace(repo)
         if not is_pending(ws, Item(kind, item_id)):
             src, out = ws.input_file(kind, item_id), ws.output_file(kind, item_id)
-            shown = out if out.exists() else src
-            why = f"{shown.relative_to(ws.root)} {'exists' if out.exists() else 'not found'}"
-            raise Exit(f"{tag(kind, item_id)}: nothing to do ({why})", code=EXIT_NOT_DONE)
+            if out.exists():
+                why, fix = f"{out.relative_to(ws.root)} exists", "delete or move it to redo it"
+            else:
+                why = f"{src.relative_to(ws.root)} not found"
+                fix = "check the id (`assemblyzero dry-run` lists what is pending)"
+            raise Exit(f"{tag(kind, item_id)}: nothing to do ({why}); {fix}",
+                       code=EXIT_NOT_DONE)
     _run_all(kind, None, False, repo, item_id, None, flags)
 
 
@@ -197,7 +219,8 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Any = 
             label: str | None = None) -> None:
     """Show the plan: pending items, skipped ones and why, parallelism. Writes nothing."""
     if kind not in _KINDS:
-        raise Exit(f"error: --kind must be one of lld, issue, all (got {kind!r})", code=EXIT_USAGE)
+        raise Exit(f"error: --kind must be one of lld, issue, all (got {kind!r}); pass e.g. "
+                   "--kind=lld, or leave it out for both", code=EXIT_USAGE)
     _plan(_KINDS[kind], json_, parallel, repo, only, limit,
           _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                  max_iterations=max_iterations, max_attempts=max_attempts),
@@ -236,6 +259,7 @@ def retry_failed(c: Context, parallel: Any = None, repo: str = ".", timeout: str
 
 
 _EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "workspace"
+_CHECKOUT = "clone the repository, pip install -e . in it and run it there"
 
 
 @task(auto_shortflags=False, help={
@@ -244,12 +268,17 @@ _EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "workspace"
 def demo(c: Context, dest: str | None = None, latency: str | None = None) -> None:
     """Copy examples/workspace to a scratch folder; run issue-all, then lld-all --parallel=3."""
     if not _EXAMPLES.is_dir():
-        raise Exit(f"error: example workspace not found at {_EXAMPLES} "
-                   "(the demo runs from a source checkout)", code=EXIT_USAGE)
+        raise Exit(f"error: example workspace not found at {_EXAMPLES}; the demo runs from a "
+                   f"source checkout: {_CHECKOUT}", code=EXIT_USAGE)
     target = Path(dest) if dest else Path(tempfile.mkdtemp(prefix="assemblyzero-demo-"))
+    if target.exists() and not target.is_dir():
+        raise Exit(f"error: --dest {target} is a file; pick a new or empty folder, or leave "
+                   "--dest out for a new temp folder", code=EXIT_USAGE)
     if target.exists() and any(target.iterdir()):
-        raise Exit(f"error: {target} is not empty; pick another --dest", code=EXIT_USAGE)
-    shutil.copytree(_EXAMPLES, target, dirs_exist_ok=True)
+        raise Exit(f"error: {target} is not empty; pick another --dest, or leave it out for "
+                   "a new temp folder", code=EXIT_USAGE)
+    with _user_errors():
+        shutil.copytree(_EXAMPLES, target, dirs_exist_ok=True)
     os.environ.setdefault(ENV_OFFLINE_LATENCY, latency or str(DEMO_LATENCY))
     _out(f"demo workspace: {target}")
     _out("$ assemblyzero issue-all")
@@ -266,8 +295,8 @@ def bench(c: Context, quick: bool = False, only: str | None = None) -> None:
     """Measure the figures of SPEC 8; print the table, write logs/bench/<time>.json."""
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
     if not script.is_file():
-        raise Exit(f"error: {script} not found (the benchmarks run from a source checkout)",
-                   code=EXIT_USAGE)
+        raise Exit(f"error: {script} not found; the benchmarks run from a source checkout: "
+                   f"{_CHECKOUT}", code=EXIT_USAGE)
     argv = [sys.executable, str(script)] + (["--quick"] if quick else []) + (
         ["--only", only] if only else [])
     c.run(" ".join(shlex.quote(a) for a in argv), pty=False)
@@ -288,20 +317,56 @@ def lint(c: Context) -> None:
 
 ns = Collection(lld_all, issue_all, dry_run, status, retry_failed, lld, issue, demo, bench, test,
                 lint)
+
+
+def _parse_error(exc: ParseError) -> str:
+    """invoke's parser messages, saying what to do (`No idea what '--paralel' is!`)."""
+    text = str(exc)
+    task = exc.context.name if exc.context is not None else None
+    flags = f"`assemblyzero --help {task}` lists its flags"
+    unknown = re.fullmatch(r"No idea what '(.*)' is!", text)
+    if unknown and task:
+        token = unknown.group(1)
+        if token.startswith("-"):
+            return f"error: {task} has no flag '{token}'; {flags}"
+        return (f"error: unknown command '{token}' (after {task}); `assemblyzero --list` lists "
+                f"the commands, {flags}")
+    if unknown:
+        token = unknown.group(1)
+        if token.startswith("-"):
+            return f"error: unknown option '{token}'; `assemblyzero --help` lists the options"
+        return f"error: unknown command '{token}'; `assemblyzero --list` lists the commands"
+    ambiguous = re.fullmatch(r"'(.*)' is ambiguous when given after an optional-value flag", text)
+    if ambiguous:
+        return (f"error: '{ambiguous.group(1)}' right after a bare --parallel is ambiguous "
+                "(its value, or the next command?); write the number: --parallel=3")
+    needs = re.fullmatch(r"Flag <Argument: (\w+).*> needed value and was not given one!", text)
+    if needs:
+        flag = "--" + needs.group(1).replace("_", "-")
+        return f"error: {flag} needs a value, e.g. {flag}=VALUE; {flags}"
+    return f"error: {text}; " + (flags if task else "`assemblyzero --help` lists the options")
+
+
 class _Program(Program):
-    """invoke's Program, with a bad flag exiting 2 (usage error, SPEC 6) instead of 1."""
+    """invoke's Program: a bad flag exits 2 (usage error, SPEC 6), with a message saying why."""
 
     def parse_core(self, argv: list[str] | None) -> None:
         try:
             super().parse_core(argv)
         except ParseError as exc:
-            raise Exit(str(exc), code=EXIT_USAGE) from None
+            raise Exit(_parse_error(exc), code=EXIT_USAGE) from None
 
     def parse_tasks(self) -> None:
         try:
             super().parse_tasks()
         except ParseError as exc:
-            raise Exit(str(exc), code=EXIT_USAGE) from None
+            raise Exit(_parse_error(exc), code=EXIT_USAGE) from None
+
+    def parse_cleanup(self) -> None:  # `--help nosuch`
+        try:
+            super().parse_cleanup()
+        except ParseError as exc:
+            raise Exit(_parse_error(exc), code=EXIT_USAGE) from None
 
 
 program = _Program(namespace=ns, version=__version__, name="assemblyzero", binary="assemblyzero")

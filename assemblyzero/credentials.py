@@ -21,10 +21,11 @@ from typing import Any
 
 from assemblyzero.constants import ENV_CREDENTIALS
 from assemblyzero.ids import is_valid_id
-from assemblyzero.providers import KEYLESS
+from assemblyzero.providers import KEYLESS, REGISTRY
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_FIELDS = {"name", "provider", "key_env", "key", "max_concurrent", "enabled", "base_url"}
+_FIELDS = ("name", "provider", "key_env", "key", "max_concurrent", "enabled", "base_url")
+_EXAMPLE = '{"name": "team-a", "provider": "anthropic", "key_env": "ANTHROPIC_API_KEY"}'
 
 
 class CredentialError(ValueError):
@@ -69,19 +70,43 @@ def load(path: Path | None = None) -> CredentialFile:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return CredentialFile(path, (), {})
-    except OSError as exc:
-        raise CredentialError(f"cannot read credentials file {path}: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise CredentialError(f"cannot read credentials file {path}: {why}; make it a readable "
+                              f"JSON file, or point {ENV_CREDENTIALS} at one") from None
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise CredentialError(f"credentials file {path} is not valid JSON: {exc}") from None
+        raise CredentialError(f"credentials file {path} is not valid JSON: {exc}; fix the file "
+                              "at that position") from None
     items = data.get("credentials") if isinstance(data, dict) else None
     if not isinstance(items, list):
-        raise CredentialError(f'credentials file {path}: expected {{"credentials": [...]}}')
+        raise CredentialError(f'credentials file {path}: expected {{"credentials": [...]}} '
+                              f"(got {_shape(data)}); write it as "
+                              f'{{"credentials": [{_EXAMPLE}]}}')
     entries, secrets, problems = _entries(path, items)
     if any(c.literal for c in entries):
         _check_private(path)
     return CredentialFile(path, tuple(entries), secrets, tuple(problems))
+
+
+def _shape(data: Any) -> str:
+    """What the top level of the file is, for a message (never its values: keys may be there)."""
+    if isinstance(data, dict):
+        inner = data.get("credentials")
+        return ("an object without \"credentials\"" if "credentials" not in data
+                else f'"credentials" as {_kind(inner)}')
+    return _kind(data)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false",
+            type(None): "null"}.get(type(value), "a number")
+
+
+def _got(value: Any) -> str:
+    """A wrong value for a message: numbers as they are, text never (it may be a key)."""
+    return repr(value) if isinstance(value, (bool, int, float)) else _kind(value)
 
 
 def _entries(
@@ -93,7 +118,8 @@ def _entries(
     for index, item in enumerate(items):
         entry = _entry(path, index, item)
         if any(c.name == entry.name for c in entries):
-            raise CredentialError(f"credentials file {path}: duplicate name {entry.name!r}")
+            raise CredentialError(f"credentials file {path}: duplicate name {entry.name!r}; "
+                                  "rename one of the two entries")
         entries.append(entry)
         if entry.literal:
             secrets[entry.name] = str(item["key"])
@@ -110,38 +136,49 @@ def _entries(
 def _entry(path: Path, index: int, item: Any) -> Credential:
     where = f"credentials file {path}, entry {index + 1}"
     if not isinstance(item, dict):
-        raise CredentialError(f"{where}: expected an object")
+        raise CredentialError(f"{where}: expected an object (got {_kind(item)}); write each "
+                              f"entry as {_EXAMPLE}")
     name = item.get("name")
     if not isinstance(name, str) or not is_valid_id(name):
         raise CredentialError(f"{where}: 'name' must be letters, digits, '_' or '-' "
-                              f"(got {name!r})")
+                              f"(got {name!r}); rename it, e.g. \"name\": \"team-a\"")
     where = f"credentials file {path}, entry {name!r}"
-    unknown = sorted(set(item) - _FIELDS)
+    unknown = sorted(set(item) - set(_FIELDS))
     if unknown:
-        raise CredentialError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        raise CredentialError(f"{where}: unknown field(s) {', '.join(unknown)}; fix or remove "
+                              f"them (the fields are {', '.join(_FIELDS)})")
     provider = item.get("provider")
     if not isinstance(provider, str) or not provider:
-        raise CredentialError(f"{where}: 'provider' is required (e.g. \"anthropic\")")
+        raise CredentialError(f"{where}: 'provider' is required; add e.g. \"provider\": "
+                              f"\"anthropic\" (known: {', '.join(sorted(REGISTRY))})")
     if "key" in item and "key_env" in item:
-        raise CredentialError(f"{where}: give 'key_env' or 'key', not both")
+        raise CredentialError(f"{where}: give 'key_env' or 'key', not both; remove one "
+                              "(better keep 'key_env')")
     key_env = item.get("key_env")
+    variable = re.sub(r"\W", "_", provider.upper()) + "_API_KEY"  # for the examples
     if key_env is not None and (not isinstance(key_env, str) or not _ENV_NAME.fullmatch(key_env)):
         # never echo it: a key pasted here by mistake must not reach the terminal
         raise CredentialError(f"{where}: 'key_env' must be the name of an environment variable "
-                              "(letters, digits, '_'), not the key itself")
+                              f"(letters, digits, '_'), not the key itself; write e.g. "
+                              f"\"key_env\": \"{variable}\" and export {variable}=<key>")
     if "key" in item and (not isinstance(item["key"], str) or not item["key"]):
-        raise CredentialError(f"{where}: 'key' must be a non-empty string")
+        raise CredentialError(f"{where}: 'key' must be a non-empty string; put the key there, "
+                              f"or use \"key_env\": \"{variable}\" instead")
     if provider not in KEYLESS and "key" not in item and key_env is None:
-        raise CredentialError(f"{where}: needs 'key_env' (or 'key')")
+        raise CredentialError(f"{where}: needs 'key_env' (or 'key'); add e.g. "
+                              f"\"key_env\": \"{variable}\" and export {variable}=<key>")
     limit = item.get("max_concurrent", 1)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise CredentialError(f"{where}: 'max_concurrent' must be a whole number >= 1")
+        raise CredentialError(f"{where}: 'max_concurrent' must be a whole number >= 1 "
+                              f"(got {_got(limit)}); write e.g. \"max_concurrent\": 2")
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
-        raise CredentialError(f"{where}: 'enabled' must be true or false")
+        raise CredentialError(f"{where}: 'enabled' must be true or false (got {_got(enabled)}); "
+                              "write \"enabled\": true or false, without quotes")
     base_url = item.get("base_url")
     if base_url is not None and not isinstance(base_url, str):
-        raise CredentialError(f"{where}: 'base_url' must be a string")
+        raise CredentialError(f"{where}: 'base_url' must be a string (got {_got(base_url)}); write "
+                              "e.g. \"base_url\": \"http://127.0.0.1:8000/v1\"")
     return Credential(name, provider, key_env, "key" in item, limit, enabled, base_url)
 
 

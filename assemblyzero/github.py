@@ -24,7 +24,8 @@ _FIELDS = "number,title,body,labels"
 _TOKENS = ("GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN")
 _ARG_SHOWN = 60  # longer arguments (titles) are shortened in messages
 _ISSUE_URL = re.compile(r"https?://\S+/issues/(\d+)\b")
-_MISSING = "the GitHub source needs the gh CLI: https://cli.github.com, then `gh auth login`"
+_MISSING = ("the gh CLI is not on PATH (GitHub issues go through it): install it from "
+            "https://cli.github.com, then run `gh auth login`")
 
 
 class GitHubError(Exception):
@@ -64,21 +65,31 @@ def _tail(stderr: str) -> str:
     return _redactor()("\n".join(kept))
 
 
-def _run(argv: list[str], stdin: str, timeout: float, cwd: Path | None) -> str:
-    """Run gh (stdin: a closed pipe if empty) and return its stdout, or raise GitHubError."""
+_CHECK_REPO = "check that `gh repo view` works in the workspace"
+
+
+def _run(argv: list[str], stdin: str, timeout: float, cwd: Path | None,
+         hint: str = _CHECK_REPO) -> str:
+    """Run gh (stdin: a closed pipe if empty) and return its stdout, or raise GitHubError.
+
+    `hint` is the next step a failure message suggests; gh's own words follow it.
+    """
     command = _describe(argv)
     try:
         proc = subprocess.run(argv, input=stdin, capture_output=True, encoding="utf-8",
                               errors="replace", timeout=timeout, cwd=cwd, check=False)
     except subprocess.TimeoutExpired:
-        raise GitHubError(f"`{command}` did not finish within {timeout:g} s") from None
+        raise GitHubError(f"`{command}` did not finish within {timeout:g} s; check the network "
+                          "and https://www.githubstatus.com, then run again") from None
     except OSError as exc:  # FileNotFoundError: gh (or cwd) is missing
         missing = isinstance(exc, FileNotFoundError) and shutil.which(argv[0]) is None
-        raise GitHubError(_MISSING if missing else f"`{command}` could not start: {exc}") from None
+        raise GitHubError(_MISSING if missing else f"`{command}` could not start ({exc}); "
+                          "check that `gh --version` runs") from None
     if proc.returncode != 0:
         tail = _tail(proc.stderr)  # a negative exit code: killed by that signal
-        how = f"`{command}` failed with exit code {proc.returncode}"
-        raise GitHubError(how + (f":\n{tail}" if tail else " (no stderr)"), proc.returncode, tail)
+        how = f"`{command}` failed with exit code {proc.returncode}; {hint}"
+        raise GitHubError(how + (f"; gh said:\n{tail}" if tail else " (gh printed no error)"),
+                          proc.returncode, tail)
     return proc.stdout
 
 
@@ -92,7 +103,7 @@ def check_gh(gh: str = "gh", timeout: float = GH_TIMEOUT) -> None:
         if exc.returncode is None:  # did not start or timed out: not a login problem
             raise
         last = exc.stderr_tail.splitlines()[-1] if exc.stderr_tail else "no stderr"
-        raise GitHubError(f"gh is not logged in: run `gh auth login` ({last})",
+        raise GitHubError(f"gh is not logged in: run `gh auth login`, or set GH_TOKEN ({last})",
                           exc.returncode, exc.stderr_tail) from None
 
 
@@ -112,7 +123,9 @@ def _issue(item: Any) -> GitHubIssue:
 
 
 def _unexpected(argv: list[str], out: str, why: str) -> GitHubError:
-    return GitHubError(f"`{_describe(argv)}` printed {why}: {_redactor()(out.strip()[:200])!r}")
+    shown = _redactor()(out.strip()[:200])
+    return GitHubError(f"`{_describe(argv)}` printed {why}: {shown!r}; update gh "
+                       "(https://cli.github.com) and run again")
 
 
 def list_issues(label: str | None = None, repo: str | None = None, limit: int = 500,
@@ -142,7 +155,8 @@ def create_issue(title: str, body: str, labels: tuple[str, ...] = (), repo: str 
     argv = [gh, "issue", "create", "--title", title, "--body-file", "-"]
     argv += [arg for label in labels for arg in ("--label", label)]
     argv += ["--repo", repo] if repo is not None else []
-    out = _run(argv, body, timeout, cwd)
+    out = _run(argv, body, timeout, cwd, hint="check that you may create issues in the "
+               "repository of `gh repo view`, with those labels")
     found = _ISSUE_URL.findall(out)
     if not found:
         raise _unexpected(argv, out, "no issue URL")

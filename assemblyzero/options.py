@@ -1,7 +1,8 @@
 """Turning flags, environment and `[tool.assemblyzero]` into checked settings.
 
 Precedence (SPEC 4): flags > environment > the workspace's pyproject.toml >
-defaults. Every bad value is a UsageError whose message names its source.
+defaults. Every bad value is a UsageError whose message names its source
+and how to fix it there.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from assemblyzero.constants import (
 )
 from assemblyzero.providers import check_spec
 
+# A model spec that works once its SDK and a credential are there, for messages.
+_MODEL_EXAMPLE = "anthropic:claude-sonnet-4-5"
+
 # setting -> (environment variable, default)
 _SETTINGS: dict[str, tuple[str, Any]] = {
     "drafter": ("ASSEMBLYZERO_DRAFTER", DEFAULT_MODEL),
@@ -38,6 +42,16 @@ class UsageError(ValueError):
     """A flag or setting the user must fix (exit 2)."""
 
 
+def fix_hint(what: str, example: object) -> str:
+    """How to give `what` a good value, by where it came from (flag, variable, pyproject)."""
+    if what.startswith("--"):
+        return f"pass e.g. {what}={example}"
+    if what.startswith("[tool.assemblyzero] "):  # "[tool.assemblyzero] KEY in PATH"
+        shown = f'"{example}"' if isinstance(example, str) else example
+        return f"write e.g. {what.split()[1]} = {shown} there"
+    return f"set e.g. {what}={example}, or unset it"
+
+
 @dataclass(frozen=True)
 class Parallel:
     workers: int
@@ -50,36 +64,41 @@ def parse_parallel(value: bool | str | int | None) -> Parallel:
         return Parallel(1)
     if value is True:
         return Parallel(DEFAULT_PARALLEL)
-    n = parse_int(value, "--parallel")
+    n = parse_int(value, "--parallel", example=DEFAULT_PARALLEL)
     if n < 1:
-        raise UsageError(f"--parallel must be at least 1 (got {n})")
+        raise UsageError(f"--parallel must be at least 1 (got {n}); pass e.g. "
+                         f"--parallel={DEFAULT_PARALLEL}, or leave it out to run one at a time")
     if n > MAX_PARALLEL:
         return Parallel(MAX_PARALLEL, f"--parallel={n} is above the cap; running "
                                       f"{MAX_PARALLEL} workers at most")
     return Parallel(n)
 
 
-def parse_int(value: str | int, what: str, minimum: int | None = None) -> int:
+def parse_int(value: str | int, what: str, minimum: int | None = None,
+              example: int | None = None) -> int:
+    """A whole number; `what` names its source (`--limit`, a variable, pyproject)."""
+    fix = fix_hint(what, example if example is not None else max(minimum or 0, 1))
     if isinstance(value, bool) or not isinstance(value, (int, str)):  # TOML true, 2.7, [..]
-        raise UsageError(f"{what} must be a whole number (got {value!r})")
+        raise UsageError(f"{what} must be a whole number (got {value!r}); {fix}")
     try:
         n = int(value)
     except ValueError:
-        raise UsageError(f"{what} must be a whole number (got {value!r})") from None
+        raise UsageError(f"{what} must be a whole number (got {value!r}); {fix}") from None
     if minimum is not None and n < minimum:
-        raise UsageError(f"{what} must be at least {minimum} (got {n})")
+        raise UsageError(f"{what} must be at least {minimum} (got {n}); {fix}")
     return n
 
 
-def parse_seconds(value: str | float, what: str) -> float:
+def parse_seconds(value: str | float, what: str, example: float = 60) -> float:
+    fix = fix_hint(what, int(example) if float(example).is_integer() else example)
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise UsageError(f"{what} must be a number of seconds (got {value!r})")
+        raise UsageError(f"{what} must be a number of seconds (got {value!r}); {fix}")
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise UsageError(f"{what} must be a number of seconds (got {value!r})") from None
+        raise UsageError(f"{what} must be a number of seconds (got {value!r}); {fix}") from None
     if not seconds > 0:
-        raise UsageError(f"{what} must be more than 0 seconds (got {value!r})")
+        raise UsageError(f"{what} must be more than 0 seconds (got {value!r}); {fix}")
     return seconds
 
 
@@ -89,7 +108,8 @@ def parse_ids(value: str | None) -> list[str] | None:
         return None
     ids = [part.strip() for part in value.split(",") if part.strip()]
     if not ids:
-        raise UsageError(f"--only needs at least one id (got {value!r})")
+        raise UsageError(f"--only needs at least one id (got {value!r}); pass e.g. "
+                         "--only=101,103, or leave it out for every pending item")
     return ids
 
 
@@ -103,26 +123,27 @@ def resolve(repo: Path, flags: dict[str, Any]) -> dict[str, Any]:
         elif os.environ.get(env):
             value, source = os.environ[env], env
         elif name in config or name.replace("_", "-") in config:
-            value = config.get(name, config.get(name.replace("_", "-")))
-            source = f"[tool.assemblyzero] {name} in {repo / 'pyproject.toml'}"
+            key = name if name in config else name.replace("_", "-")
+            value = config[key]
+            source = f"[tool.assemblyzero] {key} in {repo / 'pyproject.toml'}"
         else:
             value, source = default, "default"
-        settings[name] = _check(name, value, source)
+        settings[name] = _check(name, value, source, default)
     return settings
 
 
-def _check(name: str, value: Any, source: str) -> Any:
+def _check(name: str, value: Any, source: str, default: Any) -> Any:
     if name in ("drafter", "reviewer"):
         try:
-            check_spec(str(value))
+            check_spec(str(value), fix=f"; {fix_hint(source, _MODEL_EXAMPLE)}")
         except ValueError as exc:
             raise UsageError(f"{source}: {exc}") from None
         return str(value)
     if name == "max_iterations":
-        return parse_int(value, source, minimum=0)
+        return parse_int(value, source, minimum=0, example=default)
     if name == "max_attempts":
-        return parse_int(value, source, minimum=1)
-    return parse_seconds(value, source)
+        return parse_int(value, source, minimum=1, example=default)
+    return parse_seconds(value, source, example=default)
 
 
 def _pyproject(repo: Path) -> dict[str, Any]:
@@ -132,10 +153,15 @@ def _pyproject(repo: Path) -> dict[str, Any]:
             data = tomllib.load(handle)
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"cannot read {path}: {exc}; fix the TOML there, then run again") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise UsageError(f"cannot read {path}: {why}; make it a readable UTF-8 file, "
+                         "then run again") from None
     tool = data.get("tool", {})
     section = tool.get("assemblyzero", {}) if isinstance(tool, dict) else None
     if not isinstance(section, dict):
-        raise UsageError(f"{path}: [tool.assemblyzero] must be a table")
+        raise UsageError(f"{path}: [tool.assemblyzero] must be a table; write it as a "
+                         "[tool.assemblyzero] section of key = value lines")
     return section

@@ -104,7 +104,8 @@ class Pool:
         candidates = [c for c in self.creds.usable(provider) if not self.stats[c.name].disabled]
         if not candidates:
             raise NoCredential(f"no usable {provider} credential left: every one was "
-                               "refused (401/403) in this run")
+                               "refused (401/403) in this run; replace the keys, then run "
+                               "retry-failed")
         turn = self._turn.get(provider, 0)
         self._turn[provider] = turn + 1
         waits: list[Busy] = []
@@ -157,10 +158,25 @@ def _keyless(provider: str) -> bool:
 
 
 def _explain(creds: CredentialFile, provider: str) -> str:
-    listed = [c for c in creds.entries if c.provider == provider]
-    why = [p for p in creds.problems if any(repr(c.name) in p for c in listed)]
-    why += [f"credential {c.name!r} is disabled (\"enabled\": false)"
-            for c in listed if not c.enabled]
-    detail = "; ".join(why) or f"the file lists no {provider!r} credential"
-    return (f"no usable credential for provider {provider!r} in {creds.path}: {detail}. "
-            f"Add one (see README, Credentials) or fix the entries above.")
+    """Why `provider` has no usable entry, each entry named with its fix."""
+    why = []
+    for c in creds.entries:
+        if c.provider == provider and not c.enabled:
+            why.append(f"credential {c.name!r} is disabled (set \"enabled\": true)")
+        elif c.provider == provider and c.name not in creds.secrets and c.key_env:
+            why.append(f"credential {c.name!r}: environment variable {c.key_env} is not set "
+                       f"(export {c.key_env}=<key>)")
+    if why:
+        return (f"no usable credential for provider {provider!r} in {creds.path}: "
+                f"{'; '.join(why)}; or add another {provider!r} entry (see README, Credentials)")
+    variable = f"{provider.upper()}_API_KEY"
+    entry = f'{{"name": "{provider}-a", "provider": "{provider}", "key_env": "{variable}"}}'
+    local = ("; for a local server that needs no key, set OPENAI_BASE_URL instead"
+             if provider == "openai" else "")
+    if not creds.path.exists():
+        return (f"no usable credential for provider {provider!r} in {creds.path}: there is no "
+                f"such file; create it as {{\"credentials\": [{entry}]}} and export "
+                f"{variable}=<key>{local}")
+    return (f"no usable credential for provider {provider!r} in {creds.path}: the file lists "
+            f"no {provider!r} credential; add one, e.g. {entry}, and export "
+            f"{variable}=<key>{local}")

@@ -26,7 +26,9 @@ PLAN_VERSION = 1
 def workspace(repo: str | Path) -> Workspace:
     ws = Workspace.at(repo)
     if not ws.root.is_dir():
-        raise UsageError(f"workspace not found: {ws.root} (pass --repo=PATH)")
+        what = "is a file, not a folder" if ws.root.exists() else "not found"
+        raise UsageError(f"workspace {what}: {ws.root} (pass --repo=PATH of the repository "
+                         "that holds ideas/ and docs/)")
     return ws
 
 
@@ -40,13 +42,17 @@ class Origin:
 
     def check(self, kind: Kind) -> None:
         if self.source not in ("files", "github"):
-            raise UsageError(f"--source must be files or github (got {self.source!r})")
+            raise UsageError(f"--source must be files or github (got {self.source!r}); pass "
+                             "--source=github, or leave it out for docs/issues/active")
         if self.publish not in (None, "github"):
-            raise UsageError(f"--publish can only be github (got {self.publish!r})")
+            raise UsageError(f"--publish can only be github (got {self.publish!r}); pass "
+                             "--publish=github, or leave it out")
         if self.source == "github" and kind is Kind.ISSUE:
-            raise UsageError("--source github lists issues: use it with lld-all")
+            raise UsageError("--source github lists issues to design: use it with lld-all "
+                             "or dry-run --kind=lld")
         if self.label is not None and not self.label.strip():
-            raise UsageError("--label needs a label name")
+            raise UsageError("--label needs a label name; pass e.g. --label=needs-design, "
+                             "or leave it out for every open issue")
         if self.label and self.source != "github":
             raise UsageError("--label filters GitHub issues: add --source github")
         if "github" in (self.source, self.publish):

@@ -25,11 +25,16 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     """One run as data: `state` is finished, running or abandoned."""
     summary = run_dir / "summary.json"
     if summary.exists():
-        data: dict[str, Any] = json.loads(summary.read_text(encoding="utf-8"))
-        return {"run_id": run_dir.name, "state": "finished", "label": data.get("label"),
-                "exit_code": data.get("exit_code"), "counts": data.get("counts", {}),
-                "items": [{"tag": i["tag"], "id": i["id"], "status": i["status"],
-                           "reason": i.get("reason", "")} for i in data.get("items", [])]}
+        try:
+            data: dict[str, Any] = json.loads(summary.read_text(encoding="utf-8"))
+            return {"run_id": run_dir.name, "state": "finished", "label": data.get("label"),
+                    "exit_code": data.get("exit_code"), "counts": data.get("counts", {}),
+                    "items": [{"tag": i["tag"], "id": i["id"], "status": i["status"],
+                               "reason": i.get("reason", "")} for i in data.get("items", [])]}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            raise UsageError(f"cannot read {summary} ({why}); delete it, and the run is read "
+                             "from its journal instead") from None
     events = _journal(run_dir)
     start = events[0] if events and events[0].get("event") == "run-start" else {}
     alive = (start.get("pid_start") is not None
@@ -72,9 +77,13 @@ def overview(ws: Workspace) -> dict[str, Any]:
     data: dict[str, Any] = {"version": STATUS_VERSION, "repo": str(ws.root), "latest": None,
                             "in_progress": [], "problems": []}
     if latest.is_symlink() and not latest.exists():
-        data["problems"].append(f"{latest} points at a run folder that is gone")
+        data["problems"].append(f"{latest} points at a run folder that is gone; delete it "
+                                "(the next run makes a new one)")
     elif latest.exists():
-        data["latest"] = read_run(latest.resolve())
+        try:
+            data["latest"] = read_run(latest.resolve())
+        except UsageError as exc:
+            data["problems"].append(str(exc))
     if ws.runs.is_dir():
         for run_dir in sorted(p for p in ws.runs.iterdir() if p.is_dir() and not p.is_symlink()):
             latest_id = data["latest"]["run_id"] if data["latest"] else None
@@ -109,10 +118,15 @@ def unfinished(ws: Workspace) -> tuple[Kind, list[str], Origin]:
     """The kind, ids and origin (source, label, publish) the latest run did not finish."""
     latest = ws.runs / "latest"
     if not latest.exists():
-        raise UsageError(f"no run to retry in {ws.root} ({latest} not found)")
+        why = "points at a run folder that is gone" if latest.is_symlink() else "not found"
+        raise UsageError(f"no run to retry in {ws.root} ({latest} {why}); run lld-all or "
+                         "issue-all, which resume every item that has a checkpoint")
     run = read_run(latest.resolve())
     if run["state"] == "running":
-        raise UsageError(f"run {run['run_id']} is still in progress; wait for it or stop it")
+        pid = run["run_id"].rpartition("-")[2]
+        how = f"kill {pid}" if pid.isdigit() else "Ctrl+C in its terminal"
+        raise UsageError(f"run {run['run_id']} is still in progress; wait for it to end or "
+                         f"stop it ({how}), then retry")
     kind = Kind.ISSUE if str(run.get("label", "")).startswith("issue") else Kind.LLD
     ids = [i["id"] for i in run["items"] if i["status"] in UNFINISHED
            or (i["status"] == "skipped" and i["reason"].startswith("not started"))]

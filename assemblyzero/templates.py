@@ -37,7 +37,8 @@ def load_template(kind: Kind, override: Path | None = None) -> Template:
         source = "built-in"
     raw = split_sections(text)
     if not raw:
-        raise ValueError(f"template {source} has no '## ' sections")
+        raise ValueError(f"template {source} has no '## ' sections; add a '## ' heading per "
+                         "required section, or delete it to use the built-in template")
     guidance = {name: " ".join(_COMMENT.sub(lambda m: m.group(0)[4:-3], body).split())
                 for name, body in raw.items()}
     return Template(kind, source, tuple(raw), guidance)

@@ -82,15 +82,17 @@ class AuthFailed(ProviderError):
     """HTTP 401/403: the credential is not usable."""
 
 
-def check_spec(spec: str) -> str:
-    """Validate `provider:model` without importing anything; return the provider."""
+def check_spec(spec: str, fix: str = "") -> str:
+    """Validate `provider:model` without importing anything; return the provider.
+
+    `fix` ends the error message: the caller's next step (`; pass e.g. ...`).
+    """
     provider, sep, model = spec.partition(":")
     if not sep or not model:
-        raise ValueError(f"model spec {spec!r} must look like 'provider:model' "
-                         "(e.g. offline:default)")
+        raise ValueError(f"model spec {spec!r} must look like 'provider:model'{fix}")
     if provider not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
-        raise ValueError(f"unknown provider {provider!r} in {spec!r} (known: {known})")
+        raise ValueError(f"unknown provider {provider!r} in {spec!r} (known: {known}){fix}")
     return provider
 
 

@@ -70,9 +70,10 @@ class CmdProvider:
             with _lock:
                 _running.discard(child.pid)
         code = child.returncode
+        if code < 0:
+            raise ProviderError(f"cmd:{self.command} was killed by signal {-code}{_tail(err)}")
         if code != 0:
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            raise ProviderError(f"cmd:{self.command} {how}{_tail(err)}")
+            raise ProviderError(f"cmd:{self.command} exited with code {code}{_tail(err)}")
         return ModelReply(out)
 
 
