@@ -210,13 +210,14 @@ def issue(c: Context, id: str | None = None, repo: str = ".", timeout: str | Non
 @task(optional=["parallel"], auto_shortflags=False, help={
     "kind": "which workflow: lld, issue or all (default all)",
     "json": "print the plan as JSON (schema version 1) instead of text",
-    "parallel": _RUN_HELP["parallel"], **_SHARED, **_SOURCE_HELP})
+    "parallel": _RUN_HELP["parallel"], **_SHARED, **_SOURCE_HELP,
+    "publish": "github: show that issue-all would also create each issue there"})
 def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Any = None,
             repo: str = ".", only: str | None = None, limit: str | None = None,
             timeout: str | None = None, grace: str | None = None, drafter: str | None = None,
             reviewer: str | None = None, max_iterations: str | None = None,
             max_attempts: str | None = None, source: str = "files",
-            label: str | None = None) -> None:
+            label: str | None = None, publish: str | None = None) -> None:
     """Show the plan: pending items, skipped ones and why, parallelism. Writes nothing."""
     if kind not in _KINDS:
         raise Exit(f"error: --kind must be one of lld, issue, all (got {kind!r}); pass e.g. "
@@ -224,7 +225,7 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Any = 
     _plan(_KINDS[kind], json_, parallel, repo, only, limit,
           _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                  max_iterations=max_iterations, max_attempts=max_attempts),
-          Origin(source, label))
+          Origin(source, label, publish))
 
 
 @task(auto_shortflags=False, help={

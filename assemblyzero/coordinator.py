@@ -157,7 +157,10 @@ class Coordinator:
                 self._loop()
             except Exception as exc:  # a bug or a broken disk: stop cleanly, keep the record
                 self.crashed = True
-                self.say(f"error: {type(exc).__name__}: {exc}; stopping every worker")
+                journal = os.path.relpath(self.record.journal, self.ws.root)
+                self.say(f"error: {type(exc).__name__}: {exc}; stopping every worker (the "
+                         f"traceback is in {journal}); a rerun resumes each item from its "
+                         "checkpoint")
                 self.record.event("error", error=self.scrub(repr(exc)),
                                   traceback=self.scrub(traceback.format_exc()))
             finally:  # whatever happened, no worker outlives its supervisor
@@ -264,7 +267,8 @@ class Coordinator:
             self.running[key] = r
             return
         self._outcome(item, Status.FAILED, f"could not start: {type(exc).__name__}: {exc}")
-        self.say(f"{item.tag} could not start: {self.scrub(str(exc))}")
+        self.say(f"{item.tag} could not start: {self.scrub(str(exc))}; check that the "
+                 "workspace's .assemblyzero/ and logs/ are writable, then run retry-failed")
 
     def _lease(self, item: Item, lock: int) -> tuple[bool, Grant | None]:
         """(can start now, the item's credentials or None if it needs none)."""
@@ -365,7 +369,8 @@ class Coordinator:
             self.pool.disable(name, "refused (401/403)")
             what = f"was refused (401/403) by {name}, now disabled for this run"
         if self.attempts[key] >= self.opts.max_attempts:
-            self.say(f"{r.item.tag} {what}; no attempts left ({self.opts.max_attempts})")
+            self.say(f"{r.item.tag} {what}; no attempts left ({self.opts.max_attempts}): "
+                     "run retry-failed once the key has rested, or raise --max-attempts")
             return False
         self.record.event("retry", item=r.item.tag, credential=name, kind=retry["kind"])
         self.say(f"{r.item.tag} {what}; resuming from its checkpoint "
@@ -433,7 +438,8 @@ class Coordinator:
                 procs.kill_group(r.proc.pid)
                 r.kill_at = None
             elif r.ended_by is None and now >= r.started + self.opts.timeout:
-                self.say(f"{r.item.tag} timed out after {self.opts.timeout:g}s; stopping it")
+                self.say(f"{r.item.tag} timed out after {self.opts.timeout:g}s; stopping it "
+                         "(raise --timeout if the model is only slow)")
                 self._stop(r, Status.TIMEOUT)
 
     def _progress(self, now: float) -> Progress:

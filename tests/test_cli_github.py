@@ -128,4 +128,7 @@ def test_a_dry_run_says_that_issues_will_be_published(fake_gh: Fake, tmp_path: P
     ws = make_workspace(tmp_path / "ws", briefs=["x"])
     run = cli("issue-all", "--dry-run", "--publish", "github", "--repo", str(ws))
     assert run.code == 0 and "publish: each finished issue is also created on github" in run.out
+    plan = cli("dry-run", "--kind=issue", "--publish=github", "--json", "--repo", str(ws))
+    assert plan.code == 0, plan.err
+    assert json.loads(plan.out)["publish"] == "github"
     assert not [c for c in fake_gh.calls() if c["argv"][:2] == ["issue", "create"]]
