@@ -33,6 +33,8 @@ Figures (`--only` takes these group names, or the row names of the table):
   dry_run       `dry-run` of 1000 pending items
   scaling       cost per item (wall / items) of `lld-all --parallel=4` at three
                 sizes; linear when the largest is within 1.5x of the middle one
+  live          the overhead items, `lld-all --parallel=4` with stdout on a
+                pseudo-terminal (the live status area) against stdout piped
 
 Sizes are tuned so that the default run fits in 5 minutes on 2 cores (it
 took 200 s there; one zero-latency item costs about 0.1 s of wall time at
@@ -56,16 +58,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import platform
+import pty
 import re
+import select
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -281,6 +288,36 @@ def _kill(proc: subprocess.Popen[Any]) -> None:
     proc.wait()
 
 
+def on_pty(argv: Sequence[str], env: dict[str, str], cwd: Path, what: str,
+           timeout: float = RUN_TIMEOUT) -> float:
+    """Wall seconds of one run whose stdout and stderr are a pty (read and discarded)."""
+    os.sync()
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
+    began = time.perf_counter()
+    proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    try:
+        while time.perf_counter() - began < timeout:
+            if select.select([master], [], [], 1.0)[0]:
+                try:
+                    if not os.read(master, 65536):
+                        break
+                except OSError:  # EIO: the run and its workers are gone
+                    break
+        else:
+            _kill(proc)
+            raise Broken(f"{what}: still running after {timeout:g}s")
+        code = proc.wait(timeout=30)
+    finally:
+        os.close(master)
+    took = time.perf_counter() - began
+    if code != 0:
+        raise Broken(f"{what}: exit {code}")
+    return took
+
+
 def timed(argv: Sequence[str], env: dict[str, str], cwd: Path, what: str,
           expect: tuple[int, ...] = (0,), stdin: Any = subprocess.DEVNULL,
           timeout: float = RUN_TIMEOUT) -> float:
@@ -444,6 +481,27 @@ class Bench:
             row.details["runs"].append({k: round(v, 4) for k, v in walls.items()})
             self.log(f"speedup: parallel {walls['parallel']:.2f}s, "
                      f"sequential {walls['sequential']:.2f}s")
+
+    # 2b. the live status area: a pty against a pipe ----------------------------------------
+    def live(self) -> None:
+        s = self.sizes
+        n = s.overhead_items
+        row = self.row("live", f"{n} items, --parallel=4 on a pty (live area) vs piped", "x")
+        env = self.box.env(0, TERM="xterm-256color")
+        row.details.update(items=n, runs=[])
+        for i in range(self.reps(s.overhead_repeat)):
+            walls: dict[str, float] = {}
+            for how in (["pty", "pipe"] if i % 2 == 0 else ["pipe", "pty"]):
+                ws = self.box.workspace(f"live-{how}", n)
+                argv = az("lld-all", "--parallel=4", "--repo", str(ws))
+                what = f"lld-all --parallel=4 ({n} items, {how})"
+                walls[how] = (on_pty(argv, env, self.box.dir, what) if how == "pty"
+                              else timed(argv, env, self.box.dir, what))
+                if llds(ws) != n:
+                    raise Broken(f"{what}: {llds(ws)} LLDs for {n} items")
+            row.samples.append(walls["pty"] / walls["pipe"])
+            row.details["runs"].append({k: round(v, 4) for k, v in walls.items()})
+            self.log(f"live: pty {walls['pty']:.2f}s, pipe {walls['pipe']:.2f}s")
 
     # 2. coordination overhead against xargs ---------------------------------------------
     def overhead(self) -> None:
@@ -768,9 +826,10 @@ def heaviest(profile: dict[str, Any], n: int = 8) -> str:
 GROUPS: dict[str, Callable[[Bench], None]] = {
     "speedup": Bench.speedup, "overhead": Bench.overhead, "first_worker": Bench.first_worker,
     "rss": Bench.rss, "lease": Bench.lease, "ctrl_c": Bench.ctrl_c, "dry_run": Bench.dry_run,
-    "scaling": Bench.scaling,
+    "scaling": Bench.scaling, "live": Bench.live,
 }
-ORDER = ["first_worker", "rss", "dry_run", "lease", "ctrl_c", "speedup", "overhead", "scaling"]
+ORDER = ["first_worker", "rss", "dry_run", "lease", "ctrl_c", "speedup", "overhead", "scaling",
+         "live"]
 ALIASES = {"dry_run_1000": "dry_run", "rss_worker": "rss", "rss_coordinator": "rss",
            "lease_rate": "lease", "lease_double": "lease"}
 
