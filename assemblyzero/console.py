@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from assemblyzero.prefix_tee import color_ok
+
 COORDINATOR_TAG = "COORDINATOR"
 
 # The worker's lines for the console: called from the thread that reads its pipe.
@@ -100,20 +102,16 @@ class Console:
     def stop(self) -> None:
         """The run's workers are all gone; what follows is the summary."""
 
-    def sink(self, tag: str) -> Sink | None:
-        """Where the worker `tag`'s output goes; None: the tee writes stdout itself."""
+    def sink(self, tag: str, scrub: Callable[[str], str] = str) -> Sink | None:
+        """Where the worker `tag`'s output goes (`scrub` masks secrets in it); None: the
+        tee writes stdout itself."""
         return None
 
 
-def wants_live(fd: int = 1) -> bool:
-    """A status area only on a terminal that takes escape codes, and without NO_COLOR."""
-    env = os.environ
-    return os.isatty(fd) and not env.get("NO_COLOR") and env.get("TERM", "dumb") != "dumb"
-
-
 def for_terminal(width: int = 0) -> Console:
-    """The live console on a terminal (see `wants_live`), plain lines elsewhere."""
-    if not wants_live():
+    """The live console where the tees would colour (a terminal, no NO_COLOR, TERM not
+    dumb: `prefix_tee.color_ok`), plain lines elsewhere."""
+    if not color_ok():
         return Console(width)
     from assemblyzero.live import LiveConsole  # rich: the coordinator on a terminal only
 

@@ -25,6 +25,7 @@ from assemblyzero import backlog, flock, procs
 from assemblyzero.backlog import Item, Skipped
 from assemblyzero.console import COORDINATOR_TAG, Active, Console, Progress
 from assemblyzero.constants import (
+    ABANDON_WAIT,
     DEFAULT_GRACE,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_ITERATIONS,
@@ -118,7 +119,6 @@ class Coordinator:
         # Items finished so far, by how (for the progress line and the live area).
         self.tally = {"done": 0, "failed": 0, "skipped": 0, "interrupted": 0}
         self.worked = 0.0  # summed durations of the done items, for the ETA
-        self.starts = 0  # workers started so far
 
     # --- the run ------------------------------------------------------------
     def run(self, items: list[Item], label: str, skipped: Sequence[Skipped] = ()) -> int:
@@ -151,9 +151,9 @@ class Coordinator:
         if not self.console.live:  # a live console shows progress all the time
             self.next_progress = self.began + self.opts.progress_every
         self.lifeline, keep_alive = procs.lifeline()
-        self.console.start(self._progress(self.began))
         with self._signals():
             try:
+                self.console.start(self._progress(self.began))
                 self._loop()
             except Exception as exc:  # a bug or a broken disk: stop cleanly, keep the record
                 self.crashed = True
@@ -164,13 +164,16 @@ class Coordinator:
                 self.record.event("error", error=self.scrub(repr(exc)),
                                   traceback=self.scrub(traceback.format_exc()))
             finally:  # whatever happened, no worker outlives its supervisor
-                self._abandon()
-                os.close(self.lifeline)
-                os.close(keep_alive)
-                self._show()
-                self.console.stop()
-        for item in self.queue:  # never started: the run was stopped first
-            self._outcome(item, Status.SKIPPED, "not started: the run was interrupted")
+                try:
+                    self._abandon()
+                    os.close(self.lifeline)
+                    os.close(keep_alive)
+                    while self.queue:  # never started: the run was stopped first
+                        self._outcome(self.queue.popleft(), Status.SKIPPED,
+                                      "not started: the run was interrupted")
+                    self._show()
+                finally:  # the terminal gets its cursor back
+                    self.console.stop()
         code = self._exit_code()
         meta = {"label": label, "repo": str(self.ws.root),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
@@ -230,11 +233,12 @@ class Coordinator:
             if item.source and item.document is not None:  # a GitHub issue's text, under the lock
                 atomic_write(item.source, item.document)
             log = self.record.log_path(key)
-            hue = self.starts % len(PALETTE)  # in turn: workers side by side differ
+            hue = min(set(range(len(PALETTE))) - {r.hue for r in self.running.values()},
+                      default=0)  # the first colour no running worker has
             argv = procs.worker_argv(item.tag, self.width, log, self._worker_args(item),
                                      color=self.console.color, hue=hue)
             env, fds = self._worker_env(item, grant)
-            sink = self.console.sink(item.tag)
+            sink = self.console.sink(item.tag, self.scrub)
             output = procs.output_pipe() if sink else None
             try:
                 if output:
@@ -255,7 +259,6 @@ class Coordinator:
         # First: whatever fails next, its exit (after its last line) is seen.
         procs.watch(proc, key, self.events, (output[0], sink) if output and sink else None)
         self.attempts[key] = self.attempts.get(key, 0) + 1
-        self.starts += 1
         self.running[key] = _Running(item, proc, lock, self.clock(), log, grant, hue)
         self.record.event("start", item=item.tag, pid=proc.pid, attempt=self.attempts[key],
                           credentials=list(grant.names) if grant else [])
@@ -461,14 +464,31 @@ class Coordinator:
         r.kill_at = self.clock() + self.opts.grace
 
     def _abandon(self) -> None:
-        """After an unexpected error in the loop: kill what still runs, record it."""
-        for key, r in list(self.running.items()):
+        """After an unexpected error in the loop: kill what still runs, record it.
+
+        Their exits are taken from the queue, where each comes after the
+        worker's last line was shown; a thread that never reports is skipped
+        after ABANDON_WAIT and its process asked directly.
+        """
+        for r in self.running.values():
             procs.kill_group(r.proc.pid)
             r.ended_by = r.ended_by or Status.INTERRUPTED
+        until = self.clock() + ABANDON_WAIT
+        while self.running and (left := until - self.clock()) > 0:
             try:
-                self._ended(key, r.proc.wait())
-            except Exception as exc:  # keep going: every other worker must be ended too
-                self.record.event("error", error=self.scrub(repr(exc)))
+                what, key, code = self.events.get(timeout=left)
+            except Empty:
+                break
+            if what == "exit" and key in self.running:
+                self._end_abandoned(key, code)
+        for key, r in list(self.running.items()):
+            self._end_abandoned(key, r.proc.wait())
+
+    def _end_abandoned(self, key: str, code: int) -> None:
+        try:
+            self._ended(key, code)
+        except Exception as exc:  # keep going: every other worker must be ended too
+            self.record.event("error", error=self.scrub(repr(exc)))
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name

@@ -5,12 +5,19 @@ and only when stdout is a terminal: it is the one user of rich. Each worker's
 tee writes to a pipe of its own; a thread per worker reads it and hands whole
 lines to `LiveConsole.sink`, which prints them above the area, whole (a line
 wider than the terminal is wrapped by the terminal, never cut by us).
+
+Every print and every redraw of the area happens under one lock (`_out`):
+rich positions the cursor from the area's last height, so a redraw that
+slipped in between would erase a line already printed. Hence no rich
+auto-refresh: our own ticker redraws under that lock.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from collections.abc import Callable
 
 from rich.console import Console as RichConsole
 from rich.console import Group, RenderableType
@@ -20,22 +27,34 @@ from rich.text import Text
 from assemblyzero.console import COORDINATOR_TAG, Console, Progress, Sink, duration
 from assemblyzero.prefix_tee import format_prefix
 
-REFRESH_PER_SECOND = 4  # elapsed times and the ETA tick at this rate
+REFRESH = 0.25  # seconds between redraws: elapsed times and the ETA tick at this rate
+# What a worker may send to the terminal: colours (SGR, group 1) are kept; any
+# other escape sequence (cursor moves, a full reset `ESC c`, ...) and control
+# characters other than tab and newline are dropped.
+ESCAPES = re.compile(r"(\x1b\[[0-9;]*m)|\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+                     r"|\x1b[ -/]*[0-~]?|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def safe(text: str) -> str:
+    """`text` with only the escape codes that cannot move the cursor or clear the screen."""
+    return ESCAPES.sub(lambda m: m.group(1) or "", text)
 
 
 class LiveConsole(Console):
     live = True
     color = True
 
-    def __init__(self, width: int = 0) -> None:
+    def __init__(self, width: int = 0, refresh: float = REFRESH) -> None:
         super().__init__(width)
+        self.refresh = refresh  # seconds between redraws
         self.term = RichConsole(highlight=False, markup=False, emoji=False, soft_wrap=True)
         self._state = threading.Lock()  # guards what the area shows (taken while rendering)
-        self._out = threading.Lock()  # one print at a time (never held with _state)
+        self._out = threading.Lock()  # one print or redraw at a time (taken before _state)
         self._progress: Progress | None = None
         self._since = time.monotonic()  # when _progress was taken
         self._last: dict[str, str] = {}  # each running item's latest line
         self._live: Live | None = None
+        self._ticking = threading.Event()  # set: the ticker stops
         self._dead = False
 
     # --- what the coordinator says -------------------------------------------
@@ -46,9 +65,11 @@ class LiveConsole(Console):
 
     def start(self, progress: Progress) -> None:
         self.update(progress)
-        self._live = Live(get_renderable=self._render, console=self.term,
-                          refresh_per_second=REFRESH_PER_SECOND)
-        self._live.start(refresh=True)
+        live = Live(get_renderable=self._render, console=self.term, auto_refresh=False)
+        with self._out:
+            self._live = live
+            self._guard(lambda: live.start(refresh=True))
+        threading.Thread(target=self._tick, name="live-area", daemon=True).start()
 
     def update(self, progress: Progress) -> None:
         with self._state:
@@ -58,17 +79,24 @@ class LiveConsole(Console):
                 del self._last[tag]
 
     def stop(self) -> None:
-        live, self._live = self._live, None
-        if live is not None:
+        self._ticking.set()
+        with self._out:
+            live, self._live = self._live, None
+            if live is not None:
+                self._guard(live.stop)  # the area's last state stays on the screen
+
+    def _tick(self) -> None:
+        while not self._ticking.wait(self.refresh):
             with self._out:
-                try:
-                    live.stop()  # the area's last state stays on the screen
-                except OSError:
-                    self._dead = True
+                if self._live is not None:
+                    self._guard(self._live.refresh)
 
     # --- what the workers say ------------------------------------------------
-    def sink(self, tag: str) -> Sink:
-        """A feed for the bytes of `tag`'s pipe: whole lines are printed, b"" flushes."""
+    def sink(self, tag: str, scrub: Callable[[str], str] = str) -> Sink:
+        """A feed for the bytes of `tag`'s pipe: whole lines are printed, b"" flushes.
+
+        Each line is `scrub`bed (the run's known secrets) and made `safe`.
+        """
         partial = bytearray()
         label = len(f"[{tag}]")
 
@@ -77,7 +105,7 @@ class LiveConsole(Console):
             cut = len(partial) if not data else partial.rfind(b"\n") + 1
             if not cut:
                 return
-            text = partial[:cut].decode("utf-8", "replace").rstrip("\n")
+            text = safe(scrub(partial[:cut].decode("utf-8", "replace").rstrip("\n")))
             del partial[:cut]
             lines = Text.from_ansi(text)
             last = lines.plain.rsplit("\n", 1)[-1][label:].strip()
@@ -89,13 +117,17 @@ class LiveConsole(Console):
 
     # --- drawing -------------------------------------------------------------
     def _print(self, text: Text) -> None:
+        with self._out:
+            self._guard(lambda: self.term.print(text))
+
+    def _guard(self, draw: Callable[[], object]) -> None:
+        """Draw (holding _out); once the terminal is gone, stay quiet from then on."""
         if self._dead:
             return
-        with self._out:
-            try:
-                self.term.print(text)
-            except OSError:  # the terminal is gone: stay quiet from now on
-                self._dead = True
+        try:
+            draw()
+        except (OSError, SystemExit):  # rich raises SystemExit on a broken pipe
+            self._dead = True
 
     def _render(self) -> RenderableType:
         """The area: a bar with the counts, then one line per running item (cut, never wrapped)."""

@@ -93,9 +93,12 @@ class LogLines:
 class LinePrefixer:
     """Bytes in, prefixed lines out: each line is ``prefix + text + b"\\n"``.
 
-    Text is re-encoded UTF-8 (invalid bytes become U+FFFD), one trailing CR is
-    dropped, and no output line is longer than ``max_line`` bytes: longer lines
-    are cut, on character boundaries, into several prefixed pieces.
+    Text is re-encoded UTF-8 (invalid bytes become U+FFFD); trailing CRs are
+    dropped and of a line that holds CRs (a progress meter redrawing itself)
+    only what follows the last one is kept, which is what a terminal would
+    show, so the prefix is never overwritten. No output line is longer than
+    ``max_line`` bytes: longer lines are cut, on character boundaries, into
+    several prefixed pieces.
     """
 
     def __init__(self, prefix: bytes, max_line: int = 3800,
@@ -122,7 +125,7 @@ class LinePrefixer:
             self._buf = partial
             return out
         cr = partial.endswith(b"\r")
-        full, rest = self._cut(self.transform(partial[:-1] if cr else partial))
+        full, rest = self._cut(self.transform(_after_cr(partial)))
         self._buf = rest + b"\r" if cr else rest
         return out + full
 
@@ -133,7 +136,7 @@ class LinePrefixer:
         return self._pieces(text) if text else []
 
     def _pieces(self, line: bytes) -> list[bytes]:
-        full, rest = self._cut(self.transform(line[:-1] if line.endswith(b"\r") else line))
+        full, rest = self._cut(self.transform(_after_cr(line)))
         return [*full, self.prefix + rest + b"\n"]
 
     def _cut(self, text: bytes) -> tuple[list[bytes], bytes]:
@@ -147,6 +150,12 @@ class LinePrefixer:
             out.append(self.prefix + text[start:end] + b"\n")
             start = end
         return out, text[start:]
+
+
+def _after_cr(line: bytes) -> bytes:
+    """What a terminal shows of `line`: trailing CRs dropped, then the text after the last CR."""
+    line = line.rstrip(b"\r")
+    return line[line.rfind(b"\r") + 1 :]
 
 
 def _batches(lines: list[bytes], limit: int) -> list[bytes]:
@@ -225,11 +234,14 @@ def _parse_args(argv: list[str]) -> tuple[str, str, int, str, int | None, list[s
             int(hue) if hue else None, command)
 
 
-def _want_color(mode: str) -> bool:
-    if mode != "auto":
-        return mode == "always"
+def color_ok(fd: int = 1) -> bool:
+    """`fd` is a terminal that takes colour: NO_COLOR is empty and TERM is not "dumb"."""
     env = os.environ
-    return os.isatty(1) and not env.get("NO_COLOR") and env.get("TERM") != "dumb"
+    return os.isatty(fd) and not env.get("NO_COLOR") and env.get("TERM") != "dumb"
+
+
+def _want_color(mode: str) -> bool:
+    return color_ok() if mode == "auto" else mode == "always"
 
 
 def _spawn(command: list[str]) -> tuple[int, int]:

@@ -112,9 +112,11 @@ def watch(proc: Proc, key: str, events: SimpleQueue[tuple[str, str, int]],
     """
 
     def wait() -> None:
-        if output is not None:
-            _drain(*output)
-        events.put(("exit", key, proc.wait()))
+        try:
+            if output is not None:
+                _drain(*output)
+        finally:  # whatever the display did, the exit is seen
+            events.put(("exit", key, proc.wait()))
 
     threading.Thread(target=wait, name=f"wait-{key}", daemon=True).start()
 
@@ -124,8 +126,8 @@ def _drain(fd: int, sink: Sink) -> None:
         while chunk := os.read(fd, READ_SIZE):
             sink(chunk)
         sink(b"")
-    except Exception:  # a broken display must not hide the exit: the run goes on
-        traceback.print_exc()
+    except BaseException:  # a broken display (rich even raises SystemExit) must not hide
+        traceback.print_exc()  # the exit, nor end the run: this thread goes on to report it
     finally:
         os.close(fd)
 

@@ -140,11 +140,12 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def driver(tmp_path: Path, ws: Path, worker_code: str, parallel: int = 2,
            grace: float = 5.0, timeout: float = 1800.0, name: str = "driver",
-           progress_every: float = 1800.0) -> Path:
+           progress_every: float = 1800.0, console: str = "Console()") -> Path:
     """A script running a real Coordinator on `ws` whose workers run `worker_code`.
 
     Everything is real (processes, prefix-tee, signals); only the worker
     command is swapped for a small script, which gets the item id as argv[1].
+    `console`: the coordinator's console, e.g. "for_terminal()" for the live one.
     """
     fake = tmp_path / f"{name}_worker.py"
     fake.write_text(worker_code)
@@ -153,20 +154,21 @@ def driver(tmp_path: Path, ws: Path, worker_code: str, parallel: int = 2,
         "import sys\n"
         "from assemblyzero import procs\n"
         "from assemblyzero.backlog import scan\n"
-        "from assemblyzero.console import Console\n"
+        "from assemblyzero.console import Console, for_terminal\n"
         "from assemblyzero.coordinator import Coordinator, RunOptions\n"
         "from assemblyzero.ids import Kind\n"
         "from assemblyzero.pool import Pool\n"
         "from assemblyzero.workspace import Workspace\n"
-        "def spawn(argv, env, fds):\n"
+        "def spawn(argv, env, fds, stdout=None):\n"
         "    cut = argv.index('--') + 1\n"
         "    item = argv[argv.index('--id') + 1]\n"
-        f"    return procs.spawn(argv[:cut] + [sys.executable, {str(fake)!r}, item], env, fds)\n"
+        f"    argv = argv[:cut] + [sys.executable, {str(fake)!r}, item]\n"
+        "    return procs.spawn(argv, env, fds, stdout=stdout)\n"
         f"ws = Workspace.at({str(ws)!r})\n"
         f"opts = RunOptions(parallel={parallel}, grace={grace}, timeout={timeout}, "
         f"progress_every={progress_every})\n"
         "pool = Pool.for_models(('offline:x',))  # leases if the credentials file lists keys\n"
-        "code = Coordinator(ws, opts, Console(), spawn=spawn, pool=pool).run("
+        f"code = Coordinator(ws, opts, {console}, spawn=spawn, pool=pool).run("
         "scan(ws, Kind.LLD).items, 'lld-all')\n"
         "sys.exit(code)\n"
     )

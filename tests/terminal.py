@@ -45,6 +45,17 @@ class TermRun:
         """The terminal's screen at the end, as pyte renders it (trailing blanks cut)."""
         return screen(self.raw, self.cols, self.rows)
 
+    def history(self) -> list[str]:
+        """Every line the terminal holds at the end, scrollback first.
+
+        Replayed on a screen wide enough that no line wraps (cursor moves are
+        line-wise, so the replay is faithful): one line written, one line here.
+        """
+        term = pyte.HistoryScreen(2000, self.rows, history=100_000)
+        pyte.ByteStream(term).feed(self.raw)
+        old = ["".join(line[x].data for x in range(term.columns)) for line in term.history.top]
+        return [line.rstrip() for line in old + list(term.display)]
+
 
 def screen(raw: bytes, cols: int, rows: int) -> list[str]:
     term = pyte.Screen(cols, rows)

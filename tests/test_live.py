@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -11,9 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, cli, journal, latest_run, make_workspace, summary
+from conftest import ROOT, cli, driver, journal, latest_run, make_workspace, summary
+from rich.console import Console as RichConsole
 from terminal import TermRun, run_in_pty
 
+from assemblyzero.live import LiveConsole
 from assemblyzero.prefix_tee import format_prefix
 
 IDS = [str(n) for n in range(41, 47)]
@@ -21,7 +24,9 @@ WIDTH = len("[COORDINATOR]")  # the widest tag of these runs
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "CI")}
+    # COLUMNS/LINES (pytest-xdist sets them) would override the pty's own size.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NO_COLOR", "CI", "COLUMNS", "LINES")}
     return {**env, "TERM": "xterm-256color", "ASSEMBLYZERO_OFFLINE_LATENCY": "0.1", **extra}
 
 
@@ -64,16 +69,35 @@ def test_every_worker_line_arrives_whole_and_prefixed_above_the_area(
         assert len(re.findall(r"\[LLD-\d+\]", segment)) <= 1, segment
 
 
-def test_worker_prefixes_are_coloured_per_item_in_turn(live_run: tuple[Path, TermRun]) -> None:
+def test_items_running_side_by_side_never_share_a_prefix_colour(
+        live_run: tuple[Path, TermRun]) -> None:
     ws, run = live_run
-    starts = [e["item"] for e in journal(latest_run(ws)) if e["event"] == "start"]
-    assert len(starts) == len(IDS)
-    colours = set()
-    for n, tag in enumerate(starts):  # the n-th worker started gets the n-th colour
-        prefix = format_prefix(tag, WIDTH, color=True, hue=n)
-        assert prefix in run.raw, tag
-        colours.add(prefix[:prefix.index(b"m") + 1])
-    assert len(colours) == len(IDS)  # no two items look alike
+    colour: dict[str, bytes] = {}
+    for code, tag in re.findall(rb"\x1b\[(\d+)m\[(LLD-\d+)\]\x1b\[0m {5}", run.raw):
+        assert colour.setdefault(tag.decode(), code) == code, f"{tag!r} changed colour"
+    assert sorted(colour) == [f"LLD-0{i}" for i in IDS]
+    running: set[str] = set()
+    for event in journal(latest_run(ws)):
+        if event["event"] == "start":
+            assert colour[event["item"]] not in {colour[t] for t in running}, event["item"]
+            running.add(event["item"])
+        elif event["event"] == "end":
+            running.discard(event["item"])
+
+
+def test_every_line_stays_on_the_screen_in_order_and_the_area_leaves_no_trace(
+        live_run: tuple[Path, TermRun]) -> None:
+    ws, run = live_run
+    shown = run.history()  # the whole scrollback, replayed through a terminal emulator
+    run_dir = latest_run(ws)
+    for item in IDS:
+        prefix = format_prefix(f"LLD-0{item}", WIDTH).decode()
+        want = [prefix + line for line in (run_dir / f"lld-{item}.log").read_text().splitlines()]
+        got = [line for line in shown if line.startswith(prefix)]
+        assert got == want, f"LLD-0{item}: lines lost, repeated or out of order on the screen"
+    bars = [line for line in shown if line.startswith("━")]
+    assert len(bars) == 1 and "6/6  6 done" in bars[0]  # only the final area is left over
+    assert not [line for line in shown if re.match(r" +\[LLD-\d+\] +team-", line)]
 
 
 def test_the_area_shows_the_final_counts_at_the_end(live_run: tuple[Path, TermRun]) -> None:
@@ -118,7 +142,8 @@ def test_ctrl_c_under_the_area_stops_cleanly_with_the_summary(tmp_path: Path) ->
     assert sent and run.code == 130, run.text[-2000:]
     shown = "\n".join(run.screen())
     assert "SIGINT: stopping 3 worker(s)" in shown
-    assert re.search(r"\d interrupted", shown)
+    assert re.search(r"━+ 6/6  0 done · 0 running · 0 pending · 0 failed · "
+                     r"3 skipped · 3 interrupted", shown), shown[-1500:]
     assert run.raw.rfind(b"\x1b[?25h") > run.raw.rfind(b"\x1b[?25l")
     assert {e["status"] for e in journal(latest_run(ws)) if e["event"] == "end"} <= {
         "interrupted", "skipped", "done"}
@@ -168,3 +193,82 @@ def test_the_area_says_when_the_run_waits_for_a_free_key(tmp_path: Path) -> None
     waiting = [s for s in run.segments() if "· 0 failed · no free key" in s]
     assert waiting and all(re.search(r"· 1 running · [1-3] pending", s) for s in waiting)
     assert max(len(s) for s in waiting) <= run.cols  # the area is cut to fit, never wrapped
+
+
+STRESS = """
+import sys, threading, time
+from assemblyzero.console import Active, Progress
+from assemblyzero.live import LiveConsole
+from assemblyzero.prefix_tee import format_prefix
+
+console = LiveConsole(13, refresh=0.001)  # redraws all the time, racing the prints
+
+
+def progress(n):
+    running = tuple(Active(f"LLD-{i}", "-", 1.0, i) for i in range(n))
+    return Progress("x", 10, 0, 0, 0, 0, 10 - n, running, 1.0, None)
+
+
+def feed(tag):
+    sink = console.sink(tag)
+    for i in range(400):
+        sink(format_prefix(tag, 13) + f"line {i:03d} of {tag}\\n".encode())
+        time.sleep(0.0005)
+    sink(b"")
+
+
+console.start(progress(1))
+feeders = [threading.Thread(target=feed, args=(f"LLD-{k}",)) for k in range(3)]
+for t in feeders:
+    t.start()
+n = 0
+while any(t.is_alive() for t in feeders):
+    n = n % 6 + 1
+    console.update(progress(n))  # the area grows and shrinks between the prints
+    time.sleep(0.002)
+console.update(progress(0))
+console.stop()
+"""
+
+
+def test_lines_printed_while_the_area_redraws_and_resizes_all_stay_on_the_screen(
+        tmp_path: Path) -> None:
+    script = tmp_path / "stress.py"
+    script.write_text(STRESS)
+    run = run_in_pty([sys.executable, str(script)], _env(), cols=80, rows=40)
+    assert run.code == 0, run.text[-2000:]
+    shown = run.history()
+    for k in range(3):
+        got = [line for line in shown if line.startswith(f"[LLD-{k}]")]
+        prefix = format_prefix(f"LLD-{k}", 13).decode()
+        assert got == [f"{prefix}line {i:03d} of LLD-{k}" for i in range(400)], k
+    assert len([line for line in shown if line.startswith("━")]) == 1  # no stale area rows
+
+
+def test_a_worker_cannot_clear_the_screen_move_the_cursor_or_retitle_the_terminal(
+        tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", issues=["1"])
+    hostile = ("import sys\n"
+               "sys.stdout.write('a\\x1bc\\x1b[2J\\x1b[H\\x1b[5Ab\\x1b]0;pwned\\x07c\\x1b#8d\\x08e'\n"
+               "                 ' \\x1b[31mred\\x1b[0m\\n')\n")
+    script = driver(tmp_path, ws, hostile, console="for_terminal()")
+    run = run_in_pty([sys.executable, str(script)], _env(), cols=80)
+    assert run.code == 0, run.text[-2000:]
+    line = next(s for s in run.segments() if s.startswith("[LLD-001]"))
+    assert line == "[LLD-001]     abcde red"  # the text, without what it tried to do
+    for bad in (b"\x1bc", b"\x1b[2J", b"\x1b[H", b"\x1b[5A", b"\x1b]0;", b"\x1b#8", b"\x08"):
+        assert bad not in run.raw, bad
+    assert b"\x1b[31mred" in run.raw  # colours are kept
+    assert (latest_run(ws) / "lld-1.log").read_bytes().startswith(b"a\x1bc")  # the log is raw
+
+
+def test_the_live_console_masks_known_secrets_in_worker_lines() -> None:
+    console = LiveConsole(13)
+    console.term = RichConsole(file=io.StringIO(), force_terminal=True, width=100)
+    sink = console.sink("LLD-7", scrub=lambda text: text.replace("hunter2", "***"))
+    sink(format_prefix("LLD-7", 13) + b"token hunter2 in a reply\n" + format_prefix("LLD-7", 13))
+    sink(b"no newline at the end, pass=hunter2")
+    sink(b"")
+    out = console.term.file.getvalue()  # type: ignore[attr-defined]
+    assert "hunter2" not in out
+    assert "token *** in a reply" in out and "no newline at the end, pass=***" in out

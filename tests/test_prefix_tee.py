@@ -20,7 +20,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from assemblyzero.prefix_tee import PALETTE, LinePrefixer, format_prefix, main  # noqa: E402
+from assemblyzero.prefix_tee import (  # noqa: E402
+    PALETTE,
+    LinePrefixer,
+    LogLines,
+    format_prefix,
+    main,
+)
 
 TEE = ROOT / "assemblyzero" / "prefix_tee.py"
 WRAPPER = ROOT / "scripts" / "prefix-tee"
@@ -136,10 +142,17 @@ def test_empty_feed_and_flush_give_nothing() -> None:
 
 def test_crlf() -> None:
     lp = LinePrefixer(P)
-    assert lp.feed(b"a\r\nb\r\r\nc\r") == [b"[A] a\n", b"[A] b\r\n"]
+    assert lp.feed(b"a\r\nb\r\r\nc\r") == [b"[A] a\n", b"[A] b\n"]
     assert lp.feed(b"\n") == [b"[A] c\n"]
     assert lp.feed(b"d\r") == []
     assert lp.flush() == [b"[A] d\n"]
+
+
+def test_a_line_redrawn_with_cr_keeps_its_last_state_and_its_prefix() -> None:
+    lp = LinePrefixer(P)
+    assert lp.feed(b"get 10%\rget 55%\rget 100%\n") == [b"[A] get 100%\n"]
+    assert lp.feed(b"\r\rdone\r\n") == [b"[A] done\n"]
+    assert LogLines().feed(b"get 10%\rget 100%\n") == b"get 10%\rget 100%\n"  # the log keeps all
 
 
 def test_invalid_utf8_replaced() -> None:
