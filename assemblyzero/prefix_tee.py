@@ -43,7 +43,7 @@ KEY_SHAPES = re.compile(  # a bare `sk-` must start a word: "task-management-...
 MASK = b"***"
 LOG_LINE_LIMIT = 1 << 20  # a log line without newline is written once it gets this long
 # SGR foregrounds in hue order (no red: it reads as an error). As many as the
-# most workers at once, so that items started in turn never share a colour.
+# most workers at once, so that running workers never need to share a colour.
 PALETTE = (36, 33, 35, 32, 94, 93, 96, 95, 92, 34)
 READ_SIZE = 65536
 EXIT_USAGE = 2
