@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from assemblyzero import backlog, credentials
+from assemblyzero import backlog, credentials, providers
 from assemblyzero.backlog import Plan
 from assemblyzero.console import for_terminal
 from assemblyzero.coordinator import Coordinator, RunOptions
@@ -88,6 +88,9 @@ def run_kind(
 ) -> int:
     """Run every pending item of `kind`; the exit code of the run."""
     origin.check(kind)
+    missing = providers.missing_sdk((settings["drafter"], settings["reviewer"]))
+    if missing:  # before any item: each would fail the same way
+        raise UsageError(missing)
     todo, documents = plan(ws, kind, only, limit, origin)
     todo.items = [replace(item, document=documents.get(item.id)) for item in todo.items]
     console = for_terminal(width=len("[COORDINATOR]"))

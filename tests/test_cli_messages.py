@@ -354,3 +354,38 @@ def test_every_message_the_page_is_keyed_by_is_printed_by_the_package():
 ])
 def test_a_reworded_message_is_caught(old: str):
     assert not printable(old)
+
+
+BLOCK_SDK = """
+import sys
+
+
+class Missing:
+    \"\"\"Makes one SDK look uninstalled, as on a machine without the extra.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "anthropic" or name.startswith("anthropic."):
+            raise ModuleNotFoundError(name)
+        return None
+
+
+sys.meta_path.insert(0, Missing())
+"""
+
+
+def test_a_missing_sdk_stops_the_run_before_any_item_with_the_extra_to_install(
+        tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", issues=["1", "2"])
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(BLOCK_SDK)
+    run = cli("lld-all", "--parallel=2", "--drafter=anthropic:claude-x", "--repo", str(ws),
+              env={"PYTHONPATH": str(hook)})
+    assert run.code == 2, run.out + run.err
+    assert run.err.strip() == ('error: the anthropic provider needs its SDK, which is not '
+                               'installed in this Python: pip install "assemblyzero[anthropic]", '
+                               'then run again')
+    assert not (ws / "logs/parallel").exists()  # no run was started, no item failed
+    fine = cli("dry-run", "--drafter=anthropic:claude-x", "--repo", str(ws),
+               env={"PYTHONPATH": str(hook)})
+    assert fine.code == 0  # the plan still shows, and runs nothing

@@ -9,6 +9,7 @@ worker loads only the one it uses.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,6 +21,8 @@ REGISTRY: dict[str, str] = {
     "gemini": "assemblyzero.providers.gemini",
     "cmd": "assemblyzero.providers.cmd",
 }
+# provider name -> the SDK it needs (the extra of the same name installs it)
+SDKS: dict[str, str] = {"anthropic": "anthropic", "openai": "openai", "gemini": "google.genai"}
 # Providers that run without an API key unless the credentials file lists some.
 KEYLESS = {"offline", "cmd"}
 
@@ -94,6 +97,25 @@ def check_spec(spec: str, fix: str = "") -> str:
         known = ", ".join(sorted(REGISTRY))
         raise ValueError(f"unknown provider {provider!r} in {spec!r} (known: {known}){fix}")
     return provider
+
+
+def missing_sdk(specs: tuple[str, ...]) -> str | None:
+    """The message for the first model whose SDK is not installed here, else None.
+
+    Looks for the module without importing it, so the coordinator stays lean.
+    """
+    for provider in dict.fromkeys(spec.partition(":")[0] for spec in specs):
+        module = SDKS.get(provider)
+        if module is None:
+            continue
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent package missing (google for google.genai)
+            found = False
+        if not found:
+            return (f"the {provider} provider needs its SDK, which is not installed in "
+                    f"this Python: pip install \"assemblyzero[{provider}]\", then run again")
+    return None
 
 
 def load_provider(spec: str, key: ProviderKey | None = None) -> Provider:
