@@ -48,7 +48,16 @@ class CredentialFile:
     path: Path
     entries: tuple[Credential, ...]
     secrets: dict[str, str]  # name -> secret, for the entries whose secret is available
-    problems: tuple[str, ...] = ()  # entries left out, and why (missing env var, ...)
+    left_out: tuple[tuple[str, str], ...] = ()  # (provider, why) of entries without a secret
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Why each entry left out is (missing env var, ...)."""
+        return tuple(why for _, why in self.left_out)
+
+    def problems_for(self, providers: tuple[str, ...]) -> list[str]:
+        """The problems of the entries of these providers only (the ones a run would use)."""
+        return [why for provider, why in self.left_out if provider in providers]
 
     def usable(self, provider: str) -> list[Credential]:
         return [c for c in self.entries
@@ -111,10 +120,10 @@ def _got(value: Any) -> str:
 
 def _entries(
     path: Path, items: list[Any]
-) -> tuple[list[Credential], dict[str, str], list[str]]:
+) -> tuple[list[Credential], dict[str, str], list[tuple[str, str]]]:
     entries: list[Credential] = []
     secrets: dict[str, str] = {}
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     for index, item in enumerate(items):
         entry = _entry(path, index, item)
         if any(c.name == entry.name for c in entries):
@@ -126,8 +135,8 @@ def _entries(
         elif entry.key_env and os.environ.get(entry.key_env):
             secrets[entry.name] = os.environ[entry.key_env]
         elif entry.key_env:
-            problems.append(f"credential {entry.name!r}: environment variable "
-                            f"{entry.key_env} is not set; this key is not used")
+            problems.append((entry.provider, f"credential {entry.name!r}: environment variable "
+                             f"{entry.key_env} is not set; this key is not used"))
         elif entry.provider in KEYLESS:
             secrets[entry.name] = ""  # offline and cmd need no secret
     return entries, secrets, problems

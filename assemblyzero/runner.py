@@ -121,7 +121,7 @@ def credential_pool(
     except CredentialError as exc:
         raise UsageError(str(exc)) from None
     pool = Pool.for_models((settings["drafter"], settings["reviewer"]), creds=creds)
-    for problem in creds.problems if pool else ():
+    for problem in creds.problems_for(pool.providers) if pool else ():
         warn(f"warning: {problem}")
     return creds, pool
 

@@ -258,3 +258,16 @@ def test_a_key_pasted_into_key_env_is_refused_without_echoing_it(ws: Path):
     run = cli("lld-all", "--repo", str(ws))
     assert run.code == 2 and "must be the name of an environment variable" in run.err
     assert SECRET_ENV not in run.out + run.err
+
+
+def test_a_key_without_its_variable_is_reported_only_when_its_provider_is_used(ws: Path):
+    credentials(key("solo"), {"name": "team-a", "provider": "anthropic",
+                              "key_env": "UNSET_ANTHROPIC_VAR"})
+    env = {"ASSEMBLYZERO_OFFLINE_LATENCY": "0"}
+    offline = cli("lld-all", "--only=41", "--repo", str(ws), env=env)
+    assert offline.code == 0, offline.err
+    assert "UNSET_ANTHROPIC_VAR" not in offline.out + offline.err  # the run never needs it
+    used = cli("lld-all", "--only=42", "--drafter=anthropic:claude-x", "--repo", str(ws),
+               env=env)
+    assert used.code == 75
+    assert "UNSET_ANTHROPIC_VAR is not set" in used.out + used.err
