@@ -120,6 +120,8 @@ def _plan(kinds: list[Kind], as_json: bool, parallel: Any, repo: str, only: str 
         data = runner.describe(ws, kinds, settings, workers, parse_ids(only), _limit(limit),
                                origin)
     _out(runner.plan_json(data) if as_json else runner.render_plan(data, workers.warning))
+    if data["blocked"]:  # the plan is shown; its exit code is the one the run would have
+        raise Exit(code=data["blocked"]["exit_code"])
 
 
 def _run_all(kind: Kind, parallel: Any, dry_run: bool, repo: str, only: str | None,

@@ -12,12 +12,13 @@ from typing import Any
 from assemblyzero import backlog, credentials, providers
 from assemblyzero.backlog import Plan
 from assemblyzero.console import for_terminal
+from assemblyzero.constants import EXIT_NO_CREDENTIAL, EXIT_USAGE
 from assemblyzero.coordinator import Coordinator, RunOptions
 from assemblyzero.credentials import CredentialError
 from assemblyzero.ids import Kind
 from assemblyzero.leases import LeaseStore
 from assemblyzero.options import Parallel, UsageError
-from assemblyzero.pool import Pool
+from assemblyzero.pool import NoCredential, Pool
 from assemblyzero.workspace import Workspace
 
 PLAN_VERSION = 1
@@ -88,9 +89,6 @@ def run_kind(
 ) -> int:
     """Run every pending item of `kind`; the exit code of the run."""
     origin.check(kind)
-    missing = providers.missing_sdk((settings["drafter"], settings["reviewer"]))
-    if missing:  # before any item: each would fail the same way
-        raise UsageError(missing)
     todo, documents = plan(ws, kind, only, limit, origin)
     todo.items = [replace(item, document=documents.get(item.id)) for item in todo.items]
     console = for_terminal(width=len("[COORDINATOR]"))
@@ -101,6 +99,9 @@ def run_kind(
             console.say(f"skipped {skipped.name}: {skipped.reason}")
         console.say(f"nothing to do: no pending {kind.value} items in {ws.root}")
         return 0
+    missing = providers.missing_sdk((settings["drafter"], settings["reviewer"]))
+    if missing:  # before any item: each would fail the same way
+        raise UsageError(missing)
     creds, pool = credential_pool(settings, console.say)
     opts = RunOptions(parallel=parallel.workers, publish=origin.publish, source=origin.source,
                       label=origin.label, **settings)
@@ -153,7 +154,22 @@ def describe(
             } for item in todo.items],
             "skipped": [{"name": s.name, "reason": s.reason} for s in todo.skipped],
         }
+    pending = any(entry["pending"] for entry in data["kinds"].values())
+    data["blocked"] = blocked(settings) if pending else None
     return data
+
+
+def blocked(settings: dict[str, Any]) -> dict[str, Any] | None:
+    """Why the run would stop before its first item ({exit_code, reason}), or None."""
+    models = (settings["drafter"], settings["reviewer"])
+    missing = providers.missing_sdk(models)
+    if missing:
+        return {"exit_code": EXIT_USAGE, "reason": missing}
+    try:
+        Pool.for_models(models)  # takes no lease: only checks that each provider has a key
+    except NoCredential as exc:
+        return {"exit_code": EXIT_NO_CREDENTIAL, "reason": str(exc)}
+    return None
 
 
 def credential_states(settings: dict[str, Any]) -> list[dict[str, Any]]:
@@ -211,6 +227,9 @@ def render_plan(data: dict[str, Any], warning: str = "") -> str:
         lines.extend(_credential_line(c) for c in data["credentials"])
     else:
         lines.append("credentials: none configured (the offline provider needs none)")
+    if data["blocked"]:
+        lines.append(f"the run would stop before its first item (exit "
+                     f"{data['blocked']['exit_code']}): {data['blocked']['reason']}")
     for kind, entry in data["kinds"].items():
         lines.append(f"{kind}: {len(entry['pending'])} pending")
         width = max((len(p["tag"]) for p in entry["pending"]), default=0)

@@ -105,6 +105,24 @@ def test_no_usable_credential_exits_75_before_any_worker_starts(ws: Path):
     assert not (ws / "logs").exists()
 
 
+def test_a_dry_run_of_a_run_that_would_exit_75_shows_why_and_exits_75(ws: Path):
+    credentials(key("key-a", enabled=False), key("key-b", key_env="UNSET_KEY_VAR"))
+    run = cli("dry-run", "--repo", str(ws))
+    assert run.code == 75, run.out + run.err
+    assert "lld: 6 pending" in run.out  # the plan is still shown
+    assert ("the run would stop before its first item (exit 75): no usable credential for "
+            "provider 'offline'") in run.out
+    plan = cli("dry-run", "--json", "--repo", str(ws))
+    assert plan.code == 75
+    blocked = json.loads(plan.out)["blocked"]
+    assert blocked["exit_code"] == 75 and "UNSET_KEY_VAR is not set" in blocked["reason"]
+    assert not (ws / "logs").exists()
+    assert not (Path(os.environ["ASSEMBLYZERO_STATE_DIR"]) / "leases").exists()
+    credentials(key("key-a"))
+    fine = cli("dry-run", "--json", "--repo", str(ws))
+    assert fine.code == 0 and json.loads(fine.out)["blocked"] is None
+
+
 @pytest.mark.parametrize(("content", "message"), [
     ("{not json", "is not valid JSON"),
     ('{"credentials": [{"name": "a", "provider": "offline"}, '

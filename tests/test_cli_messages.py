@@ -386,6 +386,8 @@ def test_a_missing_sdk_stops_the_run_before_any_item_with_the_extra_to_install(
                                'installed in this Python: pip install "assemblyzero[anthropic]", '
                                'then run again')
     assert not (ws / "logs/parallel").exists()  # no run was started, no item failed
-    fine = cli("dry-run", "--drafter=anthropic:claude-x", "--repo", str(ws),
+    plan = cli("dry-run", "--drafter=anthropic:claude-x", "--repo", str(ws),
                env={"PYTHONPATH": str(hook)})
-    assert fine.code == 0  # the plan still shows, and runs nothing
+    assert plan.code == 2  # the plan still shows, with the reason the run would stop
+    assert "lld: 2 pending" in plan.out
+    assert "would stop before its first item (exit 2): the anthropic provider needs" in plan.out
