@@ -111,7 +111,7 @@ class Coordinator:
         self.limited: dict[str, int] = {}  # 429s per item
         self.tokens_seen: dict[str, list[int]] = {}  # per item, as of its last attempt
         self.stopped_by: int | None = None  # the signal that stopped the run
-        self.paused = False  # the pool was exhausted and no worker has started since
+        self.paused = False  # items wait for a key (ends once none has to wait any more)
         self.pause_at: float | None = None  # no new worker before this (pool exhausted)
         self.next_beat = 0.0
         self.next_progress = float("inf")  # set when the run starts
@@ -196,6 +196,10 @@ class Coordinator:
                 except Exception as exc:  # this item cannot start (disk, lock, ...): the rest go on
                     self._cannot_start(item, exc)
                 self._show()
+            if self.paused and not self._paused():  # every start wanted went ahead
+                self.paused = False
+                self.say("a credential is free again; resuming")
+                self.record.event("resume")
             self._show()
             if self.running or (self.queue and self._paused() and self.stopped_by is None):
                 self._wait_one()
@@ -287,17 +291,13 @@ class Coordinator:
         if isinstance(got, Busy):
             flock.unlock(lock)
             self.queue.appendleft(item)
-            if not self.paused:  # once per pause, which ends when a worker starts
+            if not self.paused:  # once per pause: while items keep waiting, it goes on
                 self.paused = True
                 self.say(PAUSE_MESSAGE)
                 self.record.event("pause", reason=got.reason)
             self.pause_at = self.clock() + max(0.0, (got.until or 0.0) - time.time())
             return False, None
         self.pause_at = None
-        if self.paused:
-            self.paused = False
-            self.say("a credential is free again; resuming")
-            self.record.event("resume")
         return True, got
 
     def _worker_env(
