@@ -4,4 +4,4 @@ Kept empty on purpose: `python -m assemblyzero.worker` imports this package
 once per item, so nothing here may cost start-up time.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

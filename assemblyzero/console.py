@@ -10,12 +10,25 @@ a status area. rich is imported only then, and only by the coordinator.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from assemblyzero.prefix_tee import color_ok
 
 COORDINATOR_TAG = "COORDINATOR"
+# Escape sequences and control characters in text for the terminal: colours
+# (SGR) are group 1; the rest (cursor moves, a full reset `ESC c`, titles,
+# 8-bit controls such as CSI U+009B) could break the screen. Tab and newline
+# are text.
+ESCAPES = re.compile(r"(\x1b\[[0-9;]*m)|\x1b\[[0-?]*[ -/]*[@-~]"
+                     r"|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?"
+                     r"|\x1b[ -/]*[0-~]?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(text: str, colours: bool = True) -> str:
+    """`text` without what could move the cursor or clear the screen (colours kept or not)."""
+    return ESCAPES.sub(lambda m: (m.group(1) or "") if colours else "", text)
 
 # The worker's lines for the console: called from the thread that reads its pipe.
 Sink = Callable[[bytes], None]

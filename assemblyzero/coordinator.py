@@ -23,7 +23,7 @@ from typing import Any
 
 from assemblyzero import backlog, flock, procs
 from assemblyzero.backlog import Item, Skipped
-from assemblyzero.console import COORDINATOR_TAG, Active, Console, Progress
+from assemblyzero.console import COORDINATOR_TAG, Active, Console, Progress, safe
 from assemblyzero.constants import (
     ABANDON_WAIT,
     DEFAULT_GRACE,
@@ -112,6 +112,7 @@ class Coordinator:
         self.tokens_seen: dict[str, list[int]] = {}  # per item, as of its last attempt
         self.stopped_by: int | None = None  # the signal that stopped the run
         self.paused = False  # items wait for a key (ends once none has to wait any more)
+        self.granted = False  # a key was granted since the pause began
         self.pause_at: float | None = None  # no new worker before this (pool exhausted)
         self.next_beat = 0.0
         self.next_progress = float("inf")  # set when the run starts
@@ -196,10 +197,11 @@ class Coordinator:
                 except Exception as exc:  # this item cannot start (disk, lock, ...): the rest go on
                     self._cannot_start(item, exc)
                 self._show()
-            if self.paused and not self._paused():  # every start wanted went ahead
+            if self.paused and not self._paused():  # no item waits for a key any more
                 self.paused = False
-                self.say("a credential is free again; resuming")
-                self.record.event("resume")
+                if self.granted and self.stopped_by is None:  # not just stopped or refused
+                    self.say("a credential is free again; resuming")
+                    self.record.event("resume")
             self._show()
             if self.running or (self.queue and self._paused() and self.stopped_by is None):
                 self._wait_one()
@@ -292,12 +294,12 @@ class Coordinator:
             flock.unlock(lock)
             self.queue.appendleft(item)
             if not self.paused:  # once per pause: while items keep waiting, it goes on
-                self.paused = True
+                self.paused, self.granted = True, False
                 self.say(PAUSE_MESSAGE)
                 self.record.event("pause", reason=got.reason)
             self.pause_at = self.clock() + max(0.0, (got.until or 0.0) - time.time())
             return False, None
-        self.pause_at = None
+        self.pause_at, self.granted = None, True
         return True, got
 
     def _worker_env(
@@ -481,6 +483,8 @@ class Coordinator:
                 break
             if what == "exit" and key in self.running:
                 self._end_abandoned(key, code)
+            elif what == "signal":  # the exit code says the user stopped it
+                self.stopped_by = self.stopped_by or code
         for key, r in list(self.running.items()):
             self._end_abandoned(key, r.proc.wait())
 
@@ -488,7 +492,8 @@ class Coordinator:
         try:
             self._ended(key, code)
         except Exception as exc:  # keep going: every other worker must be ended too
-            self.record.event("error", error=self.scrub(repr(exc)))
+            self.record.event("error", error=self.scrub(repr(exc)),
+                              traceback=self.scrub(traceback.format_exc()))
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -532,7 +537,8 @@ class Coordinator:
             self.record.event("end", item=tag or item.tag, status=status.value)
 
     def say(self, text: str) -> None:
-        self.console.say(self.scrub(text))
+        """A line of ours; a reason quoting a model's stderr may hold escapes: none pass."""
+        self.console.say(self.scrub(safe(text, colours=False)))
 
     def _show(self) -> None:
         """Tell the console how the run stands (the live area redraws from it)."""

@@ -14,7 +14,6 @@ auto-refresh: our own ticker redraws under that lock.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -24,20 +23,10 @@ from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from assemblyzero.console import COORDINATOR_TAG, Console, Progress, Sink, duration
+from assemblyzero.console import COORDINATOR_TAG, Console, Progress, Sink, duration, safe
 from assemblyzero.prefix_tee import format_prefix
 
 REFRESH = 0.25  # seconds between redraws: elapsed times and the ETA tick at this rate
-# What a worker may send to the terminal: colours (SGR, group 1) are kept; any
-# other escape sequence (cursor moves, a full reset `ESC c`, ...) and control
-# characters other than tab and newline are dropped.
-ESCAPES = re.compile(r"(\x1b\[[0-9;]*m)|\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
-                     r"|\x1b[ -/]*[0-~]?|[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def safe(text: str) -> str:
-    """`text` with only the escape codes that cannot move the cursor or clear the screen."""
-    return ESCAPES.sub(lambda m: m.group(1) or "", text)
 
 
 class LiveConsole(Console):
@@ -65,7 +54,9 @@ class LiveConsole(Console):
 
     def start(self, progress: Progress) -> None:
         self.update(progress)
-        live = Live(get_renderable=self._render, console=self.term, auto_refresh=False)
+        # No redirection of sys.stdout/stderr: rich would print those outside _out.
+        live = Live(get_renderable=self._render, console=self.term, auto_refresh=False,
+                    redirect_stdout=False, redirect_stderr=False)
         with self._out:
             self._live = live
             self._guard(lambda: live.start(refresh=True))
@@ -105,7 +96,8 @@ class LiveConsole(Console):
             cut = len(partial) if not data else partial.rfind(b"\n") + 1
             if not cut:
                 return
-            text = safe(scrub(partial[:cut].decode("utf-8", "replace").rstrip("\n")))
+            # Escapes out first: one inside a secret would hide it from the scrub.
+            text = scrub(safe(partial[:cut].decode("utf-8", "replace").rstrip("\n")))
             del partial[:cut]
             lines = Text.from_ansi(text)
             last = lines.plain.rsplit("\n", 1)[-1][label:].strip()

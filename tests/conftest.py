@@ -140,12 +140,14 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def driver(tmp_path: Path, ws: Path, worker_code: str, parallel: int = 2,
            grace: float = 5.0, timeout: float = 1800.0, name: str = "driver",
-           progress_every: float = 1800.0, console: str = "Console()") -> Path:
+           progress_every: float = 1800.0, console: str = "Console()",
+           prelude: str = "") -> Path:
     """A script running a real Coordinator on `ws` whose workers run `worker_code`.
 
     Everything is real (processes, prefix-tee, signals); only the worker
     command is swapped for a small script, which gets the item id as argv[1].
-    `console`: the coordinator's console, e.g. "for_terminal()" for the live one.
+    `console`: the coordinator's console, e.g. "for_terminal()" for the live one;
+    `prelude`: code run before the coordinator (to inject a fault, say).
     """
     fake = tmp_path / f"{name}_worker.py"
     fake.write_text(worker_code)
@@ -164,6 +166,7 @@ def driver(tmp_path: Path, ws: Path, worker_code: str, parallel: int = 2,
         "    item = argv[argv.index('--id') + 1]\n"
         f"    argv = argv[:cut] + [sys.executable, {str(fake)!r}, item]\n"
         "    return procs.spawn(argv, env, fds, stdout=stdout)\n"
+        f"{prelude}\n"
         f"ws = Workspace.at({str(ws)!r})\n"
         f"opts = RunOptions(parallel={parallel}, grace={grace}, timeout={timeout}, "
         f"progress_every={progress_every})\n"

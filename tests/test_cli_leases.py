@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,39 @@ def test_a_401_disables_the_key_for_the_run_and_the_item_moves_on(tmp_path: Path
     keys = {k["name"]: k for k in data["credentials"]}
     assert keys["key-a"]["disabled"] and keys["key-a"]["attempts"] == 1
     assert "now disabled for this run" in run.out
+
+
+def test_a_pause_that_ends_with_every_key_refused_never_says_resuming(tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["7", "8"])
+    credentials(key("key-a"))  # one slot: item 8 waits while 7 runs, then the key is refused
+    run = cli("lld-all", "--parallel=2", "--repo", str(ws),
+              env={"ASSEMBLYZERO_SIMULATE_401": "key-a", "ASSEMBLYZERO_OFFLINE_LATENCY": "0.2"})
+    assert run.code == 1, run.out + run.err
+    assert "Credential pool exhausted. Pausing..." in run.out
+    assert "no usable offline credential left" in run.out
+    assert "resuming" not in run.out.replace("resuming from its checkpoint", "")
+    assert "resume" not in [e["event"] for e in journal(latest_run(ws))]
+
+
+def test_a_pause_ended_by_ctrl_c_never_says_resuming(tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["7", "8", "9"])
+    credentials(key("key-a"))
+    proc = subprocess.Popen([sys.executable, "-m", "assemblyzero", "lld-all", "--parallel=3",
+                             "--repo", str(ws)], stdout=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL,
+                            env={**os.environ, "ASSEMBLYZERO_OFFLINE_LATENCY": "30"})
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # the first item is in its model call, the others wait
+        seen.append(line)
+        if "draft: calling" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    out = "".join(seen) + rest
+    assert proc.returncode == 130, out
+    assert "Pausing..." in out and "free again; resuming" not in out
+    assert "resume" not in [e["event"] for e in journal(latest_run(ws))]
 
 
 def test_no_usable_credential_exits_75_before_any_worker_starts(ws: Path):

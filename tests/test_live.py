@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from terminal import TermRun, run_in_pty
 
 from assemblyzero.live import LiveConsole
 from assemblyzero.prefix_tee import format_prefix
+from assemblyzero.redact import Redactor
 
 IDS = [str(n) for n in range(41, 47)]
 WIDTH = len("[COORDINATOR]")  # the widest tag of these runs
@@ -69,13 +71,20 @@ def test_every_worker_line_arrives_whole_and_prefixed_above_the_area(
         assert len(re.findall(r"\[LLD-\d+\]", segment)) <= 1, segment
 
 
-def test_items_running_side_by_side_never_share_a_prefix_colour(
-        live_run: tuple[Path, TermRun]) -> None:
-    ws, run = live_run
+def test_items_running_side_by_side_never_share_a_prefix_colour(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", issues=[str(n) for n in range(1, 15)])
+    # Item 1 runs while the 13 others pass through the other two slots: more starts
+    # than colours, so colours given in turn would come round to item 1's again.
+    work = ("import sys, time\n"
+            "print('working on', sys.argv[1], flush=True)\n"
+            "time.sleep(4 if sys.argv[1] == '1' else 0.05)\n")
+    run = run_in_pty([sys.executable, str(driver(tmp_path, ws, work, parallel=3,
+                                                 console="for_terminal()"))], _env())
+    assert run.code == 0, run.text[-2000:]
     colour: dict[str, bytes] = {}
-    for code, tag in re.findall(rb"\x1b\[(\d+)m\[(LLD-\d+)\]\x1b\[0m {5}", run.raw):
+    for code, tag in re.findall(rb"\x1b\[(\d+)m\[(LLD-\d+)\]\x1b\[0m +working", run.raw):
         assert colour.setdefault(tag.decode(), code) == code, f"{tag!r} changed colour"
-    assert sorted(colour) == [f"LLD-0{i}" for i in IDS]
+    assert len(colour) == 14
     running: set[str] = set()
     for event in journal(latest_run(ws)):
         if event["event"] == "start":
@@ -250,25 +259,88 @@ def test_a_worker_cannot_clear_the_screen_move_the_cursor_or_retitle_the_termina
     ws = make_workspace(tmp_path / "ws", issues=["1"])
     hostile = ("import sys\n"
                "sys.stdout.write('a\\x1bc\\x1b[2J\\x1b[H\\x1b[5Ab\\x1b]0;pwned\\x07c\\x1b#8d\\x08e'\n"
-               "                 ' \\x1b[31mred\\x1b[0m\\n')\n")
+               "                 ' \\x1b[31mred\\x1b[0m \\u009b2J\\u0085end\\n'\n"
+               "                 'title \\x1b]0;never ended\\nnext line\\n')\n"
+               "sys.exit('fatal: \\x1b[2J\\x1b[1Agone')\n")
     script = driver(tmp_path, ws, hostile, console="for_terminal()")
     run = run_in_pty([sys.executable, str(script)], _env(), cols=80)
-    assert run.code == 0, run.text[-2000:]
-    line = next(s for s in run.segments() if s.startswith("[LLD-001]"))
-    assert line == "[LLD-001]     abcde red"  # the text, without what it tried to do
-    for bad in (b"\x1bc", b"\x1b[2J", b"\x1b[H", b"\x1b[5A", b"\x1b]0;", b"\x1b#8", b"\x08"):
+    assert run.code == 1, run.text[-2000:]
+    lines = [s for s in run.segments() if s.startswith("[LLD-001]")]
+    # the text, without what it tried to do; an unended title takes no line with it
+    assert lines[:3] == ["[LLD-001]     abcde red 2Jend", "[LLD-001]     title ",
+                         "[LLD-001]     next line"]
+    for bad in (b"\x1bc", b"\x1b[2J", b"\x1b[H", b"\x1b[5A", b"\x1b[1A", b"\x1b]0;",
+                b"\x1b#8", b"\x08", "\u009b".encode(), "\u0085".encode()):
         assert bad not in run.raw, bad
+    # the coordinator's own lines quote the failure (the summary's log tail): clean too
+    assert any("fatal: gone" in s and s.startswith("[COORDINATOR]") for s in run.segments())
     assert b"\x1b[31mred" in run.raw  # colours are kept
     assert (latest_run(ws) / "lld-1.log").read_bytes().startswith(b"a\x1bc")  # the log is raw
 
 
 def test_the_live_console_masks_known_secrets_in_worker_lines() -> None:
+    secret = "correct-horse-battery-staple"
     console = LiveConsole(13)
     console.term = RichConsole(file=io.StringIO(), force_terminal=True, width=100)
-    sink = console.sink("LLD-7", scrub=lambda text: text.replace("hunter2", "***"))
-    sink(format_prefix("LLD-7", 13) + b"token hunter2 in a reply\n" + format_prefix("LLD-7", 13))
-    sink(b"no newline at the end, pass=hunter2")
+    sink = console.sink("LLD-7", scrub=Redactor([secret]))
+    prefix = format_prefix("LLD-7", 13)
+    sink(prefix + f"token {secret} in a reply\n".encode() + prefix)
+    sink(f"no newline at the end, pass={secret}".encode())
     sink(b"")
+    hidden = "correct-horse-\x07battery-staple"  # an escape inside a secret hides nothing
+    console.sink("LLD-8", scrub=Redactor([secret]))(f"also {hidden}\n".encode())
     out = console.term.file.getvalue()  # type: ignore[attr-defined]
-    assert "hunter2" not in out
+    assert "battery" not in out
     assert "token *** in a reply" in out and "no newline at the end, pass=***" in out
+    assert "also ***" in out
+
+
+CRASH = """
+import pathlib
+from assemblyzero import coordinator as _coordinator
+
+_enforce = _coordinator.Coordinator._enforce_deadlines
+
+
+def _crash_once_both_work(self):  # a bug in the coordinator, once both workers are busy
+    if len(list(pathlib.Path({marks!r}).glob("*"))) >= 2:
+        raise RuntimeError("injected crash")
+    return _enforce(self)
+
+
+_coordinator.Coordinator._enforce_deadlines = _crash_once_both_work
+"""
+
+
+def test_a_crash_mid_run_ends_each_item_after_its_last_line_and_gives_the_cursor_back(
+        tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", issues=["1", "2"])
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    work = ("import pathlib, sys, time\n"
+            "for n in range(1000):\n"
+            "    print(f'item {sys.argv[1]} line {n:04d}')\n"
+            f"pathlib.Path({str(marks)!r}, sys.argv[1]).touch()\n"
+            "time.sleep(60)\n")
+    script = driver(tmp_path, ws, work, timeout=2, console="for_terminal()",
+                    prelude=CRASH.format(marks=str(marks)))
+    stalled: list[bool] = []
+
+    def stall(raw: bytes, proc: subprocess.Popen[bytes]) -> None:
+        if not stalled and b"line 000" in raw:  # a terminal that stops reading for a while:
+            stalled.append(True)  # the lines back up in the pipes while the crash happens
+            time.sleep(4)
+
+    run = run_in_pty([sys.executable, str(script)], _env(), timeout=60, on_output=stall)
+    assert run.code == 1, run.text[-2000:]
+    shown = run.history()
+    crash = next(i for i, line in enumerate(shown) if "RuntimeError: injected crash" in line)
+    for n in ("1", "2"):
+        lines = [i for i, line in enumerate(shown) if line.startswith(f"[LLD-00{n}]")]
+        assert len(lines) == 1000
+        ended = next(i for i, line in enumerate(shown)
+                     if line.startswith(f"[COORDINATOR] LLD-00{n} interrupted"))
+        assert max(lines) < ended > crash  # every line of it came before its end
+    errors = [e for e in journal(latest_run(ws)) if e["event"] == "error"]
+    assert errors and "injected crash" in errors[0]["traceback"]
+    assert run.raw.rfind(b"\x1b[?25h") > run.raw.rfind(b"\x1b[?25l")  # cursor back
