@@ -48,7 +48,6 @@ class Active:
 class Progress:
     """The run at one moment: counts, elapsed time, ETA from finished items."""
 
-    label: str
     total: int
     done: int
     failed: int  # failed, halted, timed out

@@ -116,7 +116,7 @@ class Coordinator:
         self.pause_at: float | None = None  # no new worker before this (pool exhausted)
         self.next_beat = 0.0
         self.next_progress = float("inf")  # set when the run starts
-        self.label, self.total, self.began = "", 0, 0.0
+        self.total, self.began = 0, 0.0
         # Items finished so far, by how (for the progress line and the live area).
         self.tally = {"done": 0, "failed": 0, "skipped": 0, "interrupted": 0}
         self.worked = 0.0  # summed durations of the done items, for the ETA
@@ -148,7 +148,7 @@ class Coordinator:
             self._outcome(Item(refused.kind, refused.name), Status.SKIPPED, refused.reason,
                           tag=refused.name)
         self.queue.extend(items)
-        self.label, self.total, self.began = label, len(items), self.clock()
+        self.total, self.began = len(items), self.clock()
         if not self.console.live:  # a live console shows progress all the time
             self.next_progress = self.began + self.opts.progress_every
         self.lifeline, keep_alive = procs.lifeline()
@@ -457,7 +457,7 @@ class Coordinator:
             eta = (left + mean * len(self.queue)) / slots
         running = tuple(Active(r.item.tag, ",".join(r.grant.names) if r.grant else "-",
                                now - r.started, r.hue) for r in self.running.values())
-        return Progress(self.label, self.total, pending=len(self.queue), running=running,
+        return Progress(self.total, pending=len(self.queue), running=running,
                         elapsed=now - self.began, eta=eta, paused=self._paused(), **self.tally)
 
     def _stop(self, r: _Running, why: Status) -> None:

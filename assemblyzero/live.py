@@ -24,16 +24,15 @@ from rich.live import Live
 from rich.text import Text
 
 from assemblyzero.console import COORDINATOR_TAG, Console, Progress, Sink, duration, safe
+from assemblyzero.constants import LIVE_REFRESH
 from assemblyzero.prefix_tee import format_prefix
-
-REFRESH = 0.25  # seconds between redraws: elapsed times and the ETA tick at this rate
 
 
 class LiveConsole(Console):
     live = True
     color = True
 
-    def __init__(self, width: int = 0, refresh: float = REFRESH) -> None:
+    def __init__(self, width: int = 0, refresh: float = LIVE_REFRESH) -> None:
         super().__init__(width)
         self.refresh = refresh  # seconds between redraws
         self.term = RichConsole(highlight=False, markup=False, emoji=False, soft_wrap=True)

@@ -215,7 +215,7 @@ console = LiveConsole(13, refresh=0.001)  # redraws all the time, racing the pri
 
 def progress(n):
     running = tuple(Active(f"LLD-{i}", "-", 1.0, i) for i in range(n))
-    return Progress("x", 10, 0, 0, 0, 0, 10 - n, running, 1.0, None)
+    return Progress(10, 0, 0, 0, 0, 10 - n, running, 1.0, None)
 
 
 def feed(tag):
