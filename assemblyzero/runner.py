@@ -99,9 +99,6 @@ def run_kind(
             console.say(f"skipped {skipped.name}: {skipped.reason}")
         console.say(f"nothing to do: no pending {kind.value} items in {ws.root}")
         return 0
-    missing = providers.missing_sdk((settings["drafter"], settings["reviewer"]))
-    if missing:  # before any item: each would fail the same way
-        raise UsageError(missing)
     creds, pool = credential_pool(settings, console.say)
     opts = RunOptions(parallel=parallel.workers, publish=origin.publish, source=origin.source,
                       label=origin.label, **settings)
@@ -109,19 +106,30 @@ def run_kind(
     return coordinator.run(todo.items, f"{kind.value}-all", todo.skipped)
 
 
+def load_credentials() -> credentials.CredentialFile:
+    """The credentials file; a malformed one is a UsageError."""
+    try:
+        return credentials.load()
+    except CredentialError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def credential_pool(
-    settings: dict[str, Any], warn: Callable[[str], None]
+    settings: dict[str, Any], warn: Callable[[str], None],
+    creds: credentials.CredentialFile | None = None,
 ) -> tuple[credentials.CredentialFile, Pool | None]:
     """The credentials file, and the pool the models need (None: no credential needed).
 
-    NoCredential if the pool would be empty; a malformed file is a UsageError;
-    an entry whose secret is missing is left out with a warning.
+    Checked before any item runs, as each would fail the same way: a model's
+    SDK not installed is a UsageError, an empty pool NoCredential, a malformed
+    file a UsageError; an entry whose secret is missing is left out with a warning.
     """
-    try:
-        creds = credentials.load()
-    except CredentialError as exc:
-        raise UsageError(str(exc)) from None
-    pool = Pool.for_models((settings["drafter"], settings["reviewer"]), creds=creds)
+    models = (settings["drafter"], settings["reviewer"])
+    missing = providers.missing_sdk(models)
+    if missing:
+        raise UsageError(missing)
+    creds = creds or load_credentials()
+    pool = Pool.for_models(models, creds=creds)
     for problem in creds.problems_for(pool.providers) if pool else ():
         warn(f"warning: {problem}")
     return creds, pool
@@ -132,12 +140,12 @@ def describe(
     only: list[str] | None, limit: int | None, origin: Origin = FILES,
 ) -> dict[str, Any]:
     """The dry-run plan as data: nothing is written, no model called."""
-    checkpoints = ws.state / "checkpoints"
+    checkpoints, creds = ws.state / "checkpoints", load_credentials()
     data: dict[str, Any] = {
         "version": PLAN_VERSION, "repo": str(ws.root), "parallel": parallel.workers,
         "drafter": settings["drafter"], "reviewer": settings["reviewer"],
         "max_iterations": settings["max_iterations"], "timeout": settings["timeout"],
-        "credentials": credential_states(settings), "kinds": {},
+        "credentials": credential_states(settings, creds), "kinds": {},
     }
     data["source"], data["publish"] = origin.source, origin.publish
     for kind in kinds:
@@ -155,29 +163,28 @@ def describe(
             "skipped": [{"name": s.name, "reason": s.reason} for s in todo.skipped],
         }
     pending = any(entry["pending"] for entry in data["kinds"].values())
-    data["blocked"] = blocked(settings) if pending else None
+    data["blocked"] = blocked(settings, creds) if pending else None
     return data
 
 
-def blocked(settings: dict[str, Any]) -> dict[str, Any] | None:
-    """Why the run would stop before its first item ({exit_code, reason}), or None."""
-    models = (settings["drafter"], settings["reviewer"])
-    missing = providers.missing_sdk(models)
-    if missing:
-        return {"exit_code": EXIT_USAGE, "reason": missing}
+def blocked(settings: dict[str, Any],
+            creds: credentials.CredentialFile) -> dict[str, Any] | None:
+    """Why the run would stop before its first item ({exit_code, reason}), or None.
+
+    The run's own check (`credential_pool`), which takes no lease.
+    """
     try:
-        Pool.for_models(models)  # takes no lease: only checks that each provider has a key
+        credential_pool(settings, lambda warning: None, creds)
+    except UsageError as exc:
+        return {"exit_code": EXIT_USAGE, "reason": str(exc)}
     except NoCredential as exc:
         return {"exit_code": EXIT_NO_CREDENTIAL, "reason": str(exc)}
     return None
 
 
-def credential_states(settings: dict[str, Any]) -> list[dict[str, Any]]:
+def credential_states(settings: dict[str, Any],
+                      creds: credentials.CredentialFile) -> list[dict[str, Any]]:
     """Each credential as dry-run shows it: usable or why not, holders, cooldown."""
-    try:
-        creds = credentials.load()
-    except CredentialError as exc:
-        raise UsageError(str(exc)) from None
     store, now, states = LeaseStore(), time.time(), []
     used = {spec.partition(":")[0] for spec in (settings["drafter"], settings["reviewer"])}
     for cred in creds.entries:
