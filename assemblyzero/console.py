@@ -30,6 +30,7 @@ def safe(text: str, colours: bool = True) -> str:
     """`text` without what could move the cursor or clear the screen (colours kept or not)."""
     return ESCAPES.sub(lambda m: (m.group(1) or "") if colours else "", text)
 
+
 # The worker's lines for the console: called from the thread that reads its pipe.
 Sink = Callable[[bytes], None]
 
@@ -89,19 +90,22 @@ def duration(seconds: float) -> str:
 class Console:
     """`[COORDINATOR] text` lines, each one whole write to the shared stdout."""
 
-    live = False  # a live console relays the workers' lines itself
-    color = False  # the tees colour their prefixes
+    live = False  # a live console relays the workers' lines (coloured) itself
 
     def __init__(self, width: int = 0, fd: int = 1) -> None:
         self.width, self.fd = width, fd
+
+    @property
+    def prefix(self) -> str:
+        """`[COORDINATOR]` padded to the tags' width."""
+        return f"[{COORDINATOR_TAG}]".ljust(self.width)
 
     def say(self, text: str) -> None:
         """Write one line; once the terminal is gone (EPIPE, ...), stay quiet."""
         if self.fd < 0:
             return
-        prefix = f"[{COORDINATOR_TAG}]".ljust(self.width)
         try:
-            os.write(self.fd, f"{prefix} {text}\n".encode("utf-8", "replace"))
+            os.write(self.fd, f"{self.prefix} {text}\n".encode("utf-8", "replace"))
         except OSError:
             self.fd = -1
 

@@ -242,7 +242,7 @@ class Coordinator:
             hue = min(set(range(len(PALETTE))) - {r.hue for r in self.running.values()},
                       default=0)  # the first colour no running worker has
             argv = procs.worker_argv(item.tag, self.width, log, self._worker_args(item),
-                                     color=self.console.color, hue=hue)
+                                     color=self.console.live, hue=hue)
             env, fds = self._worker_env(item, grant)
             sink = self.console.sink(item.tag, self.scrub)
             output = procs.output_pipe() if sink else None

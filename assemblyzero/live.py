@@ -23,14 +23,13 @@ from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from assemblyzero.console import COORDINATOR_TAG, Console, Progress, Sink, duration, safe
+from assemblyzero.console import Console, Progress, Sink, duration, safe
 from assemblyzero.constants import LIVE_REFRESH
 from assemblyzero.prefix_tee import format_prefix
 
 
 class LiveConsole(Console):
     live = True
-    color = True
 
     def __init__(self, width: int = 0, refresh: float = LIVE_REFRESH) -> None:
         super().__init__(width)
@@ -47,9 +46,7 @@ class LiveConsole(Console):
 
     # --- what the coordinator says -------------------------------------------
     def say(self, text: str) -> None:
-        label = f"[{COORDINATOR_TAG}]"
-        self._print(Text.assemble((label, "bold"), " " * max(1, self.width - len(label) + 1),
-                                  text))
+        self._print(Text.assemble((self.prefix, "bold"), " ", text))
 
     def start(self, progress: Progress) -> None:
         self.update(progress)
@@ -126,7 +123,7 @@ class LiveConsole(Console):
             p, ago, last = self._progress, time.monotonic() - self._since, dict(self._last)
         if p is None:
             return Text("")
-        indent = max(self.width, len(f"[{COORDINATOR_TAG}]"))  # the bar fills the tags' column
+        indent = len(self.prefix)  # the bar fills the tags' column
         lines = [Text.assemble(_bar(p.finished, p.total, indent), " ", _counts(p, ago))]
         tags = max((len(a.tag) + 2 for a in p.running), default=0)
         keys = max((len(a.key) for a in p.running if a.key != "-"), default=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from queue import SimpleQueue
@@ -12,7 +13,7 @@ from assemblyzero import procs
 def _worker(code: str) -> tuple[subprocess.Popen[bytes], int]:
     read, write = procs.output_pipe()
     proc = procs.spawn([sys.executable, "-c", code], {}, (), stdout=write)
-    procs.os.close(write)
+    os.close(write)
     return proc, read
 
 
