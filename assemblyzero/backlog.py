@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from assemblyzero.fileio import inside
 from assemblyzero.ids import Kind, is_valid_id, sort_key, tag
 from assemblyzero.workspace import Workspace
 
@@ -40,16 +41,40 @@ class Plan:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def _md_stems(folder: Path) -> Iterable[tuple[str, str]]:
-    """(file name, stem) of every visible `*.md` file directly in `folder`."""
+def _md_stems(folder: Path, root: Path | None = None,
+              refused: list[tuple[str, str]] | None = None) -> Iterable[tuple[str, str]]:
+    """(file name, stem) of every visible `*.md` file directly in `folder`.
+
+    With `root`, a file whose real path leaves it (a symlink out of the
+    workspace, or a folder that is one) or a dangling symlink is left out and
+    put on `refused` as (file name, why), never read.
+    """
     try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
+        entries = [e for e in os.scandir(folder)
+                   if e.name.endswith(".md") and not e.name.startswith(".")]
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return [
-        (e.name, e.name[:-3]) for e in entries
-        if e.name.endswith(".md") and not e.name.startswith(".") and e.is_file()
-    ]
+    found = []
+    folder_inside = root is None or inside(root, folder)
+    for e in entries:
+        if root is not None and (e.is_symlink() or not folder_inside):
+            target = os.path.realpath(e.path)
+            if not inside(root, Path(e.path)):
+                _refuse(refused, e.name, f"it leads outside the workspace (to {target}); "
+                        "not read: replace the symlink with the file itself")
+                continue
+            if not os.path.exists(e.path):
+                _refuse(refused, e.name, f"it is a dangling symlink (to {target}); remove it "
+                        "or restore its target")
+                continue
+        if e.is_file():
+            found.append((e.name, e.name[:-3]))
+    return found
+
+
+def _refuse(refused: list[tuple[str, str]] | None, name: str, why: str) -> None:
+    if refused is not None:
+        refused.append((name, why))
 
 
 def scan(ws: Workspace, kind: Kind, include_done: bool = False) -> Plan:
@@ -58,7 +83,10 @@ def scan(ws: Workspace, kind: Kind, include_done: bool = False) -> Plan:
     source = ws.briefs if kind is Kind.ISSUE else ws.issues
     done = _done_ids(ws, kind)
     outputs: dict[str, str] = {}  # output file -> the input file that claimed it
-    for name, stem in sorted(_md_stems(source), key=lambda entry: sort_key(entry[1])):
+    refused: list[tuple[str, str]] = []
+    found = _md_stems(source, ws.root, refused)
+    plan.skipped.extend(Skipped(kind, name, why) for name, why in refused)
+    for name, stem in sorted(found, key=lambda entry: sort_key(entry[1])):
         if not is_valid_id(stem):
             plan.skipped.append(Skipped(kind, name, f"file name {name!r} is not a valid id "
                                         "(letters, digits, '_' and '-', at most 64)"))
@@ -89,7 +117,7 @@ def is_pending(ws: Workspace, item: Item) -> bool:
     if item.document is not None:  # a GitHub issue: its text is written once the item is ours
         return not done
     source = item.source or ws.input_file(item.kind, item.id)
-    return source.is_file() and not done
+    return source.is_file() and inside(ws.root, source) and not done
 
 
 def from_github(ws: Workspace, label: str | None) -> tuple[Plan, dict[str, str]]:

@@ -26,6 +26,7 @@ from invoke.tasks import task
 
 from assemblyzero import __version__, runner
 from assemblyzero.backlog import Item, is_pending
+from assemblyzero.console import printable_lines
 from assemblyzero.constants import (
     DEMO_LATENCY,
     ENV_OFFLINE_LATENCY,
@@ -34,6 +35,7 @@ from assemblyzero.constants import (
     EXIT_NOT_DONE,
     EXIT_USAGE,
 )
+from assemblyzero.fileio import OutsideWorkspace
 from assemblyzero.ids import InvalidId, Kind, check_id, tag
 from assemblyzero.options import UsageError, parse_ids, parse_int, parse_parallel, resolve
 from assemblyzero.pool import NoCredential
@@ -43,8 +45,10 @@ _SHARED = {
     "repo": "the workspace to work on (default: the current directory)",
     "only": "comma-separated ids to run, e.g. --only=42,43 (others are left alone)",
     "limit": "run at most N of the pending items (in id order)",
-    "timeout": "seconds one workflow may take before its worker is ended (default 1800)",
-    "grace": "seconds a stopped worker gets to save its checkpoint before SIGKILL (default 5)",
+    "timeout": "seconds one workflow may take before its worker is ended "
+               "(default 1800, at most 604800 = 7 days)",
+    "grace": "seconds a stopped worker gets to save its checkpoint before SIGKILL "
+             "(default 5, at most 3600)",
     "drafter": "model that drafts and revises, as provider:model (default offline:default)",
     "reviewer": "model that reviews, as provider:model (default offline:default)",
     "max_iterations": "revisions allowed after the first draft (default 3)",
@@ -72,14 +76,18 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except UsageError as exc:
-        raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
+        raise Exit(printable_lines(f"error: {exc}"), code=EXIT_USAGE) from None
     except NoCredential as exc:
-        raise Exit(f"error: {exc}", code=EXIT_NO_CREDENTIAL) from None
+        raise Exit(printable_lines(f"error: {exc}"), code=EXIT_NO_CREDENTIAL) from None
+    except OutsideWorkspace as exc:
+        raise Exit(printable_lines(f"error: {exc}"), code=EXIT_USAGE) from None
     except OSError as exc:  # a workspace folder that is a file, a read-only disk, ...
         where = f"{exc.filename}: " if exc.filename else ""
         fix = _OS_FIXES.get(exc.errno or 0, "fix that path")
-        raise Exit(f"error: {where}{exc.strerror or exc}; {fix}, then run again",
-                   code=EXIT_USAGE) from None
+        # A full or failing disk is no usage error: the run could not go on (exit 1).
+        code = EXIT_NOT_DONE if exc.errno in DISK_ERRORS else EXIT_USAGE
+        raise Exit(printable_lines(f"error: {where}{exc.strerror or exc}; {fix}, then run again"),
+                   code=code) from None
     except KeyboardInterrupt:  # Ctrl+C outside a run (planning, between tasks)
         raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
 
@@ -92,7 +100,11 @@ _OS_FIXES = {  # what to do about a file-system error, by errno
     errno.EPERM: "give yourself write access to it (ls -ld shows who owns it)",
     errno.EROFS: "that disk is read-only: work on a writable copy (--repo=PATH)",
     errno.ENOSPC: "the disk is full: free some space",
+    errno.EDQUOT: "your disk quota is used up: free some space",
+    errno.EFBIG: "a file grew past the size limit (ulimit -f): raise the limit",
+    errno.EIO: "the disk reports an I/O error: check it (dmesg)",
 }
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
 
 
 def _out(text: str) -> None:

@@ -31,6 +31,37 @@ def safe(text: str, colours: bool = True) -> str:
     return ESCAPES.sub(lambda m: (m.group(1) or "") if colours else "", text)
 
 
+# Control characters left once the escape sequences are gone (C0, DEL, C1, and
+# the line and paragraph separators).
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SHOWN = {"\n": "\\n", "\r": "\\r", "\t": " "}
+
+
+def printable(text: str) -> str:
+    """Text from outside (a file name, a title, a reason, model output) as one safe line.
+
+    The one sanitizer of every line we print that carries such text, in every
+    output mode: escape sequences are removed (colours too) and every other
+    control character is shown as an escape (`\\n`, `\\x07`), so nothing can
+    move the cursor, retitle the terminal or start a line of its own (a forged
+    `[COORDINATOR]` line). A tab becomes a space.
+    """
+    if _CONTROLS.search(text) is None:  # the common case: nothing to do
+        return text
+    return _CONTROLS.sub(_show, safe(text, colours=False))
+
+
+def printable_lines(text: str) -> str:
+    """A message of several lines (an error quoting a tool's stderr), each made printable."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def _show(match: re.Match[str]) -> str:
+    char = match.group(0)
+    return _SHOWN.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100
+                                else f"\\u{ord(char):04x}")
+
+
 # The worker's lines for the console: called from the thread that reads its pipe.
 Sink = Callable[[bytes], None]
 

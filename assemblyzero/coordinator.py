@@ -23,7 +23,7 @@ from typing import Any
 
 from assemblyzero import backlog, flock, procs
 from assemblyzero.backlog import Item, Skipped
-from assemblyzero.console import COORDINATOR_TAG, Active, Console, Progress, safe
+from assemblyzero.console import COORDINATOR_TAG, Active, Console, Progress, printable
 from assemblyzero.constants import (
     ABANDON_WAIT,
     DEFAULT_GRACE,
@@ -32,9 +32,12 @@ from assemblyzero.constants import (
     DEFAULT_MODEL,
     DEFAULT_TIMEOUT,
     ENV_CREDENTIAL,
+    ENV_DRAFTER,
     ENV_LIFELINE_FD,
+    ENV_REVIEWER,
     ENV_RUN_DIR,
     ENV_SECRET_FD,
+    ENV_STATE_DIR,
     ENV_WORKFLOW_DB,
     EXIT_AUTH_FAILED,
     EXIT_INTERRUPTED,
@@ -47,9 +50,9 @@ from assemblyzero.constants import (
     SECRET_ENV_VARS,
 )
 from assemblyzero.credentials import CredentialFile
-from assemblyzero.fileio import atomic_write
+from assemblyzero.fileio import OutsideWorkspace
 from assemblyzero.ids import Kind, slug
-from assemblyzero.leases import Busy, process_start
+from assemblyzero.leases import Busy, process_start, state_dir
 from assemblyzero.pool import Grant, NoCredential, Pool
 from assemblyzero.prefix_tee import PALETTE
 from assemblyzero.redact import Redactor
@@ -176,15 +179,28 @@ class Coordinator:
                 finally:  # the terminal gets its cursor back
                     self.console.stop()
         code = self._exit_code()
+        if self.record.broken and code == EXIT_OK:  # done, but the record is not whole
+            code = EXIT_NOT_DONE
         meta = {"label": label, "repo": str(self.ws.root),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
                 "wall_seconds": round(self.clock() - wall, 3), "parallel": self.opts.parallel,
-                "drafter": self.opts.drafter, "reviewer": self.opts.reviewer}
+                "drafter": self.scrub(self.opts.drafter),
+                "reviewer": self.scrub(self.opts.reviewer)}
         keys = list(self.pool.stats.values()) if self.pool else []
         summary = summary_data(self.record, self.outcomes, keys, meta, code)
-        path = self.record.write_summary(summary)
+        path: Path | None = None
+        try:
+            path = self.record.write_summary(summary)
+        except OSError as exc:  # a full disk: the summary is still shown, the exit says so
+            self.record.broken = self.record.broken or (
+                f"cannot write {self.record.dir / 'summary.json'}: {exc.strerror or exc}")
+            code = code if code != EXIT_OK else EXIT_NOT_DONE
         self.record.event("run-end", exit_code=code, wall_seconds=meta["wall_seconds"])
         print_summary(self.say, summary, self.outcomes, self.ws.root, path)
+        if self.record.broken:
+            self.say(f"error: {self.record.broken}; this run's record is incomplete (exit "
+                     f"{code}): free some space, then run retry-failed (every unfinished item "
+                     "resumes from its checkpoint)")
         return code
 
     def _loop(self) -> None:
@@ -237,7 +253,7 @@ class Coordinator:
             return
         try:
             if item.source and item.document is not None:  # a GitHub issue's text, under the lock
-                atomic_write(item.source, item.document)
+                self.ws.write_text(item.source, item.document)
             log = self.record.log_path(key)
             hue = min(set(range(len(PALETTE))) - {r.hue for r in self.running.values()},
                       default=0)  # the first colour no running worker has
@@ -263,7 +279,8 @@ class Coordinator:
             self._release(grant, lock, succeeded=False)
             raise
         # First: whatever fails next, its exit (after its last line) is seen.
-        procs.watch(proc, key, self.events, (output[0], sink) if output and sink else None)
+        procs.watch(proc, key, self.events, (output[0], sink) if output and sink else None,
+                    grace=self.opts.grace)
         self.attempts[key] = self.attempts.get(key, 0) + 1
         self.running[key] = _Running(item, proc, lock, self.clock(), log, grant, hue)
         self.record.event("start", item=item.tag, pid=proc.pid, attempt=self.attempts[key],
@@ -276,8 +293,8 @@ class Coordinator:
             self.running[key] = r
             return
         self._outcome(item, Status.FAILED, f"could not start: {type(exc).__name__}: {exc}")
-        self.say(f"{item.tag} could not start: {self.scrub(str(exc))}; check that the "
-                 "workspace's .assemblyzero/ and logs/ are writable, then run retry-failed")
+        self.say(f"{item.tag} could not start: {self.scrub(str(exc))}; {_start_fix(exc)}, "
+                 "then run retry-failed")
 
     def _lease(self, item: Item, lock: int) -> tuple[bool, Grant | None]:
         """(can start now, the item's credentials or None if it needs none)."""
@@ -310,6 +327,7 @@ class Coordinator:
         env[ENV_WORKFLOW_DB] = str(self.ws.checkpoint(item.kind, item.id))
         env[ENV_RUN_DIR] = str(self.record.dir)
         env[ENV_LIFELINE_FD] = str(self.lifeline)
+        env[ENV_DRAFTER], env[ENV_REVIEWER] = self.opts.drafter, self.opts.reviewer
         if grant is None or self.pool is None:
             return env, (self.lifeline,)
         env[ENV_CREDENTIAL] = ",".join(grant.names)
@@ -323,14 +341,18 @@ class Coordinator:
         return env, (self.lifeline, fd)
 
     def _worker_args(self, item: Item) -> list[str]:
+        """Every value as `--opt=value`: an id such as `--help` or `-x` stays a value.
+
+        The model specs go in the environment instead (ENV_DRAFTER/ENV_REVIEWER):
+        a spec may carry a key (`cmd:tool --key ...`), and argv is public.
+        """
         o = self.opts
-        args = ["--kind", item.kind.value, "--id", item.id, "--repo", str(self.ws.root),
-                "--run-dir", str(self.record.dir), "--drafter", o.drafter,
-                "--reviewer", o.reviewer, "--max-iterations", str(o.max_iterations)]
+        args = [f"--kind={item.kind.value}", f"--id={item.id}", f"--repo={self.ws.root}",
+                f"--run-dir={self.record.dir}", f"--max-iterations={o.max_iterations}"]
         if item.source:
-            args += ["--input", str(item.source)]
+            args.append(f"--input={item.source}")
         if o.publish and item.kind is Kind.ISSUE:
-            args += ["--publish", o.publish]
+            args.append(f"--publish={o.publish}")
         return args
 
     def _ended(self, key: str, code: int) -> None:
@@ -538,7 +560,7 @@ class Coordinator:
 
     def say(self, text: str) -> None:
         """A line of ours; a reason quoting a model's stderr may hold escapes: none pass."""
-        self.console.say(self.scrub(safe(text, colours=False)))
+        self.console.say(self.scrub(printable(text)))
 
     def _show(self) -> None:
         """Tell the console how the run stands (the live area redraws from it)."""
@@ -562,6 +584,18 @@ class Coordinator:
         finally:
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
+
+
+def _start_fix(exc: Exception) -> str:
+    """What to check when an item could not start: the lease folder, or the workspace's."""
+    where = str(getattr(exc, "filename", None) or "")
+    leases = state_dir() / "leases"
+    if where and Path(where).is_relative_to(leases):
+        return (f"check that the lease folder {leases} is writable (or point {ENV_STATE_DIR} "
+                "at one that is)")
+    if isinstance(exc, OutsideWorkspace):
+        return "replace that symlink with a real file or folder"
+    return "check that the workspace's .assemblyzero/ and logs/ are writable"
 
 
 def _why(status: Status, code: int) -> str:

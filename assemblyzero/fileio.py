@@ -1,4 +1,9 @@
-"""Files shared between processes: atomic replace, and JSON updated under a lock."""
+"""Files: atomic replace, JSON updated under a lock, and the workspace's boundary.
+
+A workspace is untrusted: any file or folder in it may be a symlink. What
+the tool reads or writes there goes through `check_inside` first: its real
+path (every symlink resolved, dangling ones too) must stay inside the root.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,37 @@ from typing import Any
 from assemblyzero.constants import LOCK_TIMEOUT
 
 
-def atomic_write(path: Path, data: str | bytes) -> None:
+class OutsideWorkspace(OSError):
+    """A path whose real location is outside the workspace: never read or written."""
+
+
+def inside(root: Path, path: Path) -> bool:
+    """Does `path`, every symlink on the way resolved (dangling ones too), stay in `root`?"""
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def check_inside(root: Path, path: Path, verb: str = "write") -> None:
+    """Raise OutsideWorkspace, naming `path` and where it leads, unless it stays in `root`."""
+    if not inside(root, path):
+        try:
+            shown = str(path.relative_to(root))
+        except ValueError:
+            shown = str(path)
+        raise OutsideWorkspace(f"{shown} leads outside the workspace (to "
+                               f"{os.path.realpath(path)}); refusing to {verb} through it: "
+                               "replace the symlink with a real file or folder")
+
+
+def atomic_write(path: Path, data: str | bytes, root: Path | None = None) -> None:
     """Write `path` so that readers see the old or the new content, never half.
 
-    Temp file in the same folder, fsync, `os.replace`.
+    Temp file in the same folder, fsync, `os.replace` (which replaces a
+    symlink at `path` itself, never its target). With `root`, the folder must
+    stay inside it (checked before any folder is made).
     """
+    if root is not None:
+        check_inside(root, path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -40,23 +71,32 @@ def update_json(
     lock_path: Path,
     change: Callable[[JsonDict], None],
     rebuild: Callable[[], JsonDict],
+    root: Path | None = None,
 ) -> JsonDict:
     """Read-modify-write a JSON object under a FileLock: no update is lost.
 
-    A missing file starts from `rebuild()`; so does a corrupt one, after a
-    warning on stderr naming the file.
+    A missing file starts from `rebuild()`; so does a corrupt one, or one
+    that leads outside `root` (if given), after a warning on stderr naming the file.
     """
     from filelock import FileLock  # lazy: the worker needs it only at the end
 
+    if root is not None:
+        check_inside(root, lock_path)  # filelock follows a symlink, even a dangling one
+        check_inside(root, path.parent)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_path), timeout=LOCK_TIMEOUT):
-        data = _read_or_rebuild(path, rebuild)
+        data = _read_or_rebuild(path, rebuild, root)
         change(data)
-        atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n", root)
         return data
 
 
-def _read_or_rebuild(path: Path, rebuild: Callable[[], JsonDict]) -> JsonDict:
+def _read_or_rebuild(path: Path, rebuild: Callable[[], JsonDict],
+                     root: Path | None) -> JsonDict:
+    if root is not None and os.path.lexists(path) and not inside(root, path):
+        print(f"warning: {path} leads outside the workspace (to {os.path.realpath(path)}); "
+              "not read, rebuilding it", file=sys.stderr)
+        return rebuild()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -72,7 +112,7 @@ def _read_or_rebuild(path: Path, rebuild: Callable[[], JsonDict]) -> JsonDict:
 
 def append_line(path: Path, line: str) -> None:
     """Append one line with a single O_APPEND write (whole lines, any writer count)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
     finally:

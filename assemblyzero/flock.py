@@ -21,7 +21,9 @@ from pathlib import Path
 def try_lock(path: Path) -> int | None:
     """An fd holding an exclusive lock on `path`, or None if another holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # O_NOFOLLOW: a lock file that is a symlink (even a dangling one) is refused (ELOOP),
+    # never created or locked elsewhere.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

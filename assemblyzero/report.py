@@ -65,6 +65,7 @@ class RunRecord:
             except FileExistsError:
                 continue
         self.journal = self.dir / "journal.jsonl"
+        self.broken = ""  # why the journal could not be written (a full disk...), once it failed
         _point_latest(runs, self.run_id)
 
     def log_path(self, slug: str) -> Path:
@@ -74,10 +75,21 @@ class RunRecord:
         return self.dir / "results" / f"{slug}.json"
 
     def event(self, event: str, **fields: Any) -> None:
+        """Append one event; a journal that cannot be written never stops the run.
+
+        The first failure (ENOSPC, EIO, ...) is kept in `broken`: the run goes
+        on, its summary is still printed, and it exits 1 saying why.
+        """
+        if self.broken:
+            return
         record = {"ts": round(time.time(), 3), "event": event, **fields}
-        append_line(self.journal, json.dumps(record, sort_keys=True))
+        try:
+            append_line(self.journal, json.dumps(record, sort_keys=True))
+        except OSError as exc:
+            self.broken = f"cannot write {self.journal}: {exc.strerror or exc}"
 
     def write_summary(self, summary: dict[str, Any]) -> Path:
+        """Write summary.json; raises OSError (the caller says it and exits 1)."""
         path = self.dir / "summary.json"
         atomic_write(path, json.dumps(summary, indent=2) + "\n")
         return path
@@ -92,7 +104,10 @@ def _point_latest(runs: Path, run_id: str) -> None:
         os.replace(tmp, runs / "latest")
     except OSError as exc:  # `latest` is a convenience: warn, never fail the run
         tmp.unlink(missing_ok=True)
-        print(f"warning: could not point {runs / 'latest'} at {run_id}: {exc.strerror}",
+        real = os.path.isdir(runs / "latest") and not os.path.islink(runs / "latest")
+        fix = ("it is a real folder: rename or delete it; until then status and retry-failed "
+               "use the newest run folder" if real else exc.strerror)
+        print(f"warning: could not point {runs / 'latest'} at {run_id}: {fix}",
               file=sys.stderr)
 
 
@@ -118,7 +133,9 @@ def summary_data(
 
 
 def print_summary(say: Callable[[str], None], summary: dict[str, Any], outcomes: list[Outcome],
-                  root: Path, path: Path) -> None:
+                  root: Path, path: Path | None) -> None:
+    """The table, failed items' last log lines, keys and totals (`path`: summary.json, if
+    it could be written)."""
     say(f"summary of run {summary['run_id']}:")
     for line in table(outcomes, root):
         say("  " + line)
@@ -138,7 +155,7 @@ def print_summary(say: Callable[[str], None], summary: dict[str, Any], outcomes:
     wall, work = summary["wall_seconds"], summary["worker_seconds"]
     speed = f" ({work / wall:.1f}x)" if wall > 0 else ""
     say(f"{counts or 'nothing run'}; wall {wall:.1f}s, worker time {work:.1f}s{speed}; "
-        f"{_rel(str(path), root)}")
+        f"{_rel(str(path), root) if path else 'summary.json not written'}")
 
 
 TAIL_LINES = 3  # lines of a failed item's log shown under the summary

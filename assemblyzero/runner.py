@@ -11,7 +11,7 @@ from typing import Any
 
 from assemblyzero import backlog, credentials, providers
 from assemblyzero.backlog import Plan
-from assemblyzero.console import for_terminal
+from assemblyzero.console import for_terminal, printable
 from assemblyzero.constants import EXIT_NO_CREDENTIAL, EXIT_USAGE
 from assemblyzero.coordinator import Coordinator, RunOptions
 from assemblyzero.credentials import CredentialError
@@ -19,6 +19,8 @@ from assemblyzero.ids import Kind
 from assemblyzero.leases import LeaseStore
 from assemblyzero.options import Parallel, UsageError
 from assemblyzero.pool import NoCredential, Pool
+from assemblyzero.redact import Redactor
+from assemblyzero.templates import load_template
 from assemblyzero.workspace import Workspace
 
 PLAN_VERSION = 1
@@ -89,21 +91,56 @@ def run_kind(
 ) -> int:
     """Run every pending item of `kind`; the exit code of the run."""
     origin.check(kind)
+    if origin.source == "files":
+        check_workspace(ws)
     todo, documents = plan(ws, kind, only, limit, origin)
     todo.items = [replace(item, document=documents.get(item.id)) for item in todo.items]
     console = for_terminal(width=len("[COORDINATOR]"))
+
+    def say(text: str) -> None:
+        console.say(printable(text))
+
     if parallel.warning:
-        console.say(f"warning: {parallel.warning}")
+        say(f"warning: {parallel.warning}")
     if not todo.items:
         for skipped in todo.skipped:
-            console.say(f"skipped {skipped.name}: {skipped.reason}")
-        console.say(f"nothing to do: no pending {kind.value} items in {ws.root}")
+            say(f"skipped {skipped.name}: {skipped.reason}")
+        say(f"nothing to do: no pending {kind.value} items in {ws.root}")
         return 0
-    creds, pool = credential_pool(settings, console.say)
+    problem = preflight(ws, [kind])
+    if problem:
+        raise UsageError(problem)
+    creds, pool = credential_pool(settings, say)
     opts = RunOptions(parallel=parallel.workers, publish=origin.publish, source=origin.source,
                       label=origin.label, **settings)
     coordinator = Coordinator(ws, opts, console, pool=pool, creds=creds)
     return coordinator.run(todo.items, f"{kind.value}-all", todo.skipped)
+
+
+def check_workspace(ws: Workspace) -> None:
+    """A folder with neither ideas/ nor docs/ is not a workspace (a wrong --repo, most likely)."""
+    if not any((ws.root / name).is_dir() for name in ("ideas", "docs")):
+        raise UsageError(f"{ws.root} is not an assemblyzero workspace: it has neither ideas/ "
+                         "nor docs/; pass --repo=PATH of the repository that holds them "
+                         "(see README, The workspace)")
+
+
+def preflight(ws: Workspace, kinds: list[Kind]) -> str | None:
+    """Why every item of these kinds would fail the same way, checked before any worker starts.
+
+    An output folder that leads outside the workspace, or a template the
+    workspace overrides that cannot be used.
+    """
+    outside = ws.outside_outputs()
+    if outside:
+        return (f"{'; '.join(outside)}: the run would write there; replace the symlink with "
+                "a real folder (or remove it), then run again")
+    for kind in kinds:
+        try:
+            load_template(kind, ws.template_override(kind), ws.root)
+        except (ValueError, OSError) as exc:
+            return str(exc)
+    return None
 
 
 def load_credentials() -> credentials.CredentialFile:
@@ -140,10 +177,12 @@ def describe(
     only: list[str] | None, limit: int | None, origin: Origin = FILES,
 ) -> dict[str, Any]:
     """The dry-run plan as data: nothing is written, no model called."""
-    checkpoints, creds = ws.state / "checkpoints", load_credentials()
+    if origin.source == "files":
+        check_workspace(ws)
+    checkpoints, creds, scrub = ws.state / "checkpoints", load_credentials(), Redactor()
     data: dict[str, Any] = {
         "version": PLAN_VERSION, "repo": str(ws.root), "parallel": parallel.workers,
-        "drafter": settings["drafter"], "reviewer": settings["reviewer"],
+        "drafter": scrub(settings["drafter"]), "reviewer": scrub(settings["reviewer"]),
         "max_iterations": settings["max_iterations"], "timeout": settings["timeout"],
         "credentials": credential_states(settings, creds), "kinds": {},
     }
@@ -162,17 +201,20 @@ def describe(
             } for item in todo.items],
             "skipped": [{"name": s.name, "reason": s.reason} for s in todo.skipped],
         }
-    pending = any(entry["pending"] for entry in data["kinds"].values())
-    data["blocked"] = blocked(settings, creds) if pending else None
+    pending = [Kind(kind) for kind, entry in data["kinds"].items() if entry["pending"]]
+    data["blocked"] = blocked(settings, creds, ws, pending) if pending else None
     return data
 
 
-def blocked(settings: dict[str, Any],
-            creds: credentials.CredentialFile) -> dict[str, Any] | None:
+def blocked(settings: dict[str, Any], creds: credentials.CredentialFile,
+            ws: Workspace, kinds: list[Kind]) -> dict[str, Any] | None:
     """Why the run would stop before its first item ({exit_code, reason}), or None.
 
-    The run's own check (`credential_pool`), which takes no lease.
+    The run's own checks (`preflight`, `credential_pool`), which take no lease.
     """
+    problem = preflight(ws, kinds)
+    if problem:
+        return {"exit_code": EXIT_USAGE, "reason": problem}
     try:
         credential_pool(settings, lambda warning: None, creds)
     except UsageError as exc:
@@ -219,6 +261,11 @@ def _credential_line(c: dict[str, Any]) -> str:
 
 
 def render_plan(data: dict[str, Any], warning: str = "") -> str:
+    """The plan as text; names and reasons from the workspace made printable, line by line."""
+    return "\n".join(printable(line) for line in _plan_lines(data, warning))
+
+
+def _plan_lines(data: dict[str, Any], warning: str) -> list[str]:
     lines = [f"dry run of {data['repo']}: nothing is written, no model is called"]
     if warning:
         lines.append(f"warning: {warning}")
@@ -245,7 +292,7 @@ def render_plan(data: dict[str, Any], warning: str = "") -> str:
             lines.append(f"  {p['tag'].ljust(width)}  {p['input']}{note}")
         for s in entry["skipped"]:
             lines.append(f"  skipped {s['name']}: {s['reason']}")
-    return "\n".join(lines)
+    return lines
 
 
 def plan_json(data: dict[str, Any]) -> str:

@@ -8,9 +8,14 @@ was cut short (`kill -9`, power loss); its journal tells which items ended.
 from __future__ import annotations
 
 import json
+import math
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from assemblyzero.console import printable
+from assemblyzero.fileio import check_inside, inside
 from assemblyzero.ids import Kind
 from assemblyzero.leases import process_start
 from assemblyzero.options import UsageError
@@ -22,32 +27,37 @@ UNFINISHED = {"failed", "halted", "timeout", "interrupted"}
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
-    """One run as data: `state` is finished, running or abandoned."""
+    """One run as data: `state` is finished, running or abandoned.
+
+    Its files are read only if they stay inside the run's folder.
+    """
     summary = run_dir / "summary.json"
-    if summary.exists():
+    if summary.exists() or summary.is_symlink():
         try:
+            check_inside(run_dir, summary, "read")
             data: dict[str, Any] = json.loads(summary.read_text(encoding="utf-8"))
             return {"run_id": run_dir.name, "state": "finished", "label": data.get("label"),
                     "exit_code": data.get("exit_code"), "counts": data.get("counts", {}),
-                    "items": [{"tag": i["tag"], "id": i["id"], "status": i["status"],
-                               "reason": i.get("reason", "")} for i in data.get("items", [])]}
+                    "items": [{"tag": str(i["tag"]), "id": str(i["id"]),
+                               "status": str(i["status"]), "reason": str(i.get("reason", ""))}
+                              for i in data["items"]]}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
             raise UsageError(f"cannot read {summary} ({why}); delete it, and the run is read "
                              "from its journal instead") from None
     events = _journal(run_dir)
     start = events[0] if events and events[0].get("event") == "run-start" else {}
-    alive = (start.get("pid_start") is not None
-             and process_start(int(start.get("pid", 0))) == start.get("pid_start"))
-    ids = dict(zip(start.get("items", []), start.get("ids", []), strict=False))
-    status = {tag: "pending" for tag in start.get("items", [])}
+    pid = start.get("pid")
+    alive = (start.get("pid_start") is not None and type(pid) is int and 0 < pid < 1 << 22
+             and process_start(pid) == start.get("pid_start"))
+    tags = [t for t in _list(start.get("items")) if isinstance(t, str)]
+    ids = dict(zip(tags, [str(i) for i in _list(start.get("ids"))], strict=False))
+    status = {tag: "pending" for tag in tags}
+    changes = {"start": "running", "end": None, "retry": "pending"}
     for event in events:
-        if event.get("event") == "start":
-            status[event["item"]] = "running"
-        elif event.get("event") == "end":
-            status[event["item"]] = event.get("status", "failed")
-        elif event.get("event") == "retry":
-            status[event["item"]] = "pending"
+        item, what = event.get("item"), event.get("event")
+        if isinstance(item, str) and what in changes:
+            status[item] = changes[what] or str(event.get("status", "failed"))
     if not alive:  # the coordinator died: what was running or pending did not finish
         cut = ("running", "pending")
         status = {t: ("interrupted" if s in cut else s) for t, s in status.items()}
@@ -58,34 +68,86 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 
 
 def _journal(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "journal.jsonl"
     try:
-        lines = (run_dir / "journal.jsonl").read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+        check_inside(run_dir, path, "read")
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:  # missing, or a symlink out of the run folder: no journal to read
         return []
     events = []
     for line in lines:
         try:
-            events.append(json.loads(line))
+            event = json.loads(line)
         except ValueError:
             continue  # a line cut short by a crash
+        if isinstance(event, dict):
+            events.append(event)
     return events
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def latest_run(ws: Workspace) -> tuple[Path | None, list[str]]:
+    """The latest run's folder (None: no run yet), and what was wrong with `latest`.
+
+    `logs/parallel/latest` is the link each run points at itself. When it is
+    missing, dangling, a real folder, or leads out of logs/parallel, the
+    newest run folder is the latest run instead (a real folder named latest
+    must not hide the runs after it), and the problem is said.
+    """
+    latest, problems = ws.runs / "latest", []
+    if latest.is_symlink():
+        if not latest.exists():
+            problems.append(f"{latest} points at a run folder that is gone; delete it (the "
+                            "next run makes a new one)")
+        elif not inside(ws.runs, latest) or not latest.is_dir():
+            problems.append(f"{latest} leads outside {ws.runs} (to {os.path.realpath(latest)});"
+                            " it is not read: delete it (the next run makes a new one)")
+        else:
+            return latest.resolve(), problems
+    elif os.path.lexists(latest):
+        problems.append(f"{latest} is a real {'folder' if latest.is_dir() else 'file'}, not "
+                        "the link each run points at itself; rename or delete it (the newest "
+                        "run is shown instead)")
+    runs = _run_dirs(ws)
+    if runs and problems:
+        problems[-1] += f"; the newest run folder is {runs[-1].name}"
+    return (runs[-1] if runs else None), problems
+
+
+def _run_dirs(ws: Workspace) -> list[Path]:
+    """The run folders (real folders only, never `latest`), oldest first by their start."""
+    try:
+        found = [p for p in ws.runs.iterdir()
+                 if p.name != "latest" and p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return []
+    return sorted(found, key=_started)
+
+
+def _started(run_dir: Path) -> tuple[float, str]:
+    try:
+        with (run_dir / "journal.jsonl").open("rb") as handle:
+            ts = float(json.loads(handle.readline() or b"{}").get("ts", 0.0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        ts = 0.0
+    return (ts if math.isfinite(ts) else 0.0, run_dir.name)
 
 
 def overview(ws: Workspace) -> dict[str, Any]:
     """The latest run and every run still in progress."""
-    latest = ws.runs / "latest"
     data: dict[str, Any] = {"version": STATUS_VERSION, "repo": str(ws.root), "latest": None,
                             "in_progress": [], "problems": []}
-    if latest.is_symlink() and not latest.exists():
-        data["problems"].append(f"{latest} points at a run folder that is gone; delete it "
-                                "(the next run makes a new one)")
-    elif latest.exists():
+    latest, data["problems"] = latest_run(ws)
+    if latest is not None:
         try:
-            data["latest"] = read_run(latest.resolve())
+            data["latest"] = read_run(latest)
         except UsageError as exc:
             data["problems"].append(str(exc))
     if ws.runs.is_dir():
-        for run_dir in sorted(p for p in ws.runs.iterdir() if p.is_dir() and not p.is_symlink()):
+        for run_dir in _run_dirs(ws):
             latest_id = data["latest"]["run_id"] if data["latest"] else None
             if not (run_dir / "summary.json").exists() and run_dir.name != latest_id:
                 run = read_run(run_dir)
@@ -111,17 +173,18 @@ def render(data: dict[str, Any]) -> str:
         for item in run["items"]:
             note = f"  {item['reason']}" if item["reason"] and item["status"] != "done" else ""
             lines.append(f"  {item['tag'].ljust(width)}  {item['status']}{note}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # tags, reasons: from outside
 
 
 def unfinished(ws: Workspace) -> tuple[Kind, list[str], Origin]:
     """The kind, ids and origin (source, label, publish) the latest run did not finish."""
-    latest = ws.runs / "latest"
-    if not latest.exists():
-        why = "points at a run folder that is gone" if latest.is_symlink() else "not found"
-        raise UsageError(f"no run to retry in {ws.root} ({latest} {why}); run lld-all or "
-                         "issue-all, which resume every item that has a checkpoint")
-    run = read_run(latest.resolve())
+    latest, problems = latest_run(ws)
+    for problem in problems:
+        print(printable(f"warning: {problem}"), file=sys.stderr)
+    if latest is None:
+        raise UsageError(f"no run to retry in {ws.root} ({ws.runs} holds none); run lld-all "
+                         "or issue-all, which resume every item that has a checkpoint")
+    run = read_run(latest)
     if run["state"] == "running":
         pid = run["run_id"].rpartition("-")[2]
         how = f"kill {pid}" if pid.isdigit() else "Ctrl+C in its terminal"
@@ -130,7 +193,7 @@ def unfinished(ws: Workspace) -> tuple[Kind, list[str], Origin]:
     kind = Kind.ISSUE if str(run.get("label", "")).startswith("issue") else Kind.LLD
     ids = [i["id"] for i in run["items"] if i["status"] in UNFINISHED
            or (i["status"] == "skipped" and i["reason"].startswith("not started"))]
-    start = next((e for e in _journal(latest.resolve()) if e.get("event") == "run-start"), {})
+    start = next((e for e in _journal(latest) if e.get("event") == "run-start"), {})
     origin = Origin(start.get("source", "files"), start.get("label_filter"),
                     start.get("publish"))
     return kind, ids, origin

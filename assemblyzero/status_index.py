@@ -1,8 +1,9 @@
 """`docs/lld/status.json`: the LLD status of every id, shared by all workers.
 
 Every update is read-modify-write under a FileLock plus atomic replace, so
-many workers finishing at once lose no entry. A missing or corrupt index is
-rebuilt from disk: every issue whose approved LLD exists.
+many workers finishing at once lose no entry. A missing, corrupt or empty
+index (or one whose `items` is not an object) is rebuilt from disk: every
+issue whose approved LLD exists.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ def record(ws: Workspace, item_id: str, status: str, **fields: Any) -> JsonDict:
     """Set the entry of `item_id` (LLD workflow) to `status` plus `fields`."""
 
     def change(data: JsonDict) -> None:
-        items = data.setdefault("items", {})
+        items = data.get("items")
+        if not isinstance(items, dict) or not items:  # lost or emptied: what the disk says
+            items = data["items"] = rebuild(ws)["items"]
         items[item_id] = {"status": status, "updated": _now(), **fields}
         data["version"] = INDEX_VERSION
 
-    return update_json(ws.status_index, ws.status_lock, change, lambda: rebuild(ws))
+    return update_json(ws.status_index, ws.status_lock, change, lambda: rebuild(ws), ws.root)
 
 
 def rebuild(ws: Workspace) -> JsonDict:

@@ -7,11 +7,13 @@ A workspace overrides one with `.assemblyzero/templates/<kind>.md`.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from assemblyzero.fileio import inside
 from assemblyzero.ids import Kind
 
 _HEADING = re.compile(r"^##\s+(.+?)\s*#*\s*$")
@@ -26,10 +28,25 @@ class Template:
     guidance: dict[str, str]
 
 
-def load_template(kind: Kind, override: Path | None = None) -> Template:
-    """The workspace's override if it exists, else the built-in template."""
-    if override is not None and override.is_file():
-        text, source = override.read_text(encoding="utf-8"), str(override)
+def load_template(kind: Kind, override: Path | None = None, root: Path | None = None) -> Template:
+    """The workspace's override if it exists, else the built-in template.
+
+    `root`: the workspace, which an override must not lead out of. A template
+    that cannot be used is a ValueError naming it and saying what to do.
+    """
+    if override is not None and (override.is_file() or override.is_symlink()):
+        if root is not None and not inside(root, override):
+            raise ValueError(f"template {override} leads outside the workspace (to "
+                             f"{os.path.realpath(override)}); replace the symlink with the "
+                             "file itself, or delete it to use the built-in template")
+        try:
+            text, source = override.read_text(encoding="utf-8"), str(override)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"template {override} is not UTF-8 text (byte {exc.start}); save "
+                             "it as UTF-8, or delete it to use the built-in template") from None
+        except OSError as exc:
+            raise ValueError(f"cannot read template {override}: {exc.strerror or exc}; fix it, "
+                             "or delete it to use the built-in template") from None
     else:
         text = resources.files("assemblyzero").joinpath(f"templates/{kind.value}.md").read_text(
             encoding="utf-8"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from assemblyzero.fileio import atomic_write, check_inside, inside
 from assemblyzero.ids import Kind, check_id, display_id, slug
 
 _STATE_GITIGNORE = ("# written by assemblyzero: per-machine state\n"
@@ -85,10 +87,47 @@ class Workspace:
     def ensure_state_dirs(self) -> None:
         """Create the state folders, and a .gitignore keeping them out of git."""
         for sub in ("checkpoints", "locks"):
+            check_inside(self.root, self.state / sub)
             (self.state / sub).mkdir(parents=True, exist_ok=True)
-        ignore = self.state / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text(_STATE_GITIGNORE, encoding="utf-8")
+        try:  # O_EXCL: an existing file, or a symlink (even a dangling one), stays as it is
+            fd = os.open(self.state / ".gitignore",
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except FileExistsError:
+            return
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(_STATE_GITIGNORE)
+
+    # The boundary: nothing is read or written through a symlink that leaves the root.
+    def read_text(self, path: Path) -> str:
+        """An input file's text, if its real path is inside the workspace."""
+        check_inside(self.root, path, "read")
+        return path.read_text(encoding="utf-8", errors="replace")
+
+    def write_text(self, path: Path, text: str) -> None:
+        """Replace `path` atomically, in a folder whose real path is inside the workspace."""
+        atomic_write(path, text, self.root)
+
+    def outside_outputs(self) -> list[str]:
+        """Every folder (or shared file) a run writes to whose real path leaves the workspace.
+
+        Checked before any worker starts: one such link would send every LLD,
+        log or checkpoint elsewhere. Links that stay inside are fine.
+        """
+        problems: list[str] = []
+        for path in self._outputs():
+            if any(path.is_relative_to(Path(bad)) for bad in problems):
+                continue  # below a folder already reported
+            if os.path.lexists(path) and not inside(self.root, path):
+                problems.append(str(path))
+        return [f"{Path(p).relative_to(self.root)} leads outside the workspace (to "
+                f"{os.path.realpath(p)})" for p in problems]
+
+    def _outputs(self) -> list[Path]:
+        docs, state = self.root / "docs", self.state
+        return [docs, docs / "lld", self.llds, docs / "issues", self.issues, docs / "lineage",
+                self.root / "ideas", self.briefs_done, state, state / "checkpoints",
+                state / "locks", self.status_lock, state / "github", self.root / "logs",
+                self.runs]
 
     # Runs.
     @property

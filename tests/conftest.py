@@ -163,7 +163,7 @@ def driver(tmp_path: Path, ws: Path, worker_code: str, parallel: int = 2,
         "from assemblyzero.workspace import Workspace\n"
         "def spawn(argv, env, fds, stdout=None):\n"
         "    cut = argv.index('--') + 1\n"
-        "    item = argv[argv.index('--id') + 1]\n"
+        "    item = next(a[len('--id='):] for a in argv if a.startswith('--id='))\n"
         f"    argv = argv[:cut] + [sys.executable, {str(fake)!r}, item]\n"
         "    return procs.spawn(argv, env, fds, stdout=stdout)\n"
         f"{prelude}\n"
@@ -176,6 +176,11 @@ def driver(tmp_path: Path, ws: Path, worker_code: str, parallel: int = 2,
         "sys.exit(code)\n"
     )
     return script
+
+
+def worker_id(argv: list[str]) -> str:
+    """The item id in a worker's argv (every value is passed as `--opt=value`)."""
+    return next(a[len("--id="):] for a in argv if a.startswith("--id="))
 
 
 def group_alive(pgid: int) -> bool:

@@ -259,8 +259,20 @@ def test_a_hung_worker_hits_timeout_and_the_others_finish(ws: Path):
 
 def test_nothing_pending_is_not_an_error(tmp_path: Path):
     ws = make_workspace(tmp_path / "ws")
+    (ws / "docs/issues/active").mkdir(parents=True)
     run = cli("lld-all", "--repo", str(ws))
     assert run.code == 0 and "nothing to do" in run.out
+
+
+def test_a_folder_with_neither_ideas_nor_docs_is_not_a_workspace(tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws")
+    (ws / "src").mkdir()
+    for args in (["lld-all"], ["issue-all"], ["dry-run"]):
+        run = cli(*args, "--repo", str(ws))
+        assert run.code == 2, (args, run.out + run.err)
+        assert "is not an assemblyzero workspace: it has neither ideas/ nor docs/" in run.err
+        assert "Traceback" not in run.err
+    assert not (ws / "logs").exists() and not (ws / ".assemblyzero").exists()
 
 
 def test_missing_workspace_is_a_clear_usage_error(tmp_path: Path):

@@ -9,7 +9,15 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from conftest import driver, group_alive, latest_run, make_workspace, started_groups, summary
+from conftest import (
+    driver,
+    group_alive,
+    latest_run,
+    make_workspace,
+    started_groups,
+    summary,
+    worker_id,
+)
 
 from assemblyzero.backlog import scan
 from assemblyzero.console import Console
@@ -37,7 +45,7 @@ def test_the_scheduler_bounds_workers_and_maps_exit_codes(tmp_path: Path):
 
     def spawn(argv: list[str], env: Mapping[str, str], fds: tuple[int, ...]) -> FakeProc:
         peak.append(len(coordinator.running) + 1)
-        item = argv[argv.index("--id") + 1]
+        item = worker_id(argv)
         assert env["ASSEMBLYZERO_WORKFLOW_DB"].endswith(f"lld-{item}.db")
         return FakeProc(pid=10**9, code=codes[item])
 
@@ -116,7 +124,7 @@ def test_an_item_that_cannot_start_fails_alone_and_the_run_exits_1(tmp_path: Pat
     devnull = os.open(os.devnull, os.O_WRONLY)
 
     def spawn(argv: list[str], env: Mapping[str, str], fds: tuple[int, ...]) -> FakeProc:
-        if argv[argv.index("--id") + 1] == "2":
+        if worker_id(argv) == "2":
             raise RuntimeError("no more processes")
         return FakeProc(pid=10**9, code=0)
 
