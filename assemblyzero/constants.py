@@ -10,6 +10,8 @@ MAX_PARALLEL = 10  # larger values are capped, with a warning
 DEFAULT_MAX_ITERATIONS = 3  # revisions after the first draft
 DEFAULT_TIMEOUT = 1800.0  # seconds per workflow before its group is ended
 DEFAULT_GRACE = 5.0  # seconds between SIGTERM and SIGKILL on stop
+MAX_TIMEOUT = 604800.0  # --timeout above 7 days is refused (a typo, or a hostile pyproject)
+MAX_GRACE = 3600.0  # --grace above an hour is refused
 DEFAULT_MODEL = "offline:default"
 
 # Files shared between processes.
@@ -38,6 +40,8 @@ ENV_SIMULATE_HANG = "ASSEMBLYZERO_SIMULATE_HANG"
 ENV_SIMULATE_429 = "ASSEMBLYZERO_SIMULATE_429"
 ENV_SIMULATE_401 = "ASSEMBLYZERO_SIMULATE_401"
 ENV_RUN_DIR = "ASSEMBLYZERO_RUN_DIR"  # set by the coordinator for each worker
+ENV_DRAFTER = "ASSEMBLYZERO_DRAFTER"  # the models (a flag's setting, and the worker's input:
+ENV_REVIEWER = "ASSEMBLYZERO_REVIEWER"  # a spec may carry a key, so never the worker's argv)
 ENV_LIFELINE_FD = "ASSEMBLYZERO_LIFELINE_FD"  # end-of-file there: the coordinator is gone
 DEFAULT_OFFLINE_APPROVE_AT = 2
 
@@ -59,7 +63,12 @@ LEASE_RECHECK = 1.0  # pool exhausted by other runs: look again this often
 LEASE_LOCK_POLL = 0.0005  # seconds between tries of a contended lease-file lock
 BACKOFF_START = 2.0  # 429 without Retry-After: 2 s, 4 s, 8 s ... (seconds)
 BACKOFF_CAP = 60.0
+BACKOFF_MAX_EXPONENT = 6  # 2 s * 2**6 = 128 s, past the cap: a longer streak changes nothing
 BACKOFF_JITTER = 0.2  # plus 0-20 %
+# A lease file is shared state anyone may have written: numbers outside these are corrupt.
+COOLDOWN_MAX = 86400.0  # a cooldown (Retry-After included) ends within a day
+LEASE_STREAK_MAX = 1000  # consecutive 429s counted at most
+LEASE_GENERATION_MAX = 2**53  # leases counted at most (exact in any JSON reader)
 DEFAULT_MAX_ATTEMPTS = 5
 EXIT_RATE_LIMITED = 75  # worker: the model said 429; retry on another key
 EXIT_AUTH_FAILED = 77  # worker: the model said 401/403; the key is disabled
