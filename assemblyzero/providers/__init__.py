@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import shlex
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -90,12 +91,24 @@ def check_spec(spec: str, fix: str = "") -> str:
 
     `fix` ends the error message: the caller's next step (`; pass e.g. ...`).
     """
+    from assemblyzero.redact import Redactor  # a spec may carry a key: never echo one
+
     provider, sep, model = spec.partition(":")
+    shown = Redactor()(repr(spec))
     if not sep or not model:
-        raise ValueError(f"model spec {spec!r} must look like 'provider:model'{fix}")
+        raise ValueError(f"model spec {shown} must look like 'provider:model'{fix}")
     if provider not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
-        raise ValueError(f"unknown provider {provider!r} in {spec!r} (known: {known}){fix}")
+        raise ValueError(f"unknown provider {Redactor()(repr(provider))} in {shown} "
+                         f"(known: {known}){fix}")
+    if provider == "cmd":  # found here, not by every worker
+        try:
+            argv = shlex.split(model)
+        except ValueError as exc:
+            raise ValueError(f"model spec {shown}: cannot parse the command line ({exc}): "
+                             f"close the quote{fix}") from None
+        if not argv:
+            raise ValueError(f"model spec {shown} names no command, e.g. cmd:claude -p{fix}")
     return provider
 
 
