@@ -160,3 +160,26 @@ def test_concurrent_writers_lose_no_update(ws: Workspace, tmp_path: Path):
     assert all(items[f"w{k}-{n}"]["worker"] == str(k)
                for k in range(WORKERS) for n in range(PER_WORKER))
     assert not list(ws.status_index.parent.glob(".status.json.*.tmp"))
+
+
+@pytest.mark.parametrize("items", [{}, [], "x", None])
+def test_an_emptied_or_mistyped_items_list_is_rebuilt_from_disk(ws: Workspace, items: object):
+    approved_lld(ws, "41")
+    ws.status_index.parent.mkdir(parents=True, exist_ok=True)
+    ws.status_index.write_text(json.dumps({"version": INDEX_VERSION, "items": items}))
+    record(ws, "42", "failed", reason="boom")
+    entries = on_disk(ws)["items"]
+    assert entries["41"]["status"] == "approved" and entries["41"]["rebuilt"] is True
+    assert entries["42"]["status"] == "failed"
+
+
+def test_a_status_index_symlinked_out_of_the_workspace_is_not_read(ws: Workspace,
+                                                                  tmp_path: Path):
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"items": {"41": {"status": "approved", "secret": "x"}}}))
+    ws.status_index.parent.mkdir(parents=True, exist_ok=True)
+    ws.status_index.symlink_to(outside)
+    record(ws, "42", "failed")
+    assert "41" not in on_disk(ws)["items"]  # the outside file was not taken in
+    assert not ws.status_index.is_symlink()  # replaced by a real file, the target untouched
+    assert json.loads(outside.read_text())["items"]["41"]["secret"] == "x"
