@@ -5,13 +5,18 @@ the signal and posts it on a queue. A model call runs in a helper thread
 while the main thread waits on that queue, so whichever comes first wins:
 a reply that arrived is kept (and checkpointed before the worker stops); a
 call still in flight is abandoned. Between steps, `check()` stops the run.
+
+A worker also stops when its coordinator dies (the lifeline) or its tee does
+(its output pipe loses its reader); it then goes on quietly, see `go_quiet`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
+import stat
 import threading
 from collections.abc import Callable
 from queue import SimpleQueue
@@ -59,6 +64,29 @@ class Stop:
 
         threading.Thread(target=wait, name="lifeline", daemon=True).start()
 
+    def watch_output(self, fd: int = 1) -> None:
+        """Stop (as SIGPIPE) once the pipe `fd` writes to has no reader: its tee died.
+
+        The kernel flags such a pipe's write end (POLLERR) at once, also when
+        the tee was killed before this was called: no race, no polling. Output
+        then goes nowhere (go_quiet). `fd` not a pipe: no-op.
+        """
+        try:
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                return
+        except OSError:
+            return
+
+        def wait() -> None:
+            poller = select.poll()
+            poller.register(fd, 0)  # no events asked: only POLLERR/POLLHUP/POLLNVAL come
+            events = poller.poll()
+            if any(e & (select.POLLERR | select.POLLHUP) for _, e in events):
+                go_quiet()  # first: no write of the stopping worker fails
+                self.trigger(signal.SIGPIPE)
+
+        threading.Thread(target=wait, name="output", daemon=True).start()
+
     def check(self) -> None:
         """Raise Interrupted if a stop signal has arrived."""
         if self.signum is not None:
@@ -86,3 +114,17 @@ class Stop:
                     raise value
                 result: T = value
                 return result
+
+
+def go_quiet() -> None:
+    """Send stdout and stderr to /dev/null: they went to a tee that died.
+
+    The worker goes on to save its checkpoint and result; what Python still
+    holds buffered is flushed there too, so its exit is clean.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)

@@ -23,9 +23,10 @@ Run COMMAND (stdout and stderr joined), append its output to LOGFILE and
 write each line to stdout as "[TAG] line", in writes of whole lines of at most
 PIPE_BUF bytes, so parallel prefix-tees can share one terminal. Common API key
 shapes (sk-..., sk-ant-..., AIza..., ghp_...) become *** in both. prefix-tee
-ignores SIGINT/SIGTERM (COMMAND does not) and exits after COMMAND, with its
-status: 128+N if it was killed by signal N, 127 if it could not be started,
-2 on usage errors or if LOGFILE cannot be opened.
+ignores SIGINT/SIGTERM (COMMAND does not) and exits when COMMAND does (even if
+something COMMAND started still holds its output open), with its status:
+128+N if it was killed by signal N, 127 if it could not be started, 2 on
+usage errors or if LOGFILE cannot be opened.
 
   --width N     pad "[TAG]" with spaces to at least N characters (default 0)
   --color WHEN  auto (default: if stdout is a tty, NO_COLOR is empty and TERM is
@@ -46,6 +47,9 @@ LOG_LINE_LIMIT = 1 << 20  # a log line without newline is written once it gets t
 # most workers at once, so that running workers never need to share a colour.
 PALETTE = (36, 33, 35, 32, 94, 93, 96, 95, 92, 34)
 READ_SIZE = 65536
+# After the child's exit, at most this much more is read from a pipe that others still hold
+# (a pipe holds at most 1 MiB, see /proc/sys/fs/pipe-max-size).
+DRAIN_LIMIT = 1 << 20
 EXIT_USAGE = 2
 EXIT_NOT_RUN = 127
 TEE_IGNORES = (signal.SIGINT, signal.SIGTERM)
@@ -271,16 +275,64 @@ def _run(command: list[str], prefix: bytes, log: _Sink) -> int:
         out.write_lines(prefixer.feed(raw))
         return EXIT_NOT_RUN
     log_lines = LogLines()
+
+    def show(chunk: bytes) -> None:
+        log.write(log_lines.feed(chunk))
+        out.write_lines(prefixer.feed(chunk))
+
     try:
-        while chunk := os.read(rfd, READ_SIZE):
-            log.write(log_lines.feed(chunk))
-            out.write_lines(prefixer.feed(chunk))
+        status = _copy(pid, rfd, show)
         log.write(log_lines.flush())
         out.write_lines(prefixer.flush())
     finally:
         os.close(rfd)
-    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
+
+
+def _copy(pid: int, rfd: int, show: Callable[[bytes], None]) -> int:
+    """Hand `rfd`'s bytes to `show` until end-of-file or the child's exit; its wait status.
+
+    The reads block while the child lives. Whatever the child started may keep
+    the pipe open after it died (even killed by SIGKILL), so end-of-file alone
+    cannot say it ended: SIGCHLD makes the pipe non-blocking, a read that finds
+    it empty asks waitpid, and once the child is gone what it wrote is drained
+    without waiting. Non-blocking from the start too: the child may end before
+    the handler is there.
+    """
+    saved = signal.signal(signal.SIGCHLD, lambda signum, frame: os.set_blocking(rfd, False))
+    os.set_blocking(rfd, False)
+    try:
+        while True:
+            try:
+                chunk = os.read(rfd, READ_SIZE)
+            except BlockingIOError:  # empty and a SIGCHLD came (or the start): did it end?
+                os.set_blocking(rfd, True)  # first: a SIGCHLD from now on undoes it
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    _drain(rfd, show)
+                    return status
+                continue
+            if not chunk:
+                return os.waitpid(pid, 0)[1]
+            show(chunk)
+    finally:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL if saved is None else saved)
+
+
+def _drain(rfd: int, show: Callable[[bytes], None]) -> None:
+    """What is already in the pipe, without waiting (whoever else holds it may write on)."""
+    os.set_blocking(rfd, False)
+    left = DRAIN_LIMIT
+    while left > 0:
+        try:
+            chunk = os.read(rfd, READ_SIZE)
+        except BlockingIOError:
+            return
+        if not chunk:
+            return
+        show(chunk)
+        left -= len(chunk)
 
 
 def main(argv: list[str] | None = None) -> int:

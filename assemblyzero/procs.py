@@ -5,7 +5,8 @@ in a new session (so its own process group), stdin closed. Without a live
 console the tee shares the coordinator's stdout, so whole prefixed lines
 reach the terminal directly; with one, the tee writes to a pipe of its own,
 which the thread waiting on the worker drains first. Signals go to the whole
-group; a group that is already gone is expected and ignored.
+group; a group that is already gone is expected and ignored. A worker's exit
+is reported only once its whole group is gone (a killed tee may leave it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,9 +27,12 @@ from queue import SimpleQueue
 from typing import Any, Protocol
 
 from assemblyzero.console import Sink
+from assemblyzero.constants import DEFAULT_GRACE
 
 _TEE = Path(__file__).with_name("prefix_tee.py")
 READ_SIZE = 65536
+GROUP_POLL = 0.02  # s between looks at a group that outlived its tee
+KILL_WAIT = 5.0  # s a group may take to vanish after SIGKILL
 
 
 class Proc(Protocol):
@@ -103,12 +108,14 @@ def lifeline() -> tuple[int, int]:
 
 
 def watch(proc: Proc, key: str, events: SimpleQueue[tuple[str, str, int]],
-          output: tuple[int, Sink] | None = None) -> None:
+          output: tuple[int, Sink] | None = None, grace: float = DEFAULT_GRACE) -> None:
     """Put ("exit", key, returncode) on `events` when `proc` ends (no polling).
 
     `output` (read end, sink): first hand everything the worker writes there
     to the sink, up to end-of-file, then b"" so a last partial line comes
-    out; so its exit is seen only after its last line was shown.
+    out; so its exit is seen only after its last line was shown. And only
+    once no process of its group runs (see end_group, `grace`): the item's
+    lock and lease are released on that exit.
     """
 
     def wait() -> None:
@@ -116,9 +123,69 @@ def watch(proc: Proc, key: str, events: SimpleQueue[tuple[str, str, int]],
             if output is not None:
                 _drain(*output)
         finally:  # whatever the display did, the exit is seen
-            events.put(("exit", key, proc.wait()))
+            code = proc.wait()
+            try:
+                end_group(proc.pid, grace)
+            finally:
+                events.put(("exit", key, code))
 
     threading.Thread(target=wait, name=f"wait-{key}", daemon=True).start()
+
+
+def end_group(pgid: int, grace: float) -> None:
+    """Return once no process of group `pgid` runs: SIGTERM, after `grace` s SIGKILL.
+
+    The group's leader (the tee) was reaped; the rest normally ended before it
+    and this is one syscall. If the tee was killed, its worker (which stops by
+    itself too, its output pipe gone) may still be saving its checkpoint.
+    After SIGKILL at most KILL_WAIT s more: a process stuck in the kernel runs
+    no more code of ours.
+    """
+    if not group_runs(pgid):
+        return
+    terminate_group(pgid)
+    if _wait_gone(pgid, grace):
+        return
+    kill_group(pgid)
+    _wait_gone(pgid, KILL_WAIT)
+
+
+def _wait_gone(pgid: int, limit: float) -> bool:
+    """Poll until no process of the group runs (True) or `limit` s passed (False)."""
+    deadline = time.monotonic() + limit
+    while group_runs(pgid):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(GROUP_POLL, left))
+    return True
+
+
+def group_runs(pgid: int) -> bool:
+    """Does a process of group `pgid` still run?
+
+    Zombies do not (an orphan's may stay unreaped under an init that does not
+    reap); without /proc to tell, they count.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member changed its user: it still runs
+        pass
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdecimal()]
+    except OSError:
+        return True
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):  # gone meanwhile
+            continue
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def _drain(fd: int, sink: Sink) -> None:

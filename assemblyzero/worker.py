@@ -29,7 +29,7 @@ from assemblyzero.constants import (
 )
 from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import InvalidId, Kind, check_id, slug
-from assemblyzero.interrupt import Interrupted, Stop
+from assemblyzero.interrupt import Interrupted, Stop, go_quiet
 from assemblyzero.providers import AuthFailed, Provider, ProviderError, ProviderKey, RateLimited
 from assemblyzero.redact import Redactor
 from assemblyzero.results import WORKER_EXIT, Status, WorkerResult
@@ -43,8 +43,11 @@ scrub = Redactor()  # replaced in main() by one that also knows this worker's se
 
 
 def say(message: str) -> None:
-    sys.stdout.write(scrub(message) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(scrub(message) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the tee died: go on (to save the checkpoint) without output
+        go_quiet()
 
 
 def read_keys() -> tuple[dict[str, ProviderKey], list[str]]:
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     global scrub
     stop = Stop()
     stop.install()  # first: a signal from here on is recorded, never a traceback
+    stop.watch_output()  # its tee dying stops it too
     if os.environ.get(ENV_LIFELINE_FD):
         stop.watch_lifeline(int(os.environ[ENV_LIFELINE_FD]))
     keys, secrets = read_keys()

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from pathlib import Path
 from typing import IO
@@ -419,6 +420,54 @@ def test_signal_to_process_group(
         assert proc.stdout.read() == tail
         assert proc.wait(timeout=TIMEOUT) == rc
     assert log.read_bytes() == b"ready\n" + tail[len(b"[T] ") :]
+
+
+HOLDING_CHILD = r"""
+import subprocess, sys
+keeper = subprocess.Popen(["sleep", "300"], start_new_session=True)  # holds the output open
+print(f"keeper {keeper.pid}", flush=True)
+sys.exit(3)
+"""
+
+
+def test_the_tee_ends_with_its_child_while_a_grandchild_holds_the_output(tmp_path: Path) -> None:
+    cmd = tee_cmd("T", str(tmp_path / "t.log"), "--", *py(HOLDING_CHILD))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    keeper = 0
+    with proc:
+        try:
+            keeper = int(read_until(proc.stdout, b"\n").split()[-1])
+            assert proc.wait(timeout=TIMEOUT) == 3  # not when `sleep 300` ends
+            assert Path(f"/proc/{keeper}").exists()
+        finally:
+            if keeper:
+                os.kill(keeper, signal.SIGKILL)
+
+
+STOPPING_CHILD = r"""
+import os, signal
+print(f"stopping {os.getpid()}", flush=True)
+os.kill(os.getpid(), signal.SIGSTOP)
+print("continued", flush=True)
+"""
+
+
+def _state(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+
+
+def test_a_stopped_and_continued_child_does_not_end_the_tee(tmp_path: Path) -> None:
+    cmd = tee_cmd("T", str(tmp_path / "t.log"), "--", *py(STOPPING_CHILD))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    with proc:
+        child = int(read_until(proc.stdout, b"\n").split()[-1])
+        while _state(child) != b"T":  # stopped: the tee got a SIGCHLD that is no exit
+            time.sleep(0.005)
+        os.kill(child, signal.SIGCONT)
+        assert proc.stdout.read() == b"[T] continued\n"
+        assert proc.wait(timeout=TIMEOUT) == 0
 
 
 # --------------------------------------------------------------------------- stress

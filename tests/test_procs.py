@@ -1,11 +1,15 @@
-"""procs: a worker's exit is always seen, after its output, whatever the display does."""
+"""procs: a worker's exit is always seen, after its output, whatever the display does,
+and only once no process of its group runs."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 from queue import SimpleQueue
+
+from conftest import group_alive
 
 from assemblyzero import procs
 
@@ -39,3 +43,72 @@ def test_a_display_that_raises_even_systemexit_does_not_hide_the_exit() -> None:
 
     procs.watch(proc, "lld-2", events, (read, broken))
     assert events.get(timeout=30) == ("exit", "lld-2", 0)
+
+
+# A group leader that exits while a member of its group goes on (as a worker
+# does when its tee is killed); the member saves for a while on SIGTERM.
+MEMBER = """
+import os, signal, sys, time
+def saved(signum, frame):
+    time.sleep(0.2)  # writing its checkpoint
+    with open(sys.argv[1], "w") as f:
+        f.write("saved")
+    os._exit(0)
+signal.signal(signal.SIGTERM, saved if sys.argv[2] == "saves" else signal.SIG_IGN)
+print("ready", flush=True)
+while True:
+    signal.pause()
+"""
+LEADER = """
+import subprocess, sys
+member = subprocess.Popen([sys.executable, "-c", sys.argv[1], *sys.argv[2:]],
+                          stdout=subprocess.PIPE)
+assert member.stdout.readline() == b"ready\\n"
+"""
+
+
+def _leader_and_member(mark: Path, mode: str) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-c", LEADER, MEMBER, str(mark), mode]
+    proc = procs.spawn(argv, {}, ())
+    assert isinstance(proc, subprocess.Popen)
+    return proc
+
+
+def test_the_exit_waits_until_the_rest_of_the_group_saved_and_ended(tmp_path: Path) -> None:
+    mark = tmp_path / "mark"
+    proc = _leader_and_member(mark, "saves")
+    events: SimpleQueue[tuple[str, str, int]] = SimpleQueue()
+    procs.watch(proc, "lld-3", events, grace=30)
+    assert events.get(timeout=30) == ("exit", "lld-3", 0)
+    assert not group_alive(proc.pid)
+    assert mark.read_text() == "saved"  # it was asked (SIGTERM) and had the time to save
+
+
+def test_a_member_ignoring_sigterm_is_killed_after_grace_before_the_exit(tmp_path: Path) -> None:
+    mark = tmp_path / "mark"
+    proc = _leader_and_member(mark, "ignores")
+    events: SimpleQueue[tuple[str, str, int]] = SimpleQueue()
+    procs.watch(proc, "lld-4", events, grace=0.1)
+    assert events.get(timeout=30) == ("exit", "lld-4", 0)
+    assert not group_alive(proc.pid)
+    assert not mark.exists()
+
+
+def test_zombies_do_not_count_as_running() -> None:
+    proc = procs.spawn([sys.executable, "-c", "pass"], {}, ())
+    assert isinstance(proc, subprocess.Popen)
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped: a zombie
+    os.killpg(proc.pid, 0)  # the kernel still knows the group
+    assert not procs.group_runs(proc.pid)
+    procs.end_group(proc.pid, grace=600)  # returns at once: nothing to stop
+    assert proc.wait() == 0
+    assert not procs.group_runs(proc.pid)
+
+
+def test_a_running_group_runs() -> None:
+    proc = procs.spawn([sys.executable, "-c", "import time; time.sleep(60)"], {}, ())
+    try:
+        assert procs.group_runs(proc.pid)
+    finally:
+        procs.kill_group(proc.pid)
+        proc.wait()
