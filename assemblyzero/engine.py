@@ -31,6 +31,23 @@ State = dict[str, Any]
 _VERDICT = re.compile(r"^\s*\**\s*VERDICT\s*\**\s*:\s*\**\s*(APPROVED|REVISE)\b", re.I | re.M)
 _FINDING = re.compile(r"^\s*\d+[.)]\s+(.+?)\s*$", re.M)
 
+# The steps, each a method `_<name>`, and the two ends a state's "next" may also name.
+STEPS = ("load", "draft", "validate", "review", "revise", "finalize")
+ENDS = ("done", "halted")
+# What a state must hold before its next step and every step that may follow it,
+# besides what every state holds (validate may lead to revise: it needs the source).
+_NEEDS = {"draft": ("source", "title"), "validate": ("source", "title", "draft"),
+          "review": ("source", "title", "draft"), "revise": ("source", "title", "draft"),
+          "finalize": ("title", "draft"), "halted": ("halt_reason",)}
+_TEXTS = ("source", "title", "draft", "halt_reason")
+MAX_STATE_ITERATION = 10_000  # a checkpoint claiming more is not one of ours
+
+
+class InvalidState(ValueError):
+    """A state (from a checkpoint) that the workflow cannot run from."""
+
+
+
 
 @dataclass
 class Workflow:
@@ -63,12 +80,13 @@ class Workflow:
             resumed = None
         fresh = {"next": "load", "iteration": 0, "model_calls": 0, "history": []}
         self.state = state if state and "next" in state else {**fresh, **(state or {})}
+        problem = state_problem(self.state)
+        if problem:
+            raise InvalidState(problem)
         if resumed:
             self.say(f"resuming at step '{resumed}' (checkpoint {self.checkpoint.path.name})")
         steps: dict[str, Callable[[State], None]] = {
-            "load": self._load, "draft": self._draft, "validate": self._validate,
-            "review": self._review, "revise": self._revise, "finalize": self._finalize,
-        }
+            name: getattr(self, f"_{name}") for name in STEPS}
         done: list[str] = []
         while self.state["next"] not in ("done", "halted"):
             name = self.state["next"]
@@ -284,6 +302,61 @@ def build_prompt(role: str, template: Template, state: State) -> str:
         task += (f"\n\n# Previous draft\n{state['draft']}\n\n# Reviewer findings to address"
                  f"\n{findings}\n\nReturn the whole revised document.")
     return task
+
+
+def state_problem(state: object) -> str | None:
+    """What makes `state` one the workflow cannot resume from, or None if it can."""
+    if not isinstance(state, dict):
+        return "the state is not an object"
+    step = state.get("next")
+    if not isinstance(step, str) or step not in STEPS + ENDS:
+        return f"unknown next step {_shown(step)} (known: {', '.join(STEPS + ENDS)})"
+    for key, most in (("iteration", MAX_STATE_ITERATION), ("model_calls", None)):
+        if not _count(state.get(key), most):
+            return f"{key} is {_shown(state.get(key))}, not a whole number" + (
+                f" from 0 to {most}" if most else " >= 0")
+    if not isinstance(state.get("history"), list) or not all(
+            isinstance(h, dict) and _texts(h.get("findings")) for h in state["history"]):
+        return "history is not a list of {findings: [text, ...]}"
+    missing = [key for key in _NEEDS.get(step, ()) if key not in state]
+    if missing:
+        return f"step {step!r} needs {', '.join(missing)}, missing from the state"
+    wrong = [key for key in _TEXTS if key in state and not _text(state[key])]
+    if wrong:
+        return f"not UTF-8 text: {', '.join(wrong)}"
+    if "findings" in state and not _texts(state["findings"]):
+        return "findings is not a list of text"
+    tokens = state.get("tokens", [0, 0])
+    if not (isinstance(tokens, list) and len(tokens) == 2 and all(_count(t) for t in tokens)):
+        return f"tokens is {_shown(tokens)}, not [input, output] counts"
+    if "published" in state and not (_count(state["published"]) and state["published"]):
+        return f"published is {_shown(state['published'])}, not a GitHub issue number"
+    return None
+
+
+def _count(value: object, most: int | None = None) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            and (most is None or value <= most))
+
+
+def _text(value: object) -> bool:
+    """A str that can be written as UTF-8 (JSON may smuggle in lone surrogates)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _texts(value: object) -> bool:
+    return isinstance(value, list) and all(_text(v) for v in value)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def record_status(ws: Workspace, item_id: str, status: str, say: Callable[[str], None],

@@ -15,7 +15,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assemblyzero.checkpoint import Checkpoint, CheckpointError
+from assemblyzero.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointUnavailable,
+    CheckpointUnusable,
+)
 from assemblyzero.constants import (
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MODEL,
@@ -126,6 +131,7 @@ def run_item(
                             tokens=list(state.get("tokens", [0, 0])), retry=retry)
 
     try:
+        checkpoint.root = ws.root  # its folder must not lead outside the workspace
         state = _load_state(checkpoint)
         workflow = _build(args, ws, kind, item_id, checkpoint, stop, keys)
         result = workflow.run(state)
@@ -139,11 +145,8 @@ def run_item(
     except Interrupted as why:
         say(f"interrupted by {why}")
         result = ended(Status.INTERRUPTED, f"interrupted by {why}")
-    except CheckpointError as exc:  # unusable mid-run: the next run starts this item afresh
-        aside = checkpoint.set_aside()
-        say(f"error: checkpoint unusable ({exc}); moved to {aside.name}, "
-            "the next run restarts this item from the beginning")
-        result = ended(Status.FAILED, f"checkpoint unusable: {exc}")
+    except CheckpointError as exc:  # mid-run, or the disk cannot serve it at all
+        result = ended(Status.FAILED, _checkpoint_failed(checkpoint, exc))
     except FileNotFoundError as exc:
         say(f"error: file not found: {exc.filename}")
         result = ended(Status.FAILED, f"file not found: {exc.filename}")
@@ -157,15 +160,47 @@ def run_item(
     return result
 
 
-def _load_state(checkpoint: Checkpoint) -> dict[str, object] | None:
+def _load_state(checkpoint: Checkpoint) -> dict[str, Any] | None:
+    """The state to resume from, or None to start over.
+
+    A checkpoint that can never be used (corrupt, foreign, another version, a
+    symlink, a state the workflow cannot run from) is set aside with a warning.
+    CheckpointUnavailable (the disk, not the file) goes to the caller: the
+    checkpoint stays where it is.
+    """
+    from assemblyzero.engine import state_problem
+
     try:
         loaded = checkpoint.load()
-    except CheckpointError as exc:
+        problem = state_problem(loaded[1]) if loaded else None
+        if loaded and problem:
+            raise CheckpointUnusable(f"{checkpoint.path}: the state after step "
+                                     f"{loaded[0]!r} cannot be resumed: {problem}")
+    except CheckpointUnusable as exc:
         aside = checkpoint.set_aside()
-        say(f"warning: checkpoint unreadable ({exc}); moved to {aside.name}, "
-            "restarting this item from the beginning")
+        say(f"warning: checkpoint unusable: {exc}; {_moved(aside)}; the item starts over")
         return None
     return loaded[1] if loaded else None
+
+
+def _checkpoint_failed(checkpoint: Checkpoint, exc: CheckpointError) -> str:
+    """Say what becomes of a checkpoint that failed; the item's reason."""
+    if isinstance(exc, CheckpointUnusable):
+        try:
+            aside = checkpoint.set_aside()
+        except CheckpointUnavailable as why:
+            exc = why
+        else:
+            say(f"error: checkpoint unusable: {exc}; {_moved(aside)}; "
+                "the next run starts this item over")
+            return f"checkpoint unusable: {exc}"
+    hint = exc.hint if isinstance(exc, CheckpointUnavailable) else "run retry-failed"
+    say(f"error: {exc}; the checkpoint is left in place; {hint}")
+    return str(exc)
+
+
+def _moved(aside: Path | None) -> str:
+    return f"moved to {aside.name}" if aside else "nothing was left at its path"
 
 
 def _build(
@@ -193,8 +228,11 @@ def _build(
 def _settle(ws: Workspace, kind: Kind, checkpoint: Checkpoint, result: WorkerResult) -> None:
     """Success deletes the checkpoint; anything else keeps it for the rerun."""
     if result.status is Status.DONE:
-        checkpoint.delete()
-    elif checkpoint.path.exists():
+        try:
+            checkpoint.delete()
+        except OSError as exc:
+            say(f"warning: could not delete checkpoint {checkpoint.path}: {exc.strerror or exc}")
+    elif os.path.lexists(checkpoint.path):
         say(f"checkpoint kept: {checkpoint.path}")
     if kind is Kind.LLD and result.status is not Status.DONE and not result.retry:
         from assemblyzero.engine import record_status

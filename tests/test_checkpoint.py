@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from assemblyzero import checkpoint as checkpoint_module
-from assemblyzero.checkpoint import Checkpoint, CheckpointError
+from assemblyzero.checkpoint import Checkpoint, CheckpointError, CheckpointUnusable
 
 OWNER = "lld-42"
 
@@ -101,7 +100,7 @@ def test_a_db_owned_by_another_item_raises(tmp_path: Path):
     path = tmp_path / "cp.db"
     with Checkpoint(path, "lld-41") as cp:
         cp.save("load", {})
-    with pytest.raises(CheckpointError) as caught:
+    with pytest.raises(CheckpointUnusable) as caught:
         Checkpoint(path, "lld-42").load()
     message = str(caught.value)
     assert str(path) in message
@@ -130,7 +129,7 @@ def test_a_corrupt_file_raises_checkpoint_error_naming_the_path(tmp_path: Path, 
     path = make(tmp_path / "cp.db")
     cp = Checkpoint(path, OWNER)
     call = {"load": cp.load, "steps": cp.steps, "save": lambda: cp.save("x", {})}[method]
-    with pytest.raises(CheckpointError) as caught:
+    with pytest.raises(CheckpointUnusable) as caught:  # the file, not the disk: set aside
         call()
     assert str(path) in str(caught.value)
     cp.close()
@@ -146,9 +145,9 @@ def test_set_aside_moves_a_corrupt_file_away_and_a_fresh_checkpoint_works(tmp_pa
     with pytest.raises(CheckpointError):
         cp.load()
     target = cp.set_aside()
-    assert target.parent == path.parent
-    assert target.name.startswith("cp.db.unreadable-")
+    assert target == path.with_name("cp.db.unreadable")
     assert target.read_bytes() == original
+    assert not Path(f"{target}-shm").exists()
     assert not path.exists() and not any(p.exists() for p in side_files(path))
     with Checkpoint(path, OWNER) as fresh:
         assert fresh.load() is None
@@ -163,7 +162,7 @@ def test_a_state_that_is_not_an_object_raises(tmp_path: Path):
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO steps (step, state, saved_at) VALUES ('draft', '[1, 2]', 0)")
     db.close()
-    with Checkpoint(path, OWNER) as cp, pytest.raises(CheckpointError) as caught:
+    with Checkpoint(path, OWNER) as cp, pytest.raises(CheckpointUnusable) as caught:
         cp.load()
     assert str(path) in str(caught.value) and "'draft'" in str(caught.value)
 
@@ -191,23 +190,32 @@ def test_a_damaged_data_page_raises_checkpoint_error_from_every_method(tmp_path:
     with Checkpoint(path, OWNER) as cp:
         assert cp.load() is not None  # the last row is still readable
         call = {"steps": cp.steps, "save": lambda: cp.save("x", {})}[method]
-        with pytest.raises(CheckpointError) as caught:
+        with pytest.raises(CheckpointUnusable) as caught:
             call()
         assert str(path) in str(caught.value)
 
 
-def test_two_set_asides_in_the_same_second_keep_both_copies(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch):
-    """The first copy kept for inspection is not overwritten by the second."""
-    monkeypatch.setattr(checkpoint_module.time, "time", lambda: 1_700_000_000.25)
-    path = tmp_path / "cp.db"
+def test_a_second_set_aside_replaces_the_first_and_its_side_files(tmp_path: Path):
+    """At most one aside copy per item, ever: the newest, with its own side files only."""
+    (tmp_path / "cp").mkdir()
+    path = tmp_path / "cp" / "cp.db"
     path.write_bytes(b"first corrupt file" * 100)
+    Path(f"{path}-wal").write_bytes(b"first wal")
     first = Checkpoint(path, OWNER).set_aside()
+    assert first is not None and Path(f"{first}-wal").read_bytes() == b"first wal"
     path.write_bytes(b"second corrupt file" * 100)
     second = Checkpoint(path, OWNER).set_aside()
-    assert first != second
-    assert first.read_bytes() == b"first corrupt file" * 100
+    assert second == first == path.with_name("cp.db.unreadable")
     assert second.read_bytes() == b"second corrupt file" * 100
+    assert not Path(f"{second}-wal").exists()  # the first one's WAL went with it
+    assert sorted(p.name for p in path.parent.iterdir()) == ["cp.db.unreadable"]
+
+
+def test_set_aside_with_nothing_there_moves_nothing(tmp_path: Path):
+    path = tmp_path / "cp.db"
+    path.with_name("cp.db.unreadable").write_bytes(b"an older aside")
+    assert Checkpoint(path, OWNER).set_aside() is None
+    assert path.with_name("cp.db.unreadable").read_bytes() == b"an older aside"
 
 
 # --- a real process killed with SIGKILL ----------------------------------------
