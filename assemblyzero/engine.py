@@ -47,8 +47,6 @@ class InvalidState(ValueError):
     """A state (from a checkpoint) that the workflow cannot run from."""
 
 
-
-
 @dataclass
 class Workflow:
     ws: Workspace
