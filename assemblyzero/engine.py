@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from assemblyzero.checkpoint import Checkpoint
-from assemblyzero.fileio import atomic_write
+from assemblyzero.fileio import check_inside
 from assemblyzero.ids import Kind, tag
 from assemblyzero.interrupt import Stop
 from assemblyzero.providers import ModelRequest, Provider, ProviderError
@@ -101,8 +101,7 @@ class Workflow:
         if "source" not in state:
             return False
         try:
-            current = self.source.read_text(
-                encoding="utf-8", errors="replace")
+            current = self.ws.read_text(self.source)
         except OSError:
             return False  # gone or unreadable: the checkpoint still has it
         return bool(self.scrub(current) != state["source"])
@@ -122,7 +121,7 @@ class Workflow:
     # --- steps --------------------------------------------------------------
     def _load(self, state: State) -> None:
         path = self.source
-        state["source"] = self.scrub(path.read_text(encoding="utf-8", errors="replace"))
+        state["source"] = self.scrub(self.ws.read_text(path))
         state["title"] = title_of(state["source"], tag(self.kind, self.item_id))
         self.say(f"load: {path.relative_to(self.ws.root)} ({state['title']})")
         state["next"] = "draft"
@@ -186,7 +185,7 @@ class Workflow:
         if self.publish == "github" and "published" not in state:
             self._publish(state)  # before the document: a failure leaves the item pending
         doc = self._document(state)
-        atomic_write(out, doc)
+        self.ws.write_text(out, doc)
         self._lineage("final.md", doc)
         self.say(f"finalize: wrote {out.relative_to(self.ws.root)} "
                  f"(approved at iteration {state['iteration']})")
@@ -213,6 +212,7 @@ class Workflow:
         brief = self.ws.input_file(self.kind, self.item_id)
         if not brief.exists():
             return
+        check_inside(self.ws.root, self.ws.briefs_done)
         self.ws.briefs_done.mkdir(parents=True, exist_ok=True)
         target, n = self.ws.briefs_done / brief.name, 1
         while target.exists():
@@ -248,7 +248,7 @@ class Workflow:
         return self.scrub(reply.text)
 
     def _lineage(self, name: str, text: str) -> None:
-        atomic_write(self.ws.lineage_dir(self.kind, self.item_id) / name, text)
+        self.ws.write_text(self.ws.lineage_dir(self.kind, self.item_id) / name, text)
 
     def _document(self, state: State) -> str:
         body = split_sections(state["draft"])
@@ -259,7 +259,8 @@ class Workflow:
             return render(state["title"], body, self.template.sections, preface)
         preface = (f"**Status:** APPROVED (iteration {state['iteration']})  \n"
                    f"**Source:** `{source}`  \n"
-                   f"**Drafter:** `{self.models[0]}` / **Reviewer:** `{self.models[1]}`")
+                   f"**Drafter:** `{self.scrub(self.models[0])}` / "
+                   f"**Reviewer:** `{self.scrub(self.models[1])}`")
         title = f"{tag(self.kind, self.item_id)}: {state['title']}"
         return render(title, body, self.template.sections, preface)
 

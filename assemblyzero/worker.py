@@ -21,11 +21,14 @@ from assemblyzero.checkpoint import (
     CheckpointUnavailable,
     CheckpointUnusable,
 )
+from assemblyzero.console import printable
 from assemblyzero.constants import (
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MODEL,
     ENV_CREDENTIAL,
+    ENV_DRAFTER,
     ENV_LIFELINE_FD,
+    ENV_REVIEWER,
     ENV_SECRET_FD,
     ENV_WORKFLOW_DB,
     EXIT_AUTH_FAILED,
@@ -48,8 +51,9 @@ scrub = Redactor()  # replaced in main() by one that also knows this worker's se
 
 
 def say(message: str) -> None:
+    """One line of ours: names, titles and model text in it are made printable first."""
     try:
-        sys.stdout.write(scrub(message) + "\n")
+        sys.stdout.write(scrub(printable(message)) + "\n")
         sys.stdout.flush()
     except BrokenPipeError:  # the tee died: go on (to save the checkpoint) without output
         go_quiet()
@@ -81,8 +85,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--id", required=True, dest="item_id")
     parser.add_argument("--repo", required=True, type=Path, help="the workspace")
     parser.add_argument("--run-dir", required=True, type=Path, help="where the result goes")
-    parser.add_argument("--drafter", default=DEFAULT_MODEL)
-    parser.add_argument("--reviewer", default=DEFAULT_MODEL)
+    parser.add_argument("--drafter", default=os.environ.get(ENV_DRAFTER) or DEFAULT_MODEL,
+                        help=f"the drafting model (default: ${ENV_DRAFTER}, else {DEFAULT_MODEL})")
+    parser.add_argument("--reviewer", default=os.environ.get(ENV_REVIEWER) or DEFAULT_MODEL,
+                        help=f"the reviewing model (default: ${ENV_REVIEWER}, else "
+                             f"{DEFAULT_MODEL})")
     parser.add_argument("--max-iterations", type=int, default=DEFAULT_MAX_ITERATIONS)
     parser.add_argument("--input", type=Path, default=None,
                         help="the input document, when not the workspace's own (GitHub)")
@@ -218,7 +225,7 @@ def _build(
     reviewer = drafter if args.reviewer == args.drafter else provider(args.reviewer)
     return Workflow(
         ws=ws, kind=kind, item_id=item_id,
-        template=load_template(kind, ws.template_override(kind)),
+        template=load_template(kind, ws.template_override(kind), ws.root),
         drafter=drafter, reviewer=reviewer, models=(args.drafter, args.reviewer),
         max_iterations=args.max_iterations, checkpoint=checkpoint, say=say, stop=stop,
         scrub=scrub, source_path=args.input, publish=args.publish,
