@@ -6,7 +6,8 @@
 
 `key` instead of `key_env` holds a literal secret; then the file must not
 be readable by group or others (refused otherwise, as ssh does). Only a
-credential's *name* ever travels in argv or the environment.
+credential's *name* ever travels in argv or the environment. Messages about
+the file name an entry by its position and never quote a value from it.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from assemblyzero.constants import ENV_CREDENTIALS
 from assemblyzero.ids import is_valid_id
+from assemblyzero.prefix_tee import KEY_SHAPES
 from assemblyzero.providers import KEYLESS, REGISTRY
+from assemblyzero.redact import Redactor
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,30}")  # an unknown field shown by name
+_KEY_SHAPES = re.compile(KEY_SHAPES.pattern.decode())
 _FIELDS = ("name", "provider", "key_env", "key", "max_concurrent", "enabled", "base_url")
 _EXAMPLE = '{"name": "team-a", "provider": "anthropic", "key_env": "ANTHROPIC_API_KEY"}'
 
@@ -73,8 +78,23 @@ def default_path() -> Path:
 
 
 def load(path: Path | None = None) -> CredentialFile:
-    """Read and check the file; a missing file is an empty pool."""
+    """Read and check the file; a missing file is an empty pool.
+
+    No message quotes a value of the file (a key may have been pasted
+    anywhere): entries are named by position, and every message passes a
+    Redactor of the file's secrets and the common key shapes besides.
+    """
     path = path or default_path()
+    known: list[str] = []  # the file's secrets, once it parsed
+    try:
+        creds = _load(path, known)
+    except CredentialError as exc:
+        raise CredentialError(Redactor(known)(str(exc))) from None
+    redact = Redactor(known)
+    return replace(creds, left_out=tuple((p, redact(why)) for p, why in creds.left_out))
+
+
+def _load(path: Path, known: list[str]) -> CredentialFile:
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -93,10 +113,28 @@ def load(path: Path | None = None) -> CredentialFile:
         raise CredentialError(f'credentials file {path}: expected {{"credentials": [...]}} '
                               f"(got {_shape(data)}); write it as "
                               f'{{"credentials": [{_EXAMPLE}]}}')
+    known.extend(_secrets_in(items))
     entries, secrets, problems = _entries(path, items)
     if any(c.literal for c in entries):
         _check_private(path)
     return CredentialFile(path, tuple(entries), secrets, tuple(problems))
+
+
+def _secrets_in(items: list[Any]) -> list[str]:
+    """Every secret the entries hold or point at, checked or not (for the Redactor)."""
+    found = []
+    for item in items:
+        if isinstance(item, dict):
+            key, env = item.get("key"), item.get("key_env")
+            if isinstance(key, str):
+                found.append(key)
+            if isinstance(env, str) and _ENV_NAME.fullmatch(env) and os.environ.get(env):
+                found.append(os.environ[env])
+    return found
+
+
+def _looks_like_key(text: str) -> bool:
+    return _KEY_SHAPES.search(text) is not None
 
 
 def _shape(data: Any) -> str:
@@ -126,15 +164,16 @@ def _entries(
     problems: list[tuple[str, str]] = []
     for index, item in enumerate(items):
         entry = _entry(path, index, item)
-        if any(c.name == entry.name for c in entries):
-            raise CredentialError(f"credentials file {path}: duplicate name {entry.name!r}; "
-                                  "rename one of the two entries")
+        first = next((n for n, c in enumerate(entries) if c.name == entry.name), None)
+        if first is not None:
+            raise CredentialError(f"credentials file {path}: entries {first + 1} and {index + 1} "
+                                  "have the same name; rename one of the two entries")
         entries.append(entry)
         if entry.literal:
             secrets[entry.name] = str(item["key"])
         elif entry.key_env and os.environ.get(entry.key_env):
             secrets[entry.name] = os.environ[entry.key_env]
-        elif entry.key_env:
+        elif entry.key_env:  # the name and variable passed the checks: neither looks like a key
             problems.append((entry.provider, f"credential {entry.name!r}: environment variable "
                              f"{entry.key_env} is not set; this key is not used"))
         elif entry.provider in KEYLESS:
@@ -143,29 +182,38 @@ def _entries(
 
 
 def _entry(path: Path, index: int, item: Any) -> Credential:
+    """One entry, checked; a message names the entry by position and never quotes a value."""
     where = f"credentials file {path}, entry {index + 1}"
     if not isinstance(item, dict):
         raise CredentialError(f"{where}: expected an object (got {_kind(item)}); write each "
                               f"entry as {_EXAMPLE}")
     name = item.get("name")
     if not isinstance(name, str) or not is_valid_id(name):
-        raise CredentialError(f"{where}: 'name' must be letters, digits, '_' or '-' "
-                              f"(got {name!r}); rename it, e.g. \"name\": \"team-a\"")
-    where = f"credentials file {path}, entry {name!r}"
-    unknown = sorted(set(item) - set(_FIELDS))
+        raise CredentialError(f"{where}: 'name' must be 1 to 64 letters, digits, '_' or '-' "
+                              f"(got {_got(name)}); rename it, e.g. \"name\": \"team-a\"")
+    if _looks_like_key(name):
+        raise CredentialError(f"{where}: 'name' looks like an API key (names are shown on the "
+                              "terminal and in logs); rename it, e.g. \"name\": \"team-a\", put "
+                              "the key in the environment, and rotate it if the file was shared")
+    unknown = set(item) - set(_FIELDS)
     if unknown:
-        raise CredentialError(f"{where}: unknown field(s) {', '.join(unknown)}; fix or remove "
-                              f"them (the fields are {', '.join(_FIELDS)})")
+        raise CredentialError(f"{where}: {_unknown(unknown)}; fix or remove them "
+                              f"(the fields are {', '.join(_FIELDS)})")
     provider = item.get("provider")
-    if not isinstance(provider, str) or not provider:
+    if provider is None or provider == "":
         raise CredentialError(f"{where}: 'provider' is required; add e.g. \"provider\": "
                               f"\"anthropic\" (known: {', '.join(sorted(REGISTRY))})")
+    if not isinstance(provider, str) or provider not in REGISTRY:
+        raise CredentialError(f"{where}: 'provider' must be one of "
+                              f"{', '.join(sorted(REGISTRY))} (got {_got(provider)}); write e.g. "
+                              "\"provider\": \"anthropic\"")
     if "key" in item and "key_env" in item:
         raise CredentialError(f"{where}: give 'key_env' or 'key', not both; remove one "
                               "(better keep 'key_env')")
     key_env = item.get("key_env")
     variable = re.sub(r"\W", "_", provider.upper()) + "_API_KEY"  # for the examples
-    if key_env is not None and (not isinstance(key_env, str) or not _ENV_NAME.fullmatch(key_env)):
+    if key_env is not None and (not isinstance(key_env, str) or not _ENV_NAME.fullmatch(key_env)
+                                or _looks_like_key(key_env)):
         # never echo it: a key pasted here by mistake must not reach the terminal
         raise CredentialError(f"{where}: 'key_env' must be the name of an environment variable "
                               f"(letters, digits, '_'), not the key itself; write e.g. "
@@ -189,6 +237,16 @@ def _entry(path: Path, index: int, item: Any) -> Credential:
         raise CredentialError(f"{where}: 'base_url' must be a string (got {_got(base_url)}); write "
                               "e.g. \"base_url\": \"http://127.0.0.1:8000/v1\"")
     return Credential(name, provider, key_env, "key" in item, limit, enabled, base_url)
+
+
+def _unknown(fields: set[str]) -> str:
+    """`unknown field(s) a, b`: only the names that are short identifiers (a key may be one)."""
+    shown = sorted(f for f in fields if _FIELD_NAME.fullmatch(f) and not _looks_like_key(f))
+    hidden = len(fields) - len(shown)
+    if not shown:
+        return f"{hidden} unknown field(s), not shown (a field name may be a pasted key)"
+    more = f" and {hidden} more, not shown (not a field name)" if hidden else ""
+    return f"unknown field(s) {', '.join(shown)}{more}"
 
 
 def _check_private(path: Path) -> None:

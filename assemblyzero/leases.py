@@ -8,9 +8,12 @@ holders, a generation counter and the key's 429 cooldown, so every worker
 of every concurrent run sees them.
 
 A holder whose process is gone (this host: pid dead, zombie, or reused by
-another process) is reclaimed at the next acquire; a holder on another host
-is reclaimed when its heartbeat is older than LEASE_TTL. A live local holder
-is never evicted.
+another process) is reclaimed at the next acquire; so is a local holder
+whose process runs but does not hold the slot it records (a hand-written
+or hostile record naming, say, pid 1). A holder on another host is
+reclaimed when its heartbeat is older than LEASE_TTL (or more than that
+in the future). A live local holder is never evicted. Every number read
+from the file is range-checked first (`lease_record`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import json
 import os
 import random
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -33,17 +35,20 @@ from assemblyzero import flock
 from assemblyzero.constants import (
     BACKOFF_CAP,
     BACKOFF_JITTER,
+    BACKOFF_MAX_EXPONENT,
     BACKOFF_START,
+    COOLDOWN_MAX,
     DEFAULT_STATE_DIR,
     ENV_STATE_DIR,
     LEASE_LOCK_POLL,
+    LEASE_STREAK_MAX,
     LEASE_TTL,
     LOCK_TIMEOUT,
 )
+from assemblyzero.lease_record import State, checked, slot_held, slot_of, warn
+from assemblyzero.lease_record import process_start as process_start  # for its old importers
 
-LEASE_VERSION = 1
 HOST = socket.gethostname()
-State = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -64,28 +69,6 @@ class Busy:
 
 def state_dir() -> Path:
     return Path(os.environ.get(ENV_STATE_DIR) or os.path.expanduser(DEFAULT_STATE_DIR))
-
-
-def process_start(pid: int) -> str | None:
-    """The start time of `pid` (clock ticks since boot), None if it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-    except OSError:
-        return _alive_fallback(pid)
-    return None if fields[0] == b"Z" else fields[19].decode()
-
-
-def _alive_fallback(pid: int) -> str | None:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return "?"
 
 
 class LeaseStore:
@@ -128,8 +111,8 @@ class LeaseStore:
             })
             return Lease(name, token, state["generation"])
 
-        try:
-            result: Lease | Busy = self._update(name, change)
+        try:  # a record claiming the slot we now hold is stale
+            result: Lease | Busy = self._update(name, change, held=number)
         except BaseException:
             os.close(fd)  # closing drops the flock
             raise
@@ -183,13 +166,22 @@ class LeaseStore:
             self._update(lease.name, change)
 
     def cool_down(self, name: str, retry_after: float | None) -> float:
-        """Rest `name` for Retry-After (else 2 s doubling to 60 s) plus 0-20 %; the end time."""
+        """Rest `name` for Retry-After (else 2 s doubling to 60 s) plus 0-20 %; the end time.
+
+        The rest ends within COOLDOWN_MAX, whatever Retry-After said.
+        """
+
+        asked = retry_after  # from a server: NaN or negative means nothing, a year a day
+        if asked is not None and not asked >= 0:
+            asked = None
 
         def change(state: State) -> float:
-            base = retry_after if retry_after is not None else min(
-                BACKOFF_CAP, BACKOFF_START * 2 ** state["streak"])
-            until = self.clock() + base * (1 + random.uniform(0, BACKOFF_JITTER))
-            state["streak"] += 1
+            exponent = min(state["streak"], BACKOFF_MAX_EXPONENT)
+            base = min(BACKOFF_CAP, BACKOFF_START * 2 ** exponent) if asked is None else min(
+                asked, COOLDOWN_MAX)
+            now = self.clock()
+            until = min(now + base * (1 + random.uniform(0, BACKOFF_JITTER)), now + COOLDOWN_MAX)
+            state["streak"] = min(state["streak"] + 1, LEASE_STREAK_MAX)
             state["cooldown_until"] = max(state["cooldown_until"], until)
             return float(state["cooldown_until"])
 
@@ -219,10 +211,10 @@ class LeaseStore:
         return flock.locked(fd, f"lease file {self.dir / name}.json", LOCK_TIMEOUT,
                             LEASE_LOCK_POLL)
 
-    def _update(self, name: str, change: Callable[[State], Any]) -> Any:
+    def _update(self, name: str, change: Callable[[State], Any], held: int | None = None) -> Any:
         """Read, change and (if it changed) rewrite the lease file, all under its lock."""
         with self._lock(name):
-            state, before = self._read(name)
+            state, before = self._read(name, held)
             result = change(state)
             text = json.dumps(state, sort_keys=True) + "\n"
             if text != before:
@@ -240,41 +232,53 @@ class LeaseStore:
             os.close(fd)
         os.replace(tmp, self.dir / f"{name}.json")
 
-    def _read(self, name: str) -> tuple[State, str]:
-        """The state (stale holders dropped, bad fields reset) and the file's text."""
+    def _read(self, name: str, held: int | None = None) -> tuple[State, str]:
+        """The state (bad fields reset, stale holders dropped) and the file's text.
+
+        `held`: the slot this process has just taken for `name` (in acquire).
+        """
         path = self.dir / f"{name}.json"
         text = ""
         try:
             text = path.read_text(encoding="utf-8")
-            state = json.loads(text)
-            if not isinstance(state, dict) or not isinstance(state.get("holders"), list):
+            record = json.loads(text)
+            if not isinstance(record, dict) or not isinstance(record.get("holders"), list):
                 raise ValueError("not a lease record")
         except FileNotFoundError:
-            state = {}
-        except (OSError, ValueError) as exc:
-            print(f"warning: lease file {path} is unreadable ({exc}); rebuilding it",
-                  file=sys.stderr)
-            state = {}
-        fresh = {"version": LEASE_VERSION, "name": name, "generation": 0, "holders": [],
-                 "cooldown_until": 0.0, "streak": 0}
-        state = {**fresh, **state}
-        for key in ("generation", "streak", "cooldown_until"):
-            value = state[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                print(f"warning: lease file {path}: {key} is {value!r}; reset", file=sys.stderr)
-                state[key] = fresh[key]
-        state["holders"] = [h for h in state["holders"] if self._alive(h, path)]
+            record = {}
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: [[[[...
+            warn(path, f"unreadable ({type(exc).__name__}: {str(exc)[:200]}); rebuilding it")
+            record = {}
+        now = self.clock()
+        state = checked(record, name, path, now)
+        state["holders"] = [h for n, h in enumerate(state["holders"], 1)
+                            if self._alive(h, n, name, path, now, held)]
         return state, text
 
-    def _alive(self, holder: Any, path: Path) -> bool:
-        """Local holder: its process runs (same start time). Remote: fresh heartbeat."""
-        try:
-            if holder["host"] != HOST:
-                return bool(self.clock() - float(holder["heartbeat"]) < LEASE_TTL)
-            start = process_start(int(holder["pid"]))
-        except (TypeError, KeyError, ValueError):
-            print(f"warning: lease file {path}: holder record {holder!r} is unreadable; "
-                  "rebuilding it without it", file=sys.stderr)
+    def _alive(self, holder: State, number: int, name: str, path: Path, now: float,
+               held: int | None) -> bool:
+        """Local: its process runs (same start time) and holds its slot. Remote: fresh heartbeat."""
+        beat = float(holder["heartbeat"])  # checked: a finite number
+        if holder["host"] != HOST:
+            if beat > now + LEASE_TTL:  # a clock far ahead, or a forged record: never stale
+                warn(path, f"holder {number} (another host) has its heartbeat more than "
+                           f"{LEASE_TTL:g}s in the future; reclaimed")
+                return False
+            return now - beat < LEASE_TTL
+        if holder["token"] in self._slots:  # one of this process's own leases
+            return True
+        start = process_start(holder["pid"])
+        if start is None:
+            return False  # gone: the usual crashed holder
+        if start != "?" and start != holder["start"]:  # "?": our /proc is unreadable
+            if not holder["start"].isdigit():
+                warn(path, f"holder {number} has no process start time ('start'); reclaimed")
+            return False  # else the pid was reused by another process
+        slot = slot_of(holder)
+        if slot is None:
+            return True  # a record without a slot: the process check is all there is
+        if slot == held or not slot_held(self.dir / f"{name}.slot-{slot}.lock"):
+            warn(path, f"holder {number} (pid {holder['pid']}) does not hold its slot "
+                       f"('slot' {slot}); reclaimed")
             return False
-        return start is not None and (start == holder.get("start") or "?" in (start,
-                                                                              holder.get("start")))
+        return True

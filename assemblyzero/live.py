@@ -14,6 +14,7 @@ auto-refresh: our own ticker redraws under that lock.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -132,7 +133,7 @@ class LiveConsole(Console):
             line.append_text(Text.from_ansi(format_prefix(a.tag, tags, True, a.hue).decode()))
             if keys:  # no column of dashes when nothing is leased
                 line.append(a.key.ljust(keys) + "  ", style="cyan")
-            line.append(duration(a.age + ago).rjust(6) + "  ")
+            line.append(_span(a.age + ago).rjust(6) + "  ")
             line.append(last.get(a.tag, "starting"), style="dim")
             lines.append(line)
         for line in lines:
@@ -155,6 +156,11 @@ def _counts(p: Progress, ago: float) -> Text:
     if p.paused:
         text.append(" · no free key", style="yellow")  # paused until one is
     elif p.running or p.pending:
-        text.append(" · ETA " + ("unknown" if p.eta is None else duration(p.eta - ago)))
-    text.append(f" · {duration(p.elapsed + ago)} elapsed")
+        text.append(" · ETA " + ("unknown" if p.eta is None else _span(p.eta - ago)))
+    text.append(f" · {_span(p.elapsed + ago)} elapsed")
     return text
+
+
+def _span(seconds: float) -> str:
+    """`duration`, safe for any float: the area must never die of an odd number."""
+    return duration(seconds) if math.isfinite(seconds) else "unknown"

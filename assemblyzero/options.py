@@ -7,6 +7,7 @@ and how to fix it there.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass
@@ -20,7 +21,11 @@ from assemblyzero.constants import (
     DEFAULT_MODEL,
     DEFAULT_PARALLEL,
     DEFAULT_TIMEOUT,
+    ENV_DRAFTER,
+    ENV_REVIEWER,
+    MAX_GRACE,
     MAX_PARALLEL,
+    MAX_TIMEOUT,
 )
 from assemblyzero.providers import check_spec
 
@@ -29,13 +34,17 @@ _MODEL_EXAMPLE = "anthropic:claude-sonnet-4-5"
 
 # setting -> (environment variable, default)
 _SETTINGS: dict[str, tuple[str, Any]] = {
-    "drafter": ("ASSEMBLYZERO_DRAFTER", DEFAULT_MODEL),
-    "reviewer": ("ASSEMBLYZERO_REVIEWER", DEFAULT_MODEL),
+    "drafter": (ENV_DRAFTER, DEFAULT_MODEL),
+    "reviewer": (ENV_REVIEWER, DEFAULT_MODEL),
     "max_iterations": ("ASSEMBLYZERO_MAX_ITERATIONS", DEFAULT_MAX_ITERATIONS),
     "timeout": ("ASSEMBLYZERO_TIMEOUT", DEFAULT_TIMEOUT),
     "grace": ("ASSEMBLYZERO_GRACE", DEFAULT_GRACE),
     "max_attempts": ("ASSEMBLYZERO_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS),
 }
+
+# The seconds settings and their upper bounds (a day-long grace is a typo; a huge
+# timeout overflows the waits).
+_MAX_SECONDS = {"timeout": MAX_TIMEOUT, "grace": MAX_GRACE}
 
 
 class UsageError(ValueError):
@@ -89,7 +98,9 @@ def parse_int(value: str | int, what: str, minimum: int | None = None,
     return n
 
 
-def parse_seconds(value: str | float, what: str, example: float = 60) -> float:
+def parse_seconds(value: str | float, what: str, example: float = 60,
+                  maximum: float | None = None) -> float:
+    """A finite number of seconds above 0 (and at most `maximum`); `what` names its source."""
     fix = fix_hint(what, int(example) if float(example).is_integer() else example)
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise UsageError(f"{what} must be a number of seconds (got {value!r}); {fix}")
@@ -97,8 +108,12 @@ def parse_seconds(value: str | float, what: str, example: float = 60) -> float:
         seconds = float(value)
     except (TypeError, ValueError):
         raise UsageError(f"{what} must be a number of seconds (got {value!r}); {fix}") from None
+    if not math.isfinite(seconds):
+        raise UsageError(f"{what} must be a finite number of seconds (got {value!r}); {fix}")
     if not seconds > 0:
         raise UsageError(f"{what} must be more than 0 seconds (got {value!r}); {fix}")
+    if maximum is not None and seconds > maximum:
+        raise UsageError(f"{what} must be at most {maximum:g} seconds (got {value!r}); {fix}")
     return seconds
 
 
@@ -143,7 +158,7 @@ def _check(name: str, value: Any, source: str, default: Any) -> Any:
         return parse_int(value, source, minimum=0, example=default)
     if name == "max_attempts":
         return parse_int(value, source, minimum=1, example=default)
-    return parse_seconds(value, source, example=default)
+    return parse_seconds(value, source, example=default, maximum=_MAX_SECONDS[name])
 
 
 def _pyproject(repo: Path) -> dict[str, Any]:

@@ -165,7 +165,7 @@ def test_a_dry_run_of_a_run_that_would_exit_75_shows_why_and_exits_75(ws: Path):
 @pytest.mark.parametrize(("content", "message"), [
     ("{not json", "is not valid JSON"),
     ('{"credentials": [{"name": "a", "provider": "offline"}, '
-     '{"name": "a", "provider": "offline"}]}', "duplicate name 'a'"),
+     '{"name": "a", "provider": "offline"}]}', "entries 1 and 2 have the same name"),
 ])
 def test_a_broken_credentials_file_is_a_usage_error_naming_it(ws: Path, content: str,
                                                               message: str):

@@ -107,19 +107,20 @@ CASES = {
                                          "(got a list)"],
                         'write it as {"credentials": [', setup=_write("[]")),
     "creds-unknown-field": Case(
-        ["lld-all"], 2, ["<CREDS>, entry 'a'", "max_concurent"], "fix or remove them",
+        ["lld-all"], 2, ["<CREDS>, entry 1", "max_concurent"], "fix or remove them",
         setup=_write('{"credentials": [{"name": "a", "provider": "offline", '
                      '"max_concurent": 2}]}')),
     "creds-no-key-source": Case(
-        ["lld-all"], 2, ["<CREDS>, entry 'a'", "needs 'key_env'"],
+        ["lld-all"], 2, ["<CREDS>, entry 1", "needs 'key_env'"],
         '"key_env": "ANTHROPIC_API_KEY" and export ANTHROPIC_API_KEY=<key>',
         setup=_write('{"credentials": [{"name": "a", "provider": "anthropic"}]}')),
     "creds-duplicate": Case(
-        ["dry-run"], 2, ["<CREDS>: duplicate name 'a'"], "rename one of the two entries",
+        ["dry-run"], 2, ["<CREDS>: entries 1 and 2 have the same name"],
+        "rename one of the two entries",
         setup=_write('{"credentials": [{"name": "a", "provider": "offline"}, '
                      '{"name": "a", "provider": "offline"}]}')),
     "creds-max-concurrent": Case(
-        ["lld-all"], 2, ["<CREDS>, entry 'a'", "'max_concurrent'", "(got 0)"],
+        ["lld-all"], 2, ["<CREDS>, entry 1", "'max_concurrent'", "(got 0)"],
         '"max_concurrent": 2',
         setup=_write('{"credentials": [{"name": "a", "provider": "offline", '
                      '"max_concurrent": 0}]}')),

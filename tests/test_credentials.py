@@ -157,39 +157,136 @@ def test_file_that_is_not_a_credentials_object_is_refused(path: Path, text: str)
     assert str(path) in str(err.value)
 
 
-BAD_ENTRIES = {
-    "duplicate-name": ([offline("a"), offline("a")], "'a'", "duplicate"),
-    "bad-name-dotdot": ([offline("../x")], "'../x'", "name"),
-    "bad-name-empty": ([offline("")], "entry 1", "name"),
-    "bad-name-missing": ([{"provider": "offline"}], "entry 1", "name"),
-    "not-an-object": (["team-a"], "entry 1", "object"),
-    "unknown-field": ([offline("a", secret="x")], "'a'", "secret"),
-    "key-and-key-env": ([anthropic("a", key="sk-ant-xxxxxxxxxx")], "'a'", "not both"),
-    "max-concurrent-0": ([offline("a", max_concurrent=0)], "'a'", "max_concurrent"),
-    "max-concurrent-true": ([offline("a", max_concurrent=True)], "'a'", "max_concurrent"),
-    "max-concurrent-str": ([offline("a", max_concurrent="2")], "'a'", "max_concurrent"),
-    "max-concurrent-float": ([offline("a", max_concurrent=1.5)], "'a'", "max_concurrent"),
-    "enabled-yes": ([offline("a", enabled="yes")], "'a'", "enabled"),
-    "no-provider": ([{"name": "a", "key_env": ENV}], "'a'", "provider"),
-    "no-key": ([{"name": "a", "provider": "anthropic"}], "'a'", "key_env"),
-    "empty-key": ([{"name": "a", "provider": "anthropic", "key": ""}], "'a'", "key"),
-    "key-env-not-str": ([anthropic("a", key_env=5)], "'a'", "key_env"),
-    "base-url-not-str": ([offline("a", base_url=1)], "'a'", "base_url"),
+BAD_ENTRIES = {  # each after one good entry: the bad one is entry 2
+    "duplicate-name": ([offline("a"), offline("a")], "entries 2 and 3", "same name"),
+    "bad-name-dotdot": ([offline("../x")], "entry 2", "name"),
+    "bad-name-empty": ([offline("")], "entry 2", "name"),
+    "bad-name-missing": ([{"provider": "offline"}], "entry 2", "name"),
+    "not-an-object": (["team-a"], "entry 2", "object"),
+    "unknown-field": ([offline("a", secret="x")], "entry 2", "secret"),
+    "key-and-key-env": ([anthropic("a", key="sk-ant-xxxxxxxxxx")], "entry 2", "not both"),
+    "max-concurrent-0": ([offline("a", max_concurrent=0)], "entry 2", "max_concurrent"),
+    "max-concurrent-true": ([offline("a", max_concurrent=True)], "entry 2", "max_concurrent"),
+    "max-concurrent-str": ([offline("a", max_concurrent="2")], "entry 2", "max_concurrent"),
+    "max-concurrent-float": ([offline("a", max_concurrent=1.5)], "entry 2", "max_concurrent"),
+    "enabled-yes": ([offline("a", enabled="yes")], "entry 2", "enabled"),
+    "no-provider": ([{"name": "a", "key_env": ENV}], "entry 2", "provider"),
+    "unknown-provider": ([{"name": "a", "provider": "antropic"}], "entry 2", "provider"),
+    "no-key": ([{"name": "a", "provider": "anthropic"}], "entry 2", "key_env"),
+    "empty-key": ([{"name": "a", "provider": "anthropic", "key": ""}], "entry 2", "key"),
+    "key-env-not-str": ([anthropic("a", key_env=5)], "entry 2", "key_env"),
+    "base-url-not-str": ([offline("a", base_url=1)], "entry 2", "base_url"),
 }
 
 
-@pytest.mark.parametrize(("entries", "names", "about"), BAD_ENTRIES.values(),
+@pytest.mark.parametrize(("entries", "where", "about"), BAD_ENTRIES.values(),
                          ids=BAD_ENTRIES.keys())
 def test_bad_entry_is_refused_naming_it(path: Path, entries: list[dict[str, object]],
-                                        names: str, about: str) -> None:
+                                        where: str, about: str) -> None:
     write(path, [offline("fine"), *entries])
     with pytest.raises(CredentialError) as err:
         credentials.load()
     message = str(err.value)
-    assert str(path) in message
-    # entries are counted from 1 and the good one comes first
-    assert names.replace("entry 1", "entry 2") in message
+    assert f"credentials file {path}, {where}: " in message or (
+        f"credentials file {path}: {where} " in message)
     assert about in message
+    assert "'a'" not in message and "'../x'" not in message  # by position, never by value
+
+
+# --- messages never echo a secret (a key pasted into the wrong field) ----------------
+
+ANT_KEY = "sk-ant-api03-" + "Qx7vLm2Rt9" * 4  # a valid id too: [A-Za-z0-9_-], 53 chars
+GH_KEY = "ghp_" + "Zr4Kw8Np2Y" * 4  # a valid environment variable name too
+PLAIN = "Tr0ub4dor&3 correct horse"  # no known shape: still never quoted
+
+HOSTILE = {
+    "key-as-name": ({"name": ANT_KEY, "provider": "offline"}, ANT_KEY, "'name' looks like"),
+    "gh-key-as-name": ({"name": GH_KEY, "provider": "offline"}, GH_KEY, "'name' looks like"),
+    "bad-id-name": ({"name": ANT_KEY + "!", "provider": "offline"}, ANT_KEY, "(got a string)"),
+    "plain-name": ({"name": PLAIN, "provider": "offline"}, PLAIN, "'name' must be"),
+    "key-as-field": ({"name": "a", "provider": "offline", ANT_KEY: 1}, ANT_KEY,
+                     "1 unknown field(s), not shown"),
+    "plain-as-field": ({"name": "a", "provider": "offline", PLAIN: 1}, PLAIN,
+                       "1 unknown field(s), not shown"),
+    "gh-key-as-field": ({"name": "a", "provider": "offline", GH_KEY: 1, "colour": 1}, GH_KEY,
+                        "unknown field(s) colour and 1 more, not shown"),
+    "key-as-key-env": (anthropic("a", key_env=ANT_KEY), ANT_KEY, "not the key itself"),
+    "gh-key-as-key-env": (anthropic("a", key_env=GH_KEY), GH_KEY, "not the key itself"),
+    "key-as-provider": ({"name": "a", "provider": ANT_KEY}, ANT_KEY, "'provider' must be one"),
+    "plain-as-provider": ({"name": "a", "provider": PLAIN, "key": "x"}, PLAIN,
+                          "'provider' must be one"),
+    "key-in-base-url-object": (offline("a", base_url={"token": ANT_KEY}), ANT_KEY,
+                               "'base_url' must be a string (got an object)"),
+    "key-in-base-url-list": (offline("a", base_url=[PLAIN]), PLAIN,
+                             "'base_url' must be a string (got a list)"),
+    "key-as-enabled": (offline("a", enabled=ANT_KEY), ANT_KEY, "(got a string)"),
+    "key-as-max-concurrent": (offline("a", max_concurrent=PLAIN), PLAIN, "(got a string)"),
+}
+
+
+@pytest.mark.parametrize(("entry", "secret", "about"), HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_secret_in_the_wrong_place_is_never_echoed(path: Path, entry: dict[str, object],
+                                                     secret: str, about: str) -> None:
+    write(path, [offline("fine"), offline("other"), entry])
+    with pytest.raises(CredentialError) as err:
+        credentials.load()
+    message = str(err.value)
+    assert f"credentials file {path}, entry 3: " in message and about in message
+    for part in (secret, secret.upper(), secret[:12], secret[-12:],
+                 secret.upper().replace("-", "_")):  # nor the example variable made from it
+        assert part not in message
+
+
+def test_a_duplicate_key_shaped_name_is_reported_by_position(path: Path) -> None:
+    name = "prod-" + "Kd93mXq0" * 5  # a valid id, no known shape: a key of some other vendor
+    write(path, [offline("fine"), offline(name), offline(name)])
+    with pytest.raises(CredentialError) as err:
+        credentials.load()
+    message = str(err.value)
+    assert message == (f"credentials file {path}: entries 2 and 3 have the same name; "
+                       "rename one of the two entries")
+
+
+def test_an_unknown_short_field_is_still_named(path: Path) -> None:
+    write(path, [offline("a", max_concurent=2)])
+    with pytest.raises(CredentialError, match=r"entry 1: unknown field\(s\) max_concurent; "
+                                              r"fix or remove them \(the fields are name, "):
+        credentials.load()
+
+
+def test_every_message_is_masked_with_the_files_own_secrets(
+        isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last line of defence: a secret the file holds is masked even where a message
+    could only quote it by accident (here: the file sits in a folder named like it)."""
+    literal, from_env = "hunter2-literal-7f3a", "hunter2-from-env-9b1c"
+    monkeypatch.setenv(ENV, from_env)
+    for secret in (literal, from_env):
+        folder = isolated_home / secret
+        folder.mkdir()
+        path = write(folder / "credentials.json",
+                     [anthropic("env"), {"name": "lit", "provider": "anthropic", "key": literal},
+                      offline("x", enabled="no")])
+        with pytest.raises(CredentialError) as err:
+            credentials.load(path)
+        message = str(err.value)
+        assert secret not in message and "/***/credentials.json, entry 3: 'enabled'" in message
+
+
+def test_a_key_shaped_path_is_masked_in_a_message(isolated_home: Path) -> None:
+    folder = isolated_home / ANT_KEY
+    folder.mkdir()
+    path = write_raw(folder / "credentials.json", "{not json")
+    with pytest.raises(CredentialError) as err:
+        credentials.load(path)
+    assert ANT_KEY not in str(err.value) and "is not valid JSON" in str(err.value)
+
+
+def test_a_missing_variable_problem_is_masked_too(path: Path) -> None:
+    secret = "looks-like-a-name-but-is-a-key"  # one entry's name is another's literal key
+    write(path, [anthropic(secret), {"name": "lit", "provider": "anthropic", "key": secret}])
+    creds = credentials.load()
+    assert creds.problems == (f"credential '***': environment variable {ENV} is not set; "
+                              "this key is not used",)
 
 
 def test_offline_entry_needs_no_key(path: Path) -> None:

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, cli, driver, journal, latest_run, make_workspace, summary
 from rich.console import Console as RichConsole
-from terminal import TermRun, run_in_pty
+from terminal import ESCAPES, TermRun, run_in_pty
 
+from assemblyzero.console import Active, Progress
 from assemblyzero.live import LiveConsole
 from assemblyzero.prefix_tee import format_prefix
 from assemblyzero.redact import Redactor
@@ -179,7 +180,7 @@ def test_piped_output_has_no_escape_codes_and_every_line_prefixed(ws: Path) -> N
 def test_the_worker_never_imports_rich(ws: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    env = {**os.environ, "ASSEMBLYZERO_WORKFLOW_DB": str(tmp_path / "lld-41.db"),
+    env = {**os.environ, "ASSEMBLYZERO_WORKFLOW_DB": str(ws / "lld-41.db"),  # in the workspace
            "ASSEMBLYZERO_OFFLINE_LATENCY": "0"}
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "assemblyzero.worker", "--kind", "lld",
@@ -344,3 +345,27 @@ def test_a_crash_mid_run_ends_each_item_after_its_last_line_and_gives_the_cursor
     errors = [e for e in journal(latest_run(ws)) if e["event"] == "error"]
     assert errors and "injected crash" in errors[0]["traceback"]
     assert run.raw.rfind(b"\x1b[?25h") > run.raw.rfind(b"\x1b[?25l")  # cursor back
+
+
+@pytest.mark.parametrize("huge", [1e10, 1e308, float("inf"), float("nan")])
+def test_the_area_draws_huge_and_non_finite_times_without_dying(huge: float) -> None:
+    console = LiveConsole(13)
+    console.term = RichConsole(file=io.StringIO(), force_terminal=True, width=100)
+    running = (Active("LLD-7", "team-a", huge),)
+    console.update(Progress(9, 1, 0, 0, 0, pending=2, running=running, elapsed=huge, eta=huge))
+    console.term.print(console._render())
+    out = ESCAPES.sub("", console.term.file.getvalue())  # type: ignore[attr-defined]
+    assert "1/9" in out and "ETA " in out and "LLD-7" in out
+    if huge == 1e10:
+        assert "2777777h46m elapsed" in out
+
+
+def test_a_huge_timeout_on_a_terminal_is_a_usage_error_not_a_crash(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", issues=["41"])
+    argv = [sys.executable, "-m", "assemblyzero", "lld-all", "--parallel=2", "--timeout=1e10",
+            "--repo", str(ws)]
+    run = run_in_pty(argv, _env(), cwd=str(ROOT), cols=200)
+    assert run.code == 2, run.text
+    assert "--timeout must be at most 604800 seconds (got '1e10')" in run.text
+    assert "Traceback" not in run.text and "OverflowError" not in run.text
+    assert not (ws / "logs").exists()

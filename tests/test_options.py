@@ -12,7 +12,9 @@ from assemblyzero.constants import (
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MODEL,
     DEFAULT_TIMEOUT,
+    MAX_GRACE,
     MAX_PARALLEL,
+    MAX_TIMEOUT,
 )
 from assemblyzero.options import (
     Parallel,
@@ -89,6 +91,51 @@ def test_parse_seconds_refuses_non_positive_and_non_numbers(value: str):
 
 def test_parse_seconds_accepts_fractions():
     assert parse_seconds("0.5", "--grace") == 0.5
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400", "-inf", "nan", "NaN", float("inf"),
+                                   float("nan")])
+def test_parse_seconds_refuses_infinity_and_nan(value: str | float):
+    with pytest.raises(UsageError, match="--timeout must be a finite number of seconds"):
+        parse_seconds(value, "--timeout", maximum=MAX_TIMEOUT)
+
+
+def test_parse_seconds_refuses_values_above_the_maximum_and_keeps_the_maximum():
+    assert parse_seconds(str(MAX_TIMEOUT), "--timeout", maximum=MAX_TIMEOUT) == MAX_TIMEOUT
+    with pytest.raises(UsageError, match=r"--timeout must be at most 604800 seconds "
+                                         r"\(got '1e10'\); pass e.g. --timeout=1800"):
+        parse_seconds("1e10", "--timeout", example=1800, maximum=MAX_TIMEOUT)
+
+
+@pytest.mark.parametrize(("name", "value", "bound"), [
+    ("timeout", "1e10", MAX_TIMEOUT), ("timeout", str(MAX_TIMEOUT + 1), MAX_TIMEOUT),
+    ("grace", "3601", MAX_GRACE), ("grace", "1e308", MAX_GRACE)])
+def test_timeout_and_grace_have_upper_bounds_from_every_source(
+        repo: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, bound: float):
+    expected = f"must be at most {bound:g} seconds"
+    with pytest.raises(UsageError) as flag:
+        resolve(repo, {name: value})
+    assert str(flag.value).startswith(f"--{name} {expected}")
+    path = pyproject(repo, f"{name} = {value}\n")
+    with pytest.raises(UsageError) as config:
+        resolve(repo, {})
+    assert str(config.value).startswith(f"[tool.assemblyzero] {name} in {path} {expected}")
+    assert expected in str(config.value) and f"write e.g. {name} = " in str(config.value)
+    env = f"ASSEMBLYZERO_{name.upper()}"
+    monkeypatch.setenv(env, value)
+    with pytest.raises(UsageError) as variable:
+        resolve(repo, {})
+    assert str(variable.value).startswith(f"{env} {expected}")
+    assert f"set e.g. {env}=" in str(variable.value)
+    monkeypatch.setenv(env, str(bound))
+    assert resolve(repo, {})[name] == bound  # the bound itself is fine
+
+
+def test_inf_in_pyproject_is_refused(repo: Path):
+    path = pyproject(repo, "timeout = inf\n")  # TOML has inf and nan literals
+    with pytest.raises(UsageError, match="finite number of seconds") as caught:
+        resolve(repo, {})
+    assert str(path) in str(caught.value)
 
 
 @pytest.mark.parametrize(("raw", "ids"), [(None, None), ("42", ["42"]),
