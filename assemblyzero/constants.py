@@ -48,6 +48,7 @@ DEFAULT_OFFLINE_APPROVE_AT = 2
 # Output.
 PROGRESS_EVERY = 10.0  # seconds between the coordinator's one-line progress reports
 LIVE_REFRESH = 0.25  # seconds between redraws of the live area (elapsed times, ETA)
+LOOP_WAIT_MAX = 3600.0  # the coordinator's longest single wait (its deadlines may be far off)
 ABANDON_WAIT = 5.0  # after a coordinator error: seconds to wait for killed workers' last lines
 
 # Demo (invoke demo): per-call latency so that the parallelism is visible.

@@ -46,6 +46,7 @@ from assemblyzero.constants import (
     EXIT_RATE_LIMITED,
     EXIT_TERMINATED,
     LEASE_HEARTBEAT,
+    LOOP_WAIT_MAX,
     PROGRESS_EVERY,
     SECRET_ENV_VARS,
 )
@@ -435,7 +436,10 @@ class Coordinator:
         if self.running:
             deadlines.append(self.next_progress)
         deadline = min(deadlines, default=float("inf"))
-        wait = None if deadline == float("inf") else max(0.0, deadline - self.clock())
+        # At most LOOP_WAIT_MAX: the queue refuses a timeout past threading.TIMEOUT_MAX, and
+        # the loop computes its deadlines again anyway.
+        wait = None if deadline == float("inf") else min(LOOP_WAIT_MAX,
+                                                         max(0.0, deadline - self.clock()))
         try:
             what, key, value = self.events.get(timeout=wait)
         except Empty:

@@ -27,6 +27,7 @@ from assemblyzero.constants import (
     MAX_PARALLEL,
     MAX_TIMEOUT,
 )
+from assemblyzero.fileio import inside
 from assemblyzero.providers import check_spec
 
 # A model spec that works once its SDK and a credential are there, for messages.
@@ -163,6 +164,10 @@ def _check(name: str, value: Any, source: str, default: Any) -> Any:
 
 def _pyproject(repo: Path) -> dict[str, Any]:
     path = repo / "pyproject.toml"
+    if os.path.lexists(path) and not inside(repo, path):  # a link out of the workspace
+        raise UsageError(f"{path} leads outside the workspace (to {os.path.realpath(path)}); "
+                         "settings are read only from inside it: replace the symlink with "
+                         "the file itself")
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)

@@ -89,7 +89,7 @@ CASES = {
     "label-alone": Case(["lld-all", "--label=p1"], 2, ["--label"], "add --source github"),
     "source-bad": Case(["lld-all", "--source=gitlab"], 2, ["--source", "'gitlab'"],
                        "pass --source=github, or leave it out"),
-    "retry-no-run": Case(["retry-failed"], 2, ["no run to retry", "logs/parallel/latest"],
+    "retry-no-run": Case(["retry-failed"], 2, ["no run to retry", "logs/parallel holds none"],
                          "run lld-all or issue-all"),
     "logs-is-a-file": Case(["lld-all"], 2, ["logs/parallel", "Not a directory"],
                            "move it away, then run again",

@@ -234,3 +234,13 @@ def test_a_coordinator_that_cannot_write_its_journal_prints_the_summary_and_exit
     assert "Traceback" not in run.stdout + run.stderr
     first = (latest_run(ws) / "journal.jsonl").read_text().splitlines()[0]
     assert json.loads(first)["event"] == "run-start"  # what fitted is kept
+
+
+def test_a_pyproject_symlinked_out_of_the_workspace_is_not_read(tmp_path: Path) -> None:
+    out = _outside(tmp_path)
+    (out / "pyproject.toml").write_text('[tool.assemblyzero]\ndrafter = "cmd:steal"\n')
+    ws = make_workspace(tmp_path / "ws", issues=["41"])
+    (ws / "pyproject.toml").symlink_to(out / "pyproject.toml")
+    run = cli("dry-run", "--repo", str(ws))
+    assert run.code == 2 and "pyproject.toml leads outside the workspace" in run.err
+    assert "cmd:steal" not in run.out + run.err
