@@ -40,6 +40,7 @@ from assemblyzero.constants import (
     COOLDOWN_MAX,
     DEFAULT_STATE_DIR,
     ENV_STATE_DIR,
+    LEASE_GENERATION_MAX,
     LEASE_LOCK_POLL,
     LEASE_STREAK_MAX,
     LEASE_TTL,
@@ -102,7 +103,8 @@ class LeaseStore:
                 return Busy(name, "cooling down after a 429", state["cooldown_until"])
             if len(state["holders"]) >= limit:  # holders on other hosts count too
                 return Busy(name, f"all {limit} slot(s) held")
-            state["generation"] += 1
+            # Counted up to LEASE_GENERATION_MAX, then from 1 again (never out of its range).
+            state["generation"] = state["generation"] % LEASE_GENERATION_MAX + 1
             token = uuid.uuid4().hex
             state["holders"].append({
                 "token": token, "pid": self.pid, "host": HOST, "start": self.start,
