@@ -51,7 +51,10 @@ class TermRun:
         Replayed on a screen wide enough that no line wraps (cursor moves are
         line-wise, so the replay is faithful): one line written, one line here.
         """
-        term = pyte.HistoryScreen(2000, self.rows, history=100_000)
+        # As wide as the longest line written (plus room), not wider: pyte's cost grows
+        # with the screen's width.
+        width = max((len(segment) for segment in self.segments()), default=0) + 8
+        term = pyte.HistoryScreen(max(width, self.cols), self.rows, history=100_000)
         pyte.ByteStream(term).feed(self.raw)
         old = ["".join(line[x].data for x in range(term.columns)) for line in term.history.top]
         return [line.rstrip() for line in old + list(term.display)]

@@ -414,10 +414,10 @@ def test_peek_leaves_stale_holders_out_but_does_not_write(store: LeaseStore, roo
 # --------------------------------------------------------------------------- stress
 
 STRESS_CHILD = textwrap.dedent("""
-    import fcntl, json, os, sys
+    import fcntl, json, os, sys, time
     from pathlib import Path
     from assemblyzero.leases import Lease, LeaseStore
-    root, start, log, counter, cycles = sys.argv[1:]
+    root, start, log, counter, cycles, waits = sys.argv[1:]
     store = LeaseStore(Path(root))
     fd = os.open(log, os.O_WRONLY | os.O_APPEND)
     pid = os.getpid()
@@ -425,8 +425,11 @@ STRESS_CHILD = textwrap.dedent("""
     with open(start) as gate:
         fcntl.flock(gate, fcntl.LOCK_SH)  # blocks until the parent lets everyone go
     for n in range(int(cycles)):
-        while not isinstance(lease := store.acquire("shared", 1, "stress", f"{pid}-{n}"), Lease):
-            pass
+        # Half block in the kernel for the slot, half try and retry (as the coordinator
+        # does) a millisecond later: both paths contend, no process spins a core.
+        while not isinstance(lease := store.acquire("shared", 1, "stress", f"{pid}-{n}",
+                                                    wait=waits == "1"), Lease):
+            time.sleep(0.001)
         os.write(fd, f"+{pid}\\n".encode())
         with open(counter) as handle:
             value = json.load(handle)["count"]
@@ -449,7 +452,8 @@ def test_stress_one_key_never_double_leased(tmp_path: Path, root: Path) -> None:
         fcntl.flock(gate, fcntl.LOCK_EX)
         procs = [subprocess.Popen(
             [sys.executable, str(script), str(root), str(start), str(log), str(counter),
-             str(cycles)], stdout=subprocess.PIPE, text=True) for _ in range(procs_n)]
+             str(cycles), str(k % 2)], stdout=subprocess.PIPE, text=True)
+            for k in range(procs_n)]
         try:
             for proc in procs:
                 assert proc.stdout is not None
