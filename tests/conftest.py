@@ -79,6 +79,24 @@ def make_workspace(root: Path, issues: list[str] = (), briefs: list[str] = ()) -
     return root
 
 
+T0 = 1_000_000.0  # the fake clock's start: any time far from 0 and from now
+
+
+class Clock:
+    """A clock the test moves by hand (`clock.now += 5`)."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
     """Six pending issues, no briefs."""

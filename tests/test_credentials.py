@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import T0, Clock
 
 from assemblyzero import credentials
 from assemblyzero.constants import LEASE_RECHECK
@@ -14,16 +15,8 @@ from assemblyzero.credentials import Credential, CredentialError
 from assemblyzero.leases import Busy, LeaseStore
 from assemblyzero.pool import Grant, NoCredential, Pool
 
-T0 = 1_000_000.0
 ENV = "AZ_TEST_ANTHROPIC_KEY"
 
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -313,10 +306,6 @@ def test_usable_skips_disabled_and_other_providers(path: Path,
 
 # --------------------------------------------------------------------------- Pool.for_models
 
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli, make_workspace, summary
+from conftest import T0, Clock, cli, make_workspace, summary
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,26 +30,14 @@ from assemblyzero.constants import (
 from assemblyzero.leases import Busy, Lease, LeaseStore, process_start
 
 NAME = "team-a"
-T0 = 1_000_000.0
 HOST = socket.gethostname()
 
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -17,33 +17,20 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import T0, Clock
 
 from assemblyzero.constants import BACKOFF_CAP, BACKOFF_JITTER, LEASE_TTL
 from assemblyzero.leases import Busy, Lease, LeaseStore, process_start
 
 NAME = "team-a"
-T0 = 1_000_000.0
 TIMEOUT = 60
 
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
