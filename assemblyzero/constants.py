@@ -8,6 +8,7 @@ MAX_PARALLEL = 10  # larger values are capped, with a warning
 
 # Workflow (SPEC 3).
 DEFAULT_MAX_ITERATIONS = 3  # revisions after the first draft
+MAX_STATE_ITERATION = 10_000  # a checkpoint claiming more iterations is not one of ours
 DEFAULT_TIMEOUT = 1800.0  # seconds per workflow before its group is ended
 DEFAULT_GRACE = 5.0  # seconds between SIGTERM and SIGKILL on stop
 MAX_TIMEOUT = 604800.0  # --timeout above 7 days is refused (a typo, or a hostile pyproject)
@@ -49,6 +50,8 @@ DEFAULT_OFFLINE_APPROVE_AT = 2
 PROGRESS_EVERY = 10.0  # seconds between the coordinator's one-line progress reports
 LIVE_REFRESH = 0.25  # seconds between redraws of the live area (elapsed times, ETA)
 LOOP_WAIT_MAX = 3600.0  # the coordinator's longest single wait (its deadlines may be far off)
+GROUP_POLL = 0.02  # seconds between looks at a worker group that outlived its tee
+KILL_WAIT = 5.0  # seconds a group may take to vanish after SIGKILL
 ABANDON_WAIT = 5.0  # after a coordinator error: seconds to wait for killed workers' last lines
 
 # Demo (invoke demo): per-call latency so that the parallelism is visible.

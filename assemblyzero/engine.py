@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from assemblyzero.checkpoint import Checkpoint
+from assemblyzero.constants import MAX_STATE_ITERATION
 from assemblyzero.fileio import check_inside
 from assemblyzero.ids import Kind, tag
 from assemblyzero.interrupt import Stop
@@ -40,7 +41,6 @@ _NEEDS = {"draft": ("source", "title"), "validate": ("source", "title", "draft")
           "review": ("source", "title", "draft"), "revise": ("source", "title", "draft"),
           "finalize": ("title", "draft"), "halted": ("halt_reason",)}
 _TEXTS = ("source", "title", "draft", "halt_reason")
-MAX_STATE_ITERATION = 10_000  # a checkpoint claiming more is not one of ours
 
 
 class InvalidState(ValueError):

@@ -27,12 +27,10 @@ from queue import SimpleQueue
 from typing import Any, Protocol
 
 from assemblyzero.console import Sink
-from assemblyzero.constants import DEFAULT_GRACE
+from assemblyzero.constants import DEFAULT_GRACE, GROUP_POLL, KILL_WAIT
 
 _TEE = Path(__file__).with_name("prefix_tee.py")
 READ_SIZE = 65536
-GROUP_POLL = 0.02  # s between looks at a group that outlived its tee
-KILL_WAIT = 5.0  # s a group may take to vanish after SIGKILL
 
 
 class Proc(Protocol):
