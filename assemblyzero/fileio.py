@@ -94,20 +94,26 @@ def update_json(
 def _read_or_rebuild(path: Path, rebuild: Callable[[], JsonDict],
                      root: Path | None) -> JsonDict:
     if root is not None and os.path.lexists(path) and not inside(root, path):
-        print(f"warning: {path} leads outside the workspace (to {os.path.realpath(path)}); "
-              "not read, rebuilding it", file=sys.stderr)
+        _warn(f"{path} leads outside the workspace (to {os.path.realpath(path)}); not read, "
+              "rebuilding it")
         return rebuild()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return rebuild()
     except (OSError, ValueError) as exc:
-        print(f"warning: {path} is unreadable ({exc}); rebuilding it", file=sys.stderr)
+        _warn(f"{path} is unreadable ({exc}); rebuilding it")
         return rebuild()
     if not isinstance(data, dict):
-        print(f"warning: {path} is not a JSON object; rebuilding it", file=sys.stderr)
+        _warn(f"{path} is not a JSON object; rebuilding it")
         return rebuild()
     return data
+
+
+def _warn(text: str) -> None:
+    from assemblyzero.console import printable  # the one sanitizer of printed lines
+
+    print(printable(f"warning: {text}"), file=sys.stderr)
 
 
 def append_line(path: Path, line: str) -> None:

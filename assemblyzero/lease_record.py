@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from assemblyzero.console import printable
 from assemblyzero.constants import COOLDOWN_MAX, LEASE_GENERATION_MAX, LEASE_STREAK_MAX
 
 LEASE_VERSION = 1
@@ -29,7 +30,7 @@ _WARN_HOLDERS = 3  # malformed holders warned one by one; the rest in one line
 
 
 def warn(path: Path, what: str) -> None:
-    print(f"warning: lease file {path}: {what}", file=sys.stderr)
+    print(printable(f"warning: lease file {path}: {what}"), file=sys.stderr)
 
 
 def fresh(name: str) -> State:

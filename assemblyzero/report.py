@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from assemblyzero.console import printable
 from assemblyzero.fileio import append_line, atomic_write
 from assemblyzero.ids import sort_key
 from assemblyzero.results import Status
@@ -107,7 +108,7 @@ def _point_latest(runs: Path, run_id: str) -> None:
         real = os.path.isdir(runs / "latest") and not os.path.islink(runs / "latest")
         fix = ("it is a real folder: rename or delete it; until then status and retry-failed "
                "use the newest run folder" if real else exc.strerror)
-        print(f"warning: could not point {runs / 'latest'} at {run_id}: {fix}",
+        print(printable(f"warning: could not point {runs / 'latest'} at {run_id}: {fix}"),
               file=sys.stderr)
 
 
