@@ -187,6 +187,7 @@ def _one(kind: Kind, item_id: str | None, repo: str, flags: dict[str, Any]) -> N
             raise UsageError(f"{exc}; pass the name of a file in {folder} without .md, "
                              f"e.g. --id=42") from None
         ws = runner.workspace(repo)
+        runner.check_workspace(ws)
         if not is_pending(ws, Item(kind, item_id)):
             src, out = ws.input_file(kind, item_id), ws.output_file(kind, item_id)
             if out.exists():

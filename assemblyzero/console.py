@@ -21,9 +21,10 @@ COORDINATOR_TAG = "COORDINATOR"
 # (SGR) are group 1; the rest (cursor moves, a full reset `ESC c`, titles,
 # 8-bit controls such as CSI U+009B) could break the screen. Tab and newline
 # are text.
-ESCAPES = re.compile(r"(\x1b\[[0-9;]*m)|\x1b\[[0-?]*[ -/]*[@-~]"
-                     r"|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?"
-                     r"|\x1b[ -/]*[0-~]?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SEQUENCES = (r"(\x1b\[[0-9;]*m)|\x1b\[[0-?]*[ -/]*[@-~]"
+              r"|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[ -/]*[0-~]?")
+ESCAPES = re.compile(_SEQUENCES + r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+SEQUENCES = re.compile(_SEQUENCES)
 
 
 def safe(text: str, colours: bool = True) -> str:
@@ -31,9 +32,9 @@ def safe(text: str, colours: bool = True) -> str:
     return ESCAPES.sub(lambda m: (m.group(1) or "") if colours else "", text)
 
 
-# Control characters left once the escape sequences are gone (C0, DEL, C1, and
-# the line and paragraph separators).
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Control characters (C0, DEL, C1), the line and paragraph separators, and the
+# bidirectional overrides and isolates (which reorder what a line seems to say).
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _SHOWN = {"\n": "\\n", "\r": "\\r", "\t": " "}
 
 
@@ -42,13 +43,14 @@ def printable(text: str) -> str:
 
     The one sanitizer of every line we print that carries such text, in every
     output mode: escape sequences are removed (colours too) and every other
-    control character is shown as an escape (`\\n`, `\\x07`), so nothing can
-    move the cursor, retitle the terminal or start a line of its own (a forged
-    `[COORDINATOR]` line). A tab becomes a space.
+    control character is shown as an escape (`\\n`, `\\x07`, `\\u202e`), so
+    nothing can move the cursor, retitle the terminal, reorder the line or
+    start a line of its own (a forged `[COORDINATOR]` line). A tab becomes a
+    space.
     """
     if _CONTROLS.search(text) is None:  # the common case: nothing to do
         return text
-    return _CONTROLS.sub(_show, safe(text, colours=False))
+    return _CONTROLS.sub(_show, SEQUENCES.sub("", text))
 
 
 def printable_lines(text: str) -> str:

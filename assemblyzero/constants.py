@@ -17,6 +17,7 @@ DEFAULT_MODEL = "offline:default"
 
 # Files shared between processes.
 LOCK_TIMEOUT = 30.0  # seconds to wait for a shared-file lock (status index)
+RECORD_LIMIT = 64 << 20  # bytes of a run's summary or journal that `status` reads at most
 SQLITE_TIMEOUT = 10.0  # seconds SQLite waits on a busy checkpoint
 
 # Ids (SPEC 2): checked before an id is used in any path.

@@ -8,6 +8,7 @@ timeout set by the nearest deadline (a `--timeout`, a SIGKILL after
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 from assemblyzero import backlog, flock, procs
 from assemblyzero.backlog import Item, Skipped
-from assemblyzero.console import COORDINATOR_TAG, Active, Console, Progress, printable
+from assemblyzero.console import COORDINATOR_TAG, Active, Console, Progress
 from assemblyzero.constants import (
     ABANDON_WAIT,
     DEFAULT_GRACE,
@@ -564,7 +565,7 @@ class Coordinator:
 
     def say(self, text: str) -> None:
         """A line of ours; a reason quoting a model's stderr may hold escapes: none pass."""
-        self.console.say(self.scrub(printable(text)))
+        self.console.say(self.scrub.line(text))
 
     def _show(self) -> None:
         """Tell the console how the run stands (the live area redraws from it)."""
@@ -599,6 +600,8 @@ def _start_fix(exc: Exception) -> str:
                 "at one that is)")
     if isinstance(exc, OutsideWorkspace):
         return "replace that symlink with a real file or folder"
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+        return f"{where or 'that file'} is a symlink, which is never followed: remove it"
     return "check that the workspace's .assemblyzero/ and logs/ are writable"
 
 

@@ -120,6 +120,9 @@ class Workflow:
 
     # --- steps --------------------------------------------------------------
     def _load(self, state: State) -> None:
+        for folder in (self.ws.lineage_dir(self.kind, self.item_id),
+                       self.ws.output_file(self.kind, self.item_id).parent):
+            check_inside(self.ws.root, folder)  # before any paid call, not at its first write
         path = self.source
         state["source"] = self.scrub(self.ws.read_text(path))
         state["title"] = title_of(state["source"], tag(self.kind, self.item_id))

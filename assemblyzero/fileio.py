@@ -7,15 +7,17 @@ path (every symlink resolved, dangling ones too) must stay inside the root.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from assemblyzero.constants import LOCK_TIMEOUT
+from assemblyzero.constants import LOCK_TIMEOUT, RECORD_LIMIT
 
 
 class OutsideWorkspace(OSError):
@@ -38,6 +40,22 @@ def check_inside(root: Path, path: Path, verb: str = "write") -> None:
         raise OutsideWorkspace(f"{shown} leads outside the workspace (to "
                                f"{os.path.realpath(path)}); refusing to {verb} through it: "
                                "replace the symlink with a real file or folder")
+
+
+def read_record(path: Path, limit: int = RECORD_LIMIT) -> bytes:
+    """A record of ours (summary, journal) as bytes: a plain file only, at most `limit`.
+
+    Never through a symlink (O_NOFOLLOW), never a FIFO or device (which could
+    hang the read or never end, like /dev/zero). OSError otherwise.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a plain file", str(path))
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read(limit)
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: Path, data: str | bytes, root: Path | None = None) -> None:

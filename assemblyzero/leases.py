@@ -277,8 +277,10 @@ class LeaseStore:
                 warn(path, f"holder {number} has no process start time ('start'); reclaimed")
             return False  # else the pid was reused by another process
         slot = slot_of(holder)
-        if slot is None:
-            return True  # a record without a slot: the process check is all there is
+        if slot is None:  # every lease we write records its slot: a forged or foreign record
+            warn(path, f"holder {number} (pid {holder['pid']}) records no slot ('slot'); "
+                       "reclaimed")
+            return False
         if slot == held or not slot_held(self.dir / f"{name}.slot-{slot}.lock"):
             warn(path, f"holder {number} (pid {holder['pid']}) does not hold its slot "
                        f"('slot' {slot}); reclaimed")

@@ -151,9 +151,16 @@ def resolve(repo: Path, flags: dict[str, Any]) -> dict[str, Any]:
 def _check(name: str, value: Any, source: str, default: Any) -> Any:
     if name in ("drafter", "reviewer"):
         try:
-            check_spec(str(value), fix=f"; {fix_hint(source, _MODEL_EXAMPLE)}")
+            provider = check_spec(str(value), fix=f"; {fix_hint(source, _MODEL_EXAMPLE)}")
         except ValueError as exc:
             raise UsageError(f"{source}: {exc}") from None
+        if provider == "cmd" and source.startswith("[tool.assemblyzero] "):
+            # The workspace is untrusted (a cloned repository): its file must not pick a
+            # command for us to run. The user's own flag or variable may.
+            flag, env = f"--{name}", _SETTINGS[name][0]
+            raise UsageError(f"{source}: a cmd: model runs a command, and a workspace's "
+                             f"pyproject.toml may not choose one; pass it yourself as "
+                             f"{flag}=cmd:... or {env}=cmd:..., or remove it there")
         return str(value)
     if name == "max_iterations":
         return parse_int(value, source, minimum=0, example=default)

@@ -26,3 +26,22 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         return self._pattern.sub(self._mask, text)
+
+    def line(self, text: str) -> str:
+        """`text` as one line for the terminal or a log: masked, then made printable.
+
+        Masked first: `printable` shows a newline as `\\n`, which would hide a key
+        starting right after it from the key shapes. A secret split by a control
+        character (`correct-horse-\\x07battery`), or a key shape right after an
+        escape sequence, is found once the controls are gone: then they all go,
+        rather than shown, so no piece of it shows.
+        """
+        from assemblyzero.console import ESCAPES, printable  # the one sanitizer of lines
+
+        masked = self(text)
+        # Controls dropped (a secret split by one) or read as a gap (a key right after one).
+        for joined in (ESCAPES.sub("", masked), ESCAPES.sub(" ", masked)):
+            hidden = self(joined)
+            if hidden != joined:
+                return printable(hidden)
+        return self(printable(masked))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from assemblyzero.console import printable
-from assemblyzero.fileio import check_inside, inside
+from assemblyzero.fileio import inside, read_record
 from assemblyzero.ids import Kind
 from assemblyzero.leases import process_start
 from assemblyzero.options import UsageError
@@ -29,13 +29,12 @@ UNFINISHED = {"failed", "halted", "timeout", "interrupted"}
 def read_run(run_dir: Path) -> dict[str, Any]:
     """One run as data: `state` is finished, running or abandoned.
 
-    Its files are read only if they stay inside the run's folder.
+    Its files are read only as plain files: never through a symlink, never a FIFO or device.
     """
     summary = run_dir / "summary.json"
     if summary.exists() or summary.is_symlink():
         try:
-            check_inside(run_dir, summary, "read")
-            data: dict[str, Any] = json.loads(summary.read_text(encoding="utf-8"))
+            data: dict[str, Any] = json.loads(read_record(summary))
             return {"run_id": run_dir.name, "state": "finished", "label": data.get("label"),
                     "exit_code": data.get("exit_code"), "counts": data.get("counts", {}),
                     "items": [{"tag": str(i["tag"]), "id": str(i["id"]),
@@ -68,12 +67,11 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 
 
 def _journal(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "journal.jsonl"
     try:
-        check_inside(run_dir, path, "read")
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:  # missing, or a symlink out of the run folder: no journal to read
+        raw = read_record(run_dir / "journal.jsonl")
+    except OSError:  # missing, a symlink, not a plain file: no journal to read
         return []
+    lines = raw.decode("utf-8", "replace").splitlines()
     events = []
     for line in lines:
         try:
@@ -129,8 +127,8 @@ def _run_dirs(ws: Workspace) -> list[Path]:
 
 def _started(run_dir: Path) -> tuple[float, str]:
     try:
-        with (run_dir / "journal.jsonl").open("rb") as handle:
-            ts = float(json.loads(handle.readline() or b"{}").get("ts", 0.0))
+        first = read_record(run_dir / "journal.jsonl", 1 << 16).split(b"\n", 1)[0]
+        ts = float(json.loads(first or b"{}").get("ts", 0.0))
     except (OSError, ValueError, TypeError, AttributeError):
         ts = 0.0
     return (ts if math.isfinite(ts) else 0.0, run_dir.name)

@@ -21,7 +21,6 @@ from assemblyzero.checkpoint import (
     CheckpointUnavailable,
     CheckpointUnusable,
 )
-from assemblyzero.console import printable
 from assemblyzero.constants import (
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MODEL,
@@ -53,7 +52,7 @@ scrub = Redactor()  # replaced in main() by one that also knows this worker's se
 def say(message: str) -> None:
     """One line of ours: names, titles and model text in it are made printable first."""
     try:
-        sys.stdout.write(scrub(printable(message)) + "\n")
+        sys.stdout.write(scrub.line(message) + "\n")
         sys.stdout.flush()
     except BrokenPipeError:  # the tee died: go on (to save the checkpoint) without output
         go_quiet()

@@ -267,7 +267,7 @@ def test_nothing_pending_is_not_an_error(tmp_path: Path):
 def test_a_folder_with_neither_ideas_nor_docs_is_not_a_workspace(tmp_path: Path):
     ws = make_workspace(tmp_path / "ws")
     (ws / "src").mkdir()
-    for args in (["lld-all"], ["issue-all"], ["dry-run"]):
+    for args in (["lld-all"], ["issue-all"], ["dry-run"], ["lld", "--id=1"], ["issue", "--id=1"]):
         run = cli(*args, "--repo", str(ws))
         assert run.code == 2, (args, run.out + run.err)
         assert "is not an assemblyzero workspace: it has neither ideas/ nor docs/" in run.err

@@ -190,6 +190,14 @@ def test_a_live_process_that_holds_no_slot_is_reclaimed(
     one_warning(capsys, path, "holder 1 (pid 1) does not hold its slot", "reclaimed")
 
 
+def test_a_live_process_recorded_without_a_slot_is_reclaimed(
+        store: LeaseStore, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """pid 1 with its real start time and no 'slot': no lease of ours looks like that."""
+    path = write(root, record(holders=[holder(pid=1)]))
+    assert isinstance(store.acquire(NAME, 1, "run-1", "1"), Lease)
+    one_warning(capsys, path, "holder 1 (pid 1) records no slot ('slot')", "reclaimed")
+
+
 def test_a_record_claiming_another_free_slot_is_reclaimed(
         store: LeaseStore, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(root, record(holders=[holder(pid=os.getppid(), slot=1)]))

@@ -94,23 +94,20 @@ def test_the_planner_and_status_survive_any_names_titles_and_documents(
         os.environ["ASSEMBLYZERO_CREDENTIALS"] = str(credentials)
         before_out, before_ws = _files(outside), _files(ws)
 
-        printed: list[str] = []
+        space = runner.workspace(ws)
         try:
-            space = runner.workspace(ws)
             plan = runner.describe(space, [Kind.ISSUE, Kind.LLD], resolve(space.root, {}),
                                    Parallel(3), None, None)
-            printed.append(runner.render_plan(plan))
-            printed.append(runner.plan_json(plan))
+            plan_text, plan_json = runner.render_plan(plan), runner.plan_json(plan)
         except (UsageError, CredentialError) as exc:  # the documented refusals
-            printed.append(str(exc))
+            plan_text, plan_json = str(exc), ""
         overview = runs.overview(space)
-        printed.append(runs.render(overview))
-        printed.append(json.dumps(overview))
+        status_text, status_json = runs.render(overview), json.dumps(overview)
 
         assert _files(outside) == before_out  # nothing written outside
         assert _files(ws) == before_ws  # the planner and status write nothing at all
-        text = "\n".join(printed)
-        assert PRIVATE not in text  # never read through the link
-        assert SECRET not in text  # never echoed
-        for shown in printed[:1] + printed[2:3]:  # the text outputs: nothing for the terminal
-            assert ESCAPES.search(shown.replace("\n", " ")) is None, shown
+        for text in (plan_text, plan_json, status_text, status_json):
+            assert PRIVATE not in text  # never read through the link
+            assert SECRET not in text  # never echoed
+        for text in (plan_text, status_text):  # what reaches the terminal: no escape, no control
+            assert ESCAPES.search(text.replace("\n", " ")) is None, text

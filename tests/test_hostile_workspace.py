@@ -100,7 +100,9 @@ def test_a_symlinked_item_folder_or_dangling_state_link_writes_nothing_outside(
     assert items["43"]["status"] == "done"
     assert items["41"]["status"] == "failed"
     assert "docs/lineage/lld-41 leads outside the workspace" in items["41"]["reason"]
+    assert items["41"]["model_calls"] == 0  # found before any paid call
     assert items["42"]["status"] == "failed" and "could not start" in items["42"]["reason"]
+    assert "lld-42.lock is a symlink, which is never followed: remove it" in run.out
     assert _snapshot(out) == before  # no lineage, no lock file, no .gitignore out there
     assert not (out / "created-by-lock").exists() and not (out / "created-by-gitignore").exists()
 
@@ -158,7 +160,7 @@ def test_names_and_titles_cannot_drive_the_terminal_or_forge_a_line(
         assert not any(line.startswith("[COORDINATOR] 6 done") for line in text.splitlines())
         assert not any(line.startswith("[COORDINATOR]") and line.split()[1:3] == ["6", "done"]
                        for line in text.splitlines())
-    assert "Title 2J with escapes" in outputs[0]  # the title, shown without its escapes
+    assert "Title \\x9b2J with escapes" in outputs[0]  # the title: sequences gone, C1 shown
     assert "x\\n[COORDINATOR] 6 done.md" in outputs[0]  # the name, shown for what it is
 
 
@@ -244,3 +246,43 @@ def test_a_pyproject_symlinked_out_of_the_workspace_is_not_read(tmp_path: Path) 
     run = cli("dry-run", "--repo", str(ws))
     assert run.code == 2 and "pyproject.toml leads outside the workspace" in run.err
     assert "cmd:steal" not in run.out + run.err
+
+
+def test_a_workspace_pyproject_cannot_choose_a_command_to_run(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", issues=["41"])
+    marker = tmp_path / "PWNED"
+    (ws / "pyproject.toml").write_text(
+        f'[tool.assemblyzero]\ndrafter = "cmd:sh -c \'touch {marker}; cat\'"\n')
+    for args in (["lld-all"], ["dry-run"]):
+        run = cli(*args, "--repo", str(ws))
+        assert run.code == 2, (args, run.out + run.err)
+        assert "a cmd: model runs a command, and a workspace's pyproject.toml may not" in run.err
+        assert "pass it yourself as --drafter=cmd:... or ASSEMBLYZERO_DRAFTER=cmd:..." in run.err
+    assert not marker.exists()
+
+
+def test_a_key_right_after_a_newline_in_a_failure_reaches_no_output(
+        tmp_path: Path, fast: None) -> None:
+    ws = make_workspace(tmp_path / "ws", issues=["41"])
+    tool = tmp_path / "tool.py"
+    tool.write_text("import sys\nsys.stdin.read()\n"
+                    f"sys.stderr.write('bad request:\\nsk-proj-{'K' * 24} is not valid\\n')\n"
+                    "sys.exit(3)\n")
+    run = cli("lld-all", "--repo", str(ws), f"--drafter=cmd:{sys.executable} {tool}")
+    assert run.code == 1, run.out + run.err
+    assert "K" * 24 not in run.out + run.err + _everything(ws)
+    assert "***" in run.out
+
+
+def test_status_reads_no_journal_or_summary_that_is_not_a_plain_file(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", issues=["41"])
+    run_dir = ws / "logs/parallel/20200101-000000-lld-all-1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "journal.jsonl").symlink_to("/dev/zero")  # would never end
+    other = ws / "logs/parallel/20200101-000001-lld-all-2"
+    other.mkdir()
+    os.mkfifo(other / "journal.jsonl")  # would hang
+    for args in (["status"], ["retry-failed"]):
+        run = cli(*args, "--repo", str(ws), timeout=30)
+        assert "Traceback" not in run.out + run.err, args
+        assert run.code in (0, 2), (args, run.out + run.err)

@@ -359,10 +359,17 @@ def test_holder_whose_pid_was_reused_is_reclaimed(store: LeaseStore, root: Path)
 
 
 def test_live_local_holder_written_by_hand_is_kept(store: LeaseStore, root: Path) -> None:
+    """Alive: its process runs and its slot's flock is held (here by this test)."""
     parent = os.getppid()
-    write_record(root, {"holders": [holder(pid=parent, start=process_start(parent))],
+    write_record(root, {"holders": [holder(pid=parent, start=process_start(parent), slot=0)],
                         "generation": 1})
-    assert isinstance(store.acquire(NAME, 1, "run-1", "1"), Busy)
+    fd = os.open(root / "leases" / f"{NAME}.slot-0.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert isinstance(store.acquire(NAME, 1, "run-1", "1"), Busy)
+        assert [h["pid"] for h in store.peek(NAME)["holders"]] == [parent]
+    finally:
+        os.close(fd)
 
 
 def test_remote_holder_kept_while_fresh_then_reclaimed(store: LeaseStore, root: Path,

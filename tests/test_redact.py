@@ -144,3 +144,24 @@ def test_tee_masks_a_key_at_the_cut_of_a_long_terminal_line(tmp_path: Path) -> N
     joined = "".join(piece.removeprefix("[T] ") for piece in terminal.splitlines())
     assert "ACTME1234567890" not in joined
     assert "sk-ant-RED" not in joined
+
+
+@pytest.mark.parametrize("before", ["\n", "\r", "\r\n", "\x1b[2J", "\t", "\x07"])
+@pytest.mark.parametrize("key", list(SHAPES.values()))
+def test_a_line_hides_a_key_whatever_control_precedes_it(before: str, key: str) -> None:
+    shown = Redactor().line(f"error{before}{key} is not valid")
+    assert key not in shown and "***" in shown
+    assert not any(ord(c) < 0x20 for c in shown)  # and the line stays one printable line
+
+
+def test_a_line_hides_a_known_secret_split_by_a_control_character() -> None:
+    secret = "correct-horse-battery-staple"
+    for hidden in ("correct-horse-\x07battery-staple", "correct-\x1b[31mhorse-battery-staple"):
+        shown = Redactor([secret]).line(f"token {hidden} here")
+        assert shown == "token *** here", shown
+        assert "battery" not in shown and "horse" not in shown
+
+
+def test_a_line_shows_control_characters_as_escapes_and_drops_sequences() -> None:
+    shown = Redactor().line("a\nb\rc\x07d\x9be \u202eevil\u2066 \x1b]0;title\x07\x1b[2Jend")
+    assert shown == "a\\nb\\rc\\x07d\\x9be \\u202eevil\\u2066 end"
