@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -130,3 +133,32 @@ def test_lld_all_end_to_end_with_cmd_models(tmp_path: Path) -> None:
         assert "written by the cmd drafter" in sections["Risks"]
         review = ws / f"docs/lineage/lld-{item_id}/001-review.md"
         assert "Looks complete." in review.read_text(encoding="utf-8")
+
+
+SLOW = """import os, signal, sys, time
+with open(sys.argv[1], "w") as out:
+    out.write(f"{os.getpid()} {os.getppid()}")
+time.sleep(60)
+"""
+
+
+def test_a_killed_workers_command_ends_before_its_item_is_released(tmp_path: Path) -> None:
+    """kill -9 of a worker mid-call (OOM, say): its command is in the worker's group, so the
+    coordinator ends it before it releases the item; nothing of the item runs on."""
+    ws = make_workspace(tmp_path / "ws", issues=["41"])
+    pids = tmp_path / "pids"
+    drafter = script(tmp_path, "slow", SLOW, str(pids))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assemblyzero", "lld-all", f"--drafter=cmd:{drafter}",
+         "--repo", str(ws), "--grace=1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 30
+    while not (pids.exists() and len(pids.read_text().split()) == 2):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    command, worker = map(int, pids.read_text().split())
+    os.kill(worker, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 1, out
+    assert not _alive(command), out  # ended by the coordinator, not left running
+    assert "LLD-041 failed" in out

@@ -2,9 +2,12 @@
 
 `cmd:claude -p`, `cmd:llm -m gpt-4o`, `cmd:ollama run llama3`: the model part
 is split like a shell would (shlex, no shell runs). The child inherits the
-worker's environment, runs in its own process group (so that a timeout kills
-whatever it started too) and is never retried: a failing command fails the
-call with its exit code and the tail of its stderr.
+worker's environment and stays in the worker's process group, so whatever
+ends the worker's group (Ctrl+C, a timeout, the coordinator making sure no
+process of an item outlives it) ends the command too; a call that times out
+or is abandoned kills the command and every process it started. It is never
+retried: a failing command fails the call with its exit code and the tail of
+its stderr.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from assemblyzero.providers._common import call_timeout
 STDERR_LINES = 10  # how much of a failing command's stderr the error quotes
 STDERR_CHARS = 1000
 
-_running: set[int] = set()  # process groups of commands still running, killed at exit
+_running: set[int] = set()  # pids of commands still running, killed (with their tree) at exit
 _lock = threading.Lock()
 
 
@@ -45,7 +48,6 @@ class CmdProvider:
             child = subprocess.Popen(
                 self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
-                start_new_session=True,
             )
         except FileNotFoundError:
             raise ProviderError(f"cmd: command not found: {self.argv[0]}") from None
@@ -56,7 +58,7 @@ class CmdProvider:
         try:
             out, err = child.communicate(request.prompt, timeout=timeout)
         except BaseException as exc:  # a timeout, or the worker stopping mid-call
-            _kill_group(child.pid)  # the command and whatever it started
+            _kill_tree(child.pid)  # the command and whatever it started
             child.wait()
             for pipe in (child.stdin, child.stdout, child.stderr):
                 if pipe:
@@ -87,14 +89,42 @@ def _tail(stderr: str) -> str:
     return f"; stderr:\n{text}" if text else " (no stderr)"
 
 
-def _kill_group(pgid: int) -> None:
+def _kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and every process it started (its descendants, found through /proc).
+
+    Stopped first, so that it forks no more while its tree is read; a process
+    that left the tree (a daemon) is still in the worker's group.
+    """
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+        os.kill(pid, signal.SIGSTOP)
+    for victim in (pid, *_descendants(pid)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(victim, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if not name.isdecimal():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as handle:
+                    parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 @atexit.register
 def _kill_running() -> None:
     """A worker that exits (stopped mid-call) takes its commands with it."""
     with _lock:
-        for pgid in list(_running):
-            _kill_group(pgid)
+        for pid in list(_running):
+            _kill_tree(pid)
