@@ -13,10 +13,8 @@ it is and the item fails, to resume once that is fixed.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import resource
 import shutil
 import sqlite3
 import stat
@@ -24,8 +22,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from assemblyzero.checkpoint_errors import (
+    CheckpointError,
+    CheckpointUnavailable,
+    CheckpointUnusable,
+    os_trouble,
+    trouble,
+)
 from assemblyzero.constants import SQLITE_TIMEOUT
 from assemblyzero.fileio import inside
+
+__all__ = ["Checkpoint", "CheckpointError", "CheckpointUnavailable", "CheckpointUnusable"]
 
 SCHEMA_VERSION = 1
 _COLUMNS = {"meta": ["key", "value"], "steps": ["seq", "step", "state", "saved_at"]}
@@ -36,34 +43,6 @@ _SCHEMA = (
 )
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 ASIDE_SUFFIX = ".unreadable"  # lld-42.db -> lld-42.db.unreadable: one per item, ever
-
-# SQLite primary result codes that are about the disk or the OS, not the file.
-_NOT_THE_FILE = frozenset({
-    sqlite3.SQLITE_PERM, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_NOMEM,
-    sqlite3.SQLITE_READONLY, sqlite3.SQLITE_INTERRUPT, sqlite3.SQLITE_IOERR,
-    sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PROTOCOL,
-    sqlite3.SQLITE_NOLFS, sqlite3.SQLITE_AUTH,
-})
-_NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
-_HINTS = {"disk full": "free some space and run retry-failed",
-          "disk error": "check the disk and run retry-failed"}
-
-
-class CheckpointError(Exception):
-    """The checkpoint cannot be used: one of the two subclasses."""
-
-
-class CheckpointUnusable(CheckpointError):
-    """This file is not a usable checkpoint: set it aside, start the item over."""
-
-
-class CheckpointUnavailable(CheckpointError):
-    """The disk or the OS cannot serve the checkpoint now: keep it, fail the item."""
-
-    def __init__(self, reason: str, hint: str) -> None:
-        super().__init__(reason)
-        self.hint = hint  # what the user does next
-
 
 class Checkpoint:
     """Open (or create) the checkpoint of one item, identified by `owner`.
@@ -94,7 +73,7 @@ class Checkpoint:
             try:
                 db = sqlite3.connect(self.path, timeout=SQLITE_TIMEOUT, isolation_level=None)
             except sqlite3.Error as exc:
-                raise _trouble(self.path, exc, "open") from None
+                raise trouble(self.path, exc, "open") from None
             try:
                 fresh = self._inspect(db)  # reads only: a foreign file is never written
                 db.execute("PRAGMA journal_mode=WAL")
@@ -103,7 +82,7 @@ class Checkpoint:
                     self._create(db)
             except sqlite3.Error as exc:
                 db.close()
-                raise _trouble(self.path, exc, "open") from None
+                raise trouble(self.path, exc, "open") from None
             except BaseException:
                 db.close()
                 raise
@@ -128,7 +107,7 @@ class Checkpoint:
                 elif (side_info := _lstat(side)) and not stat.S_ISREG(side_info.st_mode):
                     raise CheckpointUnusable(f"{side} is not a regular file")
         except OSError as exc:
-            raise _os_trouble(self.path, exc, "open") from None
+            raise os_trouble(self.path, exc, "open") from None
         if info is None:
             return
         if stat.S_ISLNK(info.st_mode):
@@ -184,7 +163,7 @@ class Checkpoint:
                 "SELECT step, state FROM steps ORDER BY seq DESC LIMIT 1"
             ).fetchone()
         except sqlite3.Error as exc:
-            raise _trouble(self.path, exc, "read") from None
+            raise trouble(self.path, exc, "read") from None
         if row is None:
             return None
         try:
@@ -207,14 +186,14 @@ class Checkpoint:
                     (step, json.dumps(state), time.time()),
                 )
         except sqlite3.Error as exc:
-            raise _trouble(self.path, exc, "write") from None
+            raise trouble(self.path, exc, "write") from None
 
     def steps(self) -> list[str]:
         """Names of the completed steps, oldest first."""
         try:
             rows = self._conn().execute("SELECT step FROM steps ORDER BY seq").fetchall()
         except sqlite3.Error as exc:
-            raise _trouble(self.path, exc, "read") from None
+            raise trouble(self.path, exc, "read") from None
         return [str(r[0]) for r in rows]
 
     def close(self) -> None:
@@ -250,7 +229,7 @@ class Checkpoint:
                 elif _lstat(side) is not None:
                     os.replace(side, f"{aside}{suffix}")
         except OSError as exc:
-            raise _os_trouble(self.path, exc, "set aside") from None
+            raise os_trouble(self.path, exc, "set aside") from None
         return aside if moved else None
 
 
@@ -281,43 +260,3 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif info is not None:
         path.unlink()
-
-
-def _trouble(path: Path, exc: sqlite3.Error, doing: str) -> CheckpointError:
-    """Which trouble an SQLite error is, by its result code (never its message text)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    name = getattr(exc, "sqlite_errorname", None) or "no SQLite code"
-    primary = code & 0xFF if isinstance(code, int) else None
-    detail = f"cannot {doing} checkpoint {path} ({exc}; {name})"
-    if primary == sqlite3.SQLITE_FULL:
-        return CheckpointUnavailable(f"disk full: {detail}", _HINTS["disk full"])
-    if primary == sqlite3.SQLITE_IOERR:
-        why = _space_exhausted(path)
-        if why:
-            return CheckpointUnavailable(f"disk full ({why}): {detail}", _HINTS["disk full"])
-        return CheckpointUnavailable(f"disk error: {detail}", _HINTS["disk error"])
-    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        return CheckpointUnavailable(detail, "another process holds it; run retry-failed later")
-    if primary in _NOT_THE_FILE:
-        return CheckpointUnavailable(detail, "check its permissions and run retry-failed")
-    return CheckpointUnusable(f"{path}: {exc} ({name})")
-
-
-def _os_trouble(path: Path, exc: OSError, doing: str) -> CheckpointUnavailable:
-    detail = f"cannot {doing} checkpoint {path}: {exc.strerror or exc}"
-    if exc.errno in _NO_SPACE:
-        return CheckpointUnavailable(f"disk full: {detail}", _HINTS["disk full"])
-    if exc.errno == errno.EIO:
-        return CheckpointUnavailable(f"disk error: {detail}", _HINTS["disk error"])
-    return CheckpointUnavailable(detail, "check its folder and permissions and run retry-failed")
-
-
-def _space_exhausted(path: Path) -> str | None:
-    """Why an I/O error may be a full disk (SQLite reports EFBIG and a full -shm as I/O)."""
-    try:
-        if os.statvfs(path.parent).f_bavail == 0:
-            return "no space left on the device"
-    except OSError:
-        pass
-    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    return None if soft == resource.RLIM_INFINITY else f"file size limit of {soft} bytes"

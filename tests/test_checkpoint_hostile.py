@@ -23,12 +23,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from assemblyzero import worker
-from assemblyzero.checkpoint import (
-    Checkpoint,
-    CheckpointUnavailable,
-    CheckpointUnusable,
-    _os_trouble,
-)
+from assemblyzero.checkpoint import Checkpoint, CheckpointUnavailable, CheckpointUnusable
+from assemblyzero.checkpoint_errors import os_trouble
 from assemblyzero.engine import ENDS, STEPS, state_problem
 from assemblyzero.ids import Kind
 from assemblyzero.interrupt import Stop
@@ -168,11 +164,11 @@ def test_os_errors_are_told_apart_by_errno(tmp_path: Path):
     """Real errors: ENOSPC from /dev/full, ENOENT; never from their message text."""
     with pytest.raises(OSError) as full, open("/dev/full", "wb", buffering=0) as device:
         device.write(b"x")
-    assert str(_os_trouble(tmp_path / "cp.db", full.value, "write")).startswith(
+    assert str(os_trouble(tmp_path / "cp.db", full.value, "write")).startswith(
         f"disk full: cannot write checkpoint {tmp_path / 'cp.db'}: No space left on device")
     with pytest.raises(OSError) as missing:
         os.rename(tmp_path / "absent", tmp_path / "other")
-    trouble = _os_trouble(tmp_path / "cp.db", missing.value, "set aside")
+    trouble = os_trouble(tmp_path / "cp.db", missing.value, "set aside")
     assert isinstance(trouble, CheckpointUnavailable)
     assert str(trouble).startswith("cannot set aside checkpoint")
 
