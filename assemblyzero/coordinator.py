@@ -115,6 +115,7 @@ class Coordinator:
         self.attempts: dict[str, int] = {}
         self.limited: dict[str, int] = {}  # 429s per item
         self.tokens_seen: dict[str, list[int]] = {}  # per item, as of its last attempt
+        self.key_tokens_seen: dict[str, dict[str, list[int]]] = {}  # per item and key, likewise
         self.stopped_by: int | None = None  # the signal that stopped the run
         self.paused = False  # items wait for a key (ends once none has to wait any more)
         self.granted = False  # a key was granted since the pause began
@@ -408,14 +409,32 @@ class Coordinator:
         return True
 
     def _count_tokens(self, key: str, grant: Grant | None, result: WorkerResult | None) -> None:
-        """Charge the tokens this attempt used (the result holds the item's running total)."""
+        """Charge each key of the grant the tokens its own calls used in this attempt.
+
+        The result holds the item's running totals, per key too: what grew since the
+        item's previous attempt is this attempt's.
+        """
         if not (grant and self.pool and result):
             return
         before = self.tokens_seen.get(key, [0, 0])
         self.tokens_seen[key] = list(result.tokens)
-        for name in grant.names:
+        if result.tokens_by_key is None:
+            # A result without per-key counts (an older worker): one key made every call;
+            # of several keys, which made which is unknown, so none is charged rather than
+            # each the whole.
+            if len(grant.names) == 1:
+                self._charge(grant.names[0], result.tokens, before)
+            return
+        seen = self.key_tokens_seen.setdefault(key, {})
+        for name, used in result.tokens_by_key.items():
+            if name in grant.names:  # others are earlier attempts' (already charged) or runs'
+                self._charge(name, used, seen.get(name, [0, 0]))
+            seen[name] = list(used)
+
+    def _charge(self, name: str, used: list[int], before: list[int]) -> None:
+        if self.pool and name in self.pool.stats:
             for n in (0, 1):
-                self.pool.stats[name].tokens[n] += max(0, result.tokens[n] - before[n])
+                self.pool.stats[name].tokens[n] += max(0, used[n] - before[n])
 
     def _release(self, grant: Grant | None, lock: int, succeeded: bool) -> None:
         try:

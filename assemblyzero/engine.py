@@ -24,7 +24,7 @@ from assemblyzero.fileio import check_inside
 from assemblyzero.ids import Kind, tag
 from assemblyzero.interrupt import Stop
 from assemblyzero.providers import ModelRequest, Provider, ProviderError
-from assemblyzero.results import Status, WorkerResult
+from assemblyzero.results import Status, WorkerResult, tokens_by_key
 from assemblyzero.templates import Template, missing_sections, render, split_sections, title_of
 from assemblyzero.workspace import Workspace
 
@@ -114,6 +114,7 @@ class Workflow:
             kind=self.kind.value, id=self.item_id, status=status,
             iterations=self.state["iteration"], model_calls=self.state["model_calls"],
             tokens=list(self.state.get("tokens", [0, 0])),
+            tokens_by_key=tokens_by_key(self.state),
             resumed_from=resumed, reason=reason, steps=done,
             output=str(output.relative_to(self.ws.root)) if output else None,
         )
@@ -244,6 +245,11 @@ class Workflow:
         used = state.setdefault("tokens", [0, 0])  # input, output: where the API reports them
         used[0] += reply.input_tokens or 0
         used[1] += reply.output_tokens or 0
+        key = getattr(provider, "key", None)
+        if key is not None:  # per leased key too, so each key is charged only its own calls
+            mine = state.setdefault("tokens_by_key", {}).setdefault(key.name, [0, 0])
+            mine[0] += reply.input_tokens or 0
+            mine[1] += reply.output_tokens or 0
         counted = reply.input_tokens is not None or reply.output_tokens is not None
         tokens = (f", {reply.input_tokens or 0} in / {reply.output_tokens or 0} out tokens"
                   if counted else "")
@@ -329,11 +335,18 @@ def state_problem(state: object) -> str | None:
     if "findings" in state and not _texts(state["findings"]):
         return "findings is not a list of text"
     tokens = state.get("tokens", [0, 0])
-    if not (isinstance(tokens, list) and len(tokens) == 2 and all(_count(t) for t in tokens)):
+    if not _pair(tokens):
         return f"tokens is {_shown(tokens)}, not [input, output] counts"
+    by_key = state.get("tokens_by_key", {})  # absent in checkpoints of older releases
+    if not (isinstance(by_key, dict) and all(_text(k) and _pair(v) for k, v in by_key.items())):
+        return f"tokens_by_key is {_shown(by_key)}, not {{credential: [input, output]}}"
     if "published" in state and not (_count(state["published"]) and state["published"]):
         return f"published is {_shown(state['published'])}, not a GitHub issue number"
     return None
+
+
+def _pair(value: object) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(_count(t) for t in value)
 
 
 def _count(value: object, most: int | None = None) -> bool:

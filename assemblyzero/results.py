@@ -46,6 +46,9 @@ class WorkerResult:
     iterations: int = 0
     model_calls: int = 0
     tokens: list[int] = field(default_factory=lambda: [0, 0])  # input, output
+    # The same per credential name: the calls made with that leased key (a call without a
+    # key counts in `tokens` only). None: a result of an older worker, which did not say.
+    tokens_by_key: dict[str, list[int]] | None = None
     resumed_from: str | None = None
     output: str | None = None
     reason: str = ""
@@ -65,6 +68,23 @@ class WorkerResult:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             data["status"] = Status(data["status"])
+            data["tokens_by_key"] = _per_key(data.get("tokens_by_key"))
             return cls(**data)
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+
+def tokens_by_key(state: dict[str, Any]) -> dict[str, list[int]]:
+    """A copy of a workflow state's tokens per credential name (empty before a keyed call)."""
+    counts = _per_key(state.get("tokens_by_key")) or {}
+    return {name: list(used) for name, used in counts.items()}
+
+
+def _per_key(value: Any) -> dict[str, list[int]] | None:
+    """`tokens_by_key` as read, or None (unknown) when it is missing or not well formed."""
+    if not isinstance(value, dict):
+        return None
+    counts = {name: used for name, used in value.items()
+              if isinstance(used, list) and len(used) == 2
+              and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in used)}
+    return counts if len(counts) == len(value) else None

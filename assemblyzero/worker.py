@@ -39,7 +39,7 @@ from assemblyzero.ids import InvalidId, Kind, check_id, slug
 from assemblyzero.interrupt import Interrupted, Stop, go_quiet
 from assemblyzero.providers import AuthFailed, Provider, ProviderError, ProviderKey, RateLimited
 from assemblyzero.redact import Redactor
-from assemblyzero.results import WORKER_EXIT, Status, WorkerResult
+from assemblyzero.results import WORKER_EXIT, Status, WorkerResult, tokens_by_key
 from assemblyzero.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -134,7 +134,8 @@ def run_item(
         return WorkerResult(kind.value, item_id, status, reason=scrub(reason),
                             iterations=state.get("iteration", 0),
                             model_calls=state.get("model_calls", 0),
-                            tokens=list(state.get("tokens", [0, 0])), retry=retry)
+                            tokens=list(state.get("tokens", [0, 0])),
+                            tokens_by_key=tokens_by_key(state), retry=retry)
 
     try:
         checkpoint.root = ws.root  # its folder must not lead outside the workspace
