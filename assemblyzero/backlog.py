@@ -1,4 +1,4 @@
-"""What is pending in a workspace (SPEC 2), enumerated in one scan per folder.
+"""What is pending in a workspace (README, The workspace), enumerated in one scan per folder.
 
 Ids come from file names and are validated before anything else: a file
 whose name is not a safe id is reported by name and skipped; the rest run.

@@ -9,7 +9,6 @@ import errno
 import json
 import os
 import re
-import shlex
 import shutil
 import sys
 import tempfile
@@ -304,35 +303,9 @@ def demo(c: Context, dest: str | None = None, latency: str | None = None) -> Non
     _out(f"demo done: LLDs in {target / 'docs/lld/active'}, logs in {target / 'logs/parallel'}")
 
 
-@task(auto_shortflags=False, help={
-    "quick": "tiny sizes, one repeat: a fast look (and what the smoke test runs)",
-    "only": "comma-separated figures to measure (see benchmarks/bench.py --help)"})
-def bench(c: Context, quick: bool = False, only: str | None = None) -> None:
-    """Measure the figures of SPEC 8; print the table, write logs/bench/<time>.json."""
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
-    if not script.is_file():
-        raise Exit(f"error: {script} not found; the benchmarks run from a source checkout: "
-                   f"{_CHECKOUT}", code=EXIT_USAGE)
-    argv = [sys.executable, str(script)] + (["--quick"] if quick else []) + (
-        ["--only", only] if only else [])
-    c.run(" ".join(shlex.quote(a) for a in argv), pty=False)
-
-
-@task(auto_shortflags=False, help={"args": "extra arguments for pytest, e.g. --args='-k prefix'"})
-def test(c: Context, args: str = "") -> None:
-    """Run the test suite (pytest -n auto)."""
-    c.run(f"{sys.executable} -m pytest -n auto {args}", pty=False)
-
-
-@task
-def lint(c: Context) -> None:
-    """ruff check, then mypy --strict on the package."""
-    c.run(f"{sys.executable} -m ruff check .")
-    c.run(f"{sys.executable} -m mypy --strict assemblyzero")
-
-
-ns = Collection(lld_all, issue_all, dry_run, status, retry_failed, lld, issue, demo, bench, test,
-                lint)
+# The user's commands. The developer tasks (bench, test, lint) live in the checkout's
+# tasks.py, which adds them to these.
+ns = Collection(lld_all, issue_all, dry_run, status, retry_failed, lld, issue, demo)
 
 
 def _parse_error(exc: ParseError) -> str:
@@ -364,7 +337,7 @@ def _parse_error(exc: ParseError) -> str:
 
 
 class _Program(Program):
-    """invoke's Program: a bad flag exits 2 (usage error, SPEC 6), with a message saying why."""
+    """invoke's Program: a bad flag exits 2 (a usage error), with a message saying why."""
 
     def parse_core(self, argv: list[str] | None) -> None:
         try:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-# Parallelism (SPEC 6).
+# Parallelism (README, flags of lld-all and issue-all).
 DEFAULT_PARALLEL = 3  # `--parallel` given without a value
 MAX_PARALLEL = 10  # larger values are capped, with a warning
 
-# Workflow (SPEC 3).
+# Workflow (docs/user-guide.md, Models and settings; Stop and resume).
 DEFAULT_MAX_ITERATIONS = 3  # revisions after the first draft
 MAX_STATE_ITERATION = 10_000  # a checkpoint claiming more iterations is not one of ours
 DEFAULT_TIMEOUT = 1800.0  # seconds per workflow before its group is ended
@@ -20,10 +20,10 @@ LOCK_TIMEOUT = 30.0  # seconds to wait for a shared-file lock (status index)
 RECORD_LIMIT = 64 << 20  # bytes of a run's summary or journal that `status` reads at most
 SQLITE_TIMEOUT = 10.0  # seconds SQLite waits on a busy checkpoint
 
-# Ids (SPEC 2): checked before an id is used in any path.
+# Ids (README, The workspace): checked before an id is used in any path.
 ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 
-# Exit codes (SPEC 6).
+# Exit codes (README, Exit codes).
 EXIT_OK = 0
 EXIT_NOT_DONE = 1
 EXIT_USAGE = 2
@@ -58,7 +58,7 @@ ABANDON_WAIT = 5.0  # after a coordinator error: seconds to wait for killed work
 # Demo (invoke demo): per-call latency so that the parallelism is visible.
 DEMO_LATENCY = 0.25
 
-# Credential leases (SPEC 5).
+# Credential leases (docs/user-guide.md, Credentials and leases).
 ENV_CREDENTIAL = "ASSEMBLYZERO_CREDENTIAL"  # names of the worker's leased credentials
 ENV_SECRET_FD = "ASSEMBLYZERO_SECRET_FD"  # pipe the worker reads its secrets from
 DEFAULT_STATE_DIR = "~/.assemblyzero/state"

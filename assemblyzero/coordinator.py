@@ -1,4 +1,4 @@
-"""The coordinator: at most N workers at once, each item exactly once (SPEC 6).
+"""The coordinator: at most N workers at once, each item exactly once (docs/design.md).
 
 One thread per running worker waits on its process and posts the exit on a
 queue; signal handlers post on the same queue; the loop blocks on it with a

@@ -1,4 +1,4 @@
-"""The credentials file (SPEC 5): named API keys and how many may run at once.
+"""The credentials file: named API keys and how many may run at once.
 
     {"credentials": [{"name": "team-a", "provider": "anthropic",
                       "key_env": "ANTHROPIC_KEY_A", "max_concurrent": 1,
@@ -8,6 +8,7 @@
 be readable by group or others (refused otherwise, as ssh does). Only a
 credential's *name* ever travels in argv or the environment. Messages about
 the file name an entry by its position and never quote a value from it.
+The user's view: docs/user-guide.md, Credentials and leases.
 """
 
 from __future__ import annotations

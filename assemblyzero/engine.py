@@ -1,4 +1,4 @@
-"""The workflow of one item (SPEC 3), as a checkpointed state machine.
+"""The workflow of one item (docs/design.md, "The processes"), as a checkpointed state machine.
 
     load -> draft -> validate -> review -> (revise -> validate -> review)* -> finalize
 

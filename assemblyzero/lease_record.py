@@ -1,4 +1,4 @@
-"""A lease record as read from disk, checked before anything trusts it (SPEC 5).
+"""A lease record as read from disk, checked before anything trusts it (docs/json.md, leases).
 
 The state directory is shared by every run of the user, and a lease file
 there may come from an older version, a crash, a bug or a hand. So every

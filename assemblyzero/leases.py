@@ -1,4 +1,4 @@
-"""Credential leases shared by every process on the machine (SPEC 5).
+"""Credential leases shared by every process on the machine (see docs/design.md).
 
 One JSON file per credential, `<state>/leases/<name>.json`, read and
 rewritten under an exclusive `flock` on `<name>.lock` (temp file, fsync,

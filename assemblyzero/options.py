@@ -1,8 +1,8 @@
 """Turning flags, environment and `[tool.assemblyzero]` into checked settings.
 
-Precedence (SPEC 4): flags > environment > the workspace's pyproject.toml >
-defaults. Every bad value is a UsageError whose message names its source
-and how to fix it there.
+Precedence (docs/user-guide.md, Models and settings): flags > environment >
+the workspace's pyproject.toml > defaults. Every bad value is a UsageError
+whose message names its source and how to fix it there.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ usage errors or if LOGFILE cannot be opened.
                 tees given different hues never look alike
   -h, --help    show this help
 """
-# Common API key shapes, masked as *** on the terminal and in the log (SPEC 5).
+# Common API key shapes, masked as *** on the terminal and in the log.
 # The package's redact module uses the same pattern, plus the known secrets.
 KEY_SHAPES = re.compile(  # a bare `sk-` must start a word: "task-management-..." is no key
     rb"sk-ant-[A-Za-z0-9_-]{8,}|(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{16,}"

@@ -1,4 +1,4 @@
-"""Where everything lives inside the repository the tool works on (SPEC 2)."""
+"""Where everything lives inside the repository the tool works on (README, The workspace)."""
 
 from __future__ import annotations
 

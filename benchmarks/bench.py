@@ -1,4 +1,4 @@
-"""The figures of SPEC section 8, measured in one run: `invoke bench`.
+"""The figures of README's Benchmarks table, measured in one run: `invoke bench`.
 
     python benchmarks/bench.py [--quick] [--only NAME,...] [--repeat N] [--json-out PATH]
 
@@ -42,7 +42,7 @@ took 200 s there; one zero-latency item costs about 0.1 s of wall time at
 the overhead on 100 items rather than 200 (the middle scaling size reuses
 those runs), the largest scaling size is 500 items rather than 1000 and runs
 once (over a minute, it averages over its own items); every other figure runs
-`--repeat` times. `--full` uses the sizes of SPEC 8 (overhead on 200 items,
+`--repeat` times. `--full` uses the goals' own sizes (overhead on 200 items,
 scaling 10/100/1000; about 6 minutes). `--repeat N` repeats everything N
 times, the slow figures too. `--quick`: tiny sizes, one repeat, well under a
 minute. Before each timed run the disk is synced, so that the writes of one
@@ -918,7 +918,7 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--quick", action="store_true",
                       help="tiny sizes and one repeat (smoke test, a fast look)")
     size.add_argument("--full", action="store_true",
-                      help="the sizes of SPEC 8: overhead on 200 items, scaling up to 1000 "
+                      help="the goals' own sizes: overhead on 200 items, scaling up to 1000 "
                            "(about 6 minutes on 2 cores)")
     parser.add_argument("--only", type=parse_only, default=None, metavar="NAME,...",
                         help="measure just these figures")

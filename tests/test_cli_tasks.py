@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -9,8 +10,26 @@ import sys
 from pathlib import Path
 
 from conftest import ROOT, cli
+from invoke.collection import Collection
 
 from assemblyzero.cli import ns
+
+DEVELOPER_TASKS = ("bench", "test", "lint")
+
+
+def checkout_tasks() -> Collection:
+    """The collection of the checkout's tasks.py, as `invoke` loads it."""
+    spec = importlib.util.spec_from_file_location("checkout_tasks", ROOT / "tasks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    collection: Collection = module.ns
+    return collection
+
+
+def listed(text: str) -> set[str]:
+    """The command names of a `--list` output (wrapped docstrings are indented deeper)."""
+    return set(re.findall(r"^  (\S+)", text, re.M))
 
 
 def test_invoke_demo_runs_issue_all_then_lld_all_in_a_scratch_copy(tmp_path: Path):
@@ -38,14 +57,33 @@ def test_demo_refuses_a_non_empty_destination(tmp_path: Path):
 
 
 def test_every_flag_of_every_task_has_help():
-    for name in ns.task_names:
-        task = ns[name]
+    tasks = checkout_tasks()  # the user's commands and the developer tasks
+    assert set(ns.task_names) < set(tasks.task_names)
+    for name in tasks.task_names:
+        task = tasks[name]
         params = [p for p in task.body.__code__.co_varnames[:task.body.__code__.co_argcount]
                   if p != "c"]
         helped = {key.strip("_") for key in task.help}
         missing = [p for p in params if p.strip("_") not in helped]
         assert not missing, f"{name}: no --help text for {missing}"
         assert task.__doc__ or task.body.__doc__, f"{name} has no docstring"
+
+
+def test_developer_tasks_are_in_the_checkout_only():
+    user = cli("--list")
+    assert user.code == 0, user.out + user.err
+    assert listed(user.out) == set(ns.task_names)
+    assert not listed(user.out) & set(DEVELOPER_TASKS)
+    for name in DEVELOPER_TASKS:
+        run = cli(name)
+        assert run.code == 2, (name, run.out, run.err)
+        assert (f"unknown command '{name}'; `assemblyzero --list` lists the commands"
+                in run.err)
+    checkout = subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "--list"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=os.environ)
+    assert checkout.returncode == 0, checkout.stdout + checkout.stderr
+    assert listed(checkout.stdout) == set(ns.task_names) | set(DEVELOPER_TASKS)
 
 
 def test_help_output_explains_the_parallel_flag():

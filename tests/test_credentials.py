@@ -1,4 +1,4 @@
-"""The credentials file and the coordinator's pool of keys (SPEC 5)."""
+"""The credentials file and the coordinator's pool of keys (user guide, Credentials and leases)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Credential leases (SPEC 5): real processes, real filelock, real files.
+"""Credential leases (docs/json.md, leases): real processes, real filelock, real files.
 
 Time is moved with the `clock` injection of LeaseStore, never by sleeping;
 processes are synchronised on pipes and on a shared flock, never by sleeping.
@@ -160,7 +160,7 @@ def test_holder_record_fields(store: LeaseStore, root: Path, clock: Clock) -> No
     assert entry["heartbeat"] == T0
     assert entry["generation"] == lease.generation == 1
     assert entry["token"] == lease.token
-    # and the file sits where SPEC 5 says, next to its lock
+    # and the file sits where docs/json.md says, next to its lock
     assert (root / "leases" / f"{NAME}.lock").exists()
 
 

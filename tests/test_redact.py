@@ -1,4 +1,4 @@
-"""Masking secrets: the Redactor, the tee's log copy, and the real tee process (SPEC 5)."""
+"""Masking secrets: the Redactor, the tee's log copy, and the real tee process."""
 
 from __future__ import annotations
 

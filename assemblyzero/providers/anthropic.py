@@ -1,4 +1,4 @@
-"""The Anthropic provider: the official `anthropic` SDK, one user message per call (SPEC 4).
+"""The Anthropic provider: the official `anthropic` SDK, one user message per call (README, Models).
 
 SDK-internal retries are off, so a 429 reaches the coordinator (which rests
 the key); 5xx, timeouts and connection errors are retried here a bounded

@@ -1,4 +1,4 @@
-"""Google Gemini through the official `google-genai` SDK (SPEC 4).
+"""Google Gemini through the official `google-genai` SDK (README, Models).
 
 The SDK's own retries are off (its default is already "no retries"; we say
 so explicitly where the SDK knows the option) so that a 429 reaches the

@@ -1,4 +1,4 @@
-"""The embedded offline provider: deterministic, no network (SPEC 4).
+"""The embedded offline provider: deterministic, no network (README, The offline provider).
 
 Drafts fill every required section from the input document; the reviewer
 approves at iteration ASSEMBLYZERO_OFFLINE_APPROVE_AT (default 2, so the

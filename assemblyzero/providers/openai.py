@@ -1,4 +1,4 @@
-"""The OpenAI provider: the official `openai` SDK, chat completions, one user message (SPEC 4).
+"""The OpenAI provider: the official `openai` SDK, chat completions, one user message.
 
 It also serves any OpenAI-compatible server (vLLM, Ollama, ...) through the
 credential's `base_url` or the SDK's own OPENAI_BASE_URL; such a server may
