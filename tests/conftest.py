@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,59 @@ BRIEF = """# {title}
 People keep asking for {what}. We could add it to the group page, with a limit of 20 per
 group so the page stays fast. It should work without a new service.
 """
+
+
+# ------------------------------------------------------------------ test tiers
+# A test that starts a process (the CLI, a coordinator script, a worker, a tee, a
+# pty, `gh`, a helper child) is marked `e2e`: `pytest -m "not e2e"` is the fast
+# unit tier. The rule is checked, not trusted: while an unmarked test runs, an
+# audit hook refuses every process start and the test fails naming what it started.
+
+PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn",
+                            "os.spawn", "os.system"})
+_unit_test: list[str] = []  # the unmarked test running in this process (empty: none)
+_started: list[str] = []  # what it tried to start
+
+
+class ProcessInUnitTest(RuntimeError):
+    """An unmarked test tried to start a process."""
+
+
+def _refuse_processes_in_unit_tests(event: str, args: tuple[object, ...]) -> None:
+    if _unit_test and event in PROCESS_EVENTS:
+        what = f"{event} {args[1] if event == 'subprocess.Popen' else args[:1]!r}"[:300]
+        _started.append(what)
+        raise ProcessInUnitTest(f"{_unit_test[0]} is not marked e2e but started {what}")
+
+
+sys.addaudithook(_refuse_processes_in_unit_tests)
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+        item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_start_no_process(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An unmarked test may not start a process (even if the code under test hides the error)."""
+    if request.node.get_closest_marker("e2e"):
+        yield
+        return
+    _unit_test[:], _started[:] = [request.node.nodeid], []
+    try:
+        yield
+    finally:
+        _unit_test.clear()
+    if _started and not request.node.stash.get(FAILED, False):  # else the test said so itself
+        pytest.fail(f"started a process without @pytest.mark.e2e: {_started[0]}", pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -143,6 +196,23 @@ def max_concurrency(run_dir: Path) -> int:
         elif event["event"] == "end":
             running -= 1
     return peak
+
+
+def worker_spans(events: list[dict]) -> list[tuple[float, float]]:  # type: ignore[type-arg]
+    """(start, end) time of every worker a run started, from its journal's events."""
+    started: dict[str, float] = {}
+    spans = []
+    for event in events:
+        if event["event"] == "start":
+            started[event["item"]] = event["ts"]
+        elif event["event"] == "end" and event["item"] in started:
+            spans.append((started.pop(event["item"]), event["ts"]))
+    return spans
+
+
+def overlapped(a: list[dict], b: list[dict]) -> bool:  # type: ignore[type-arg]
+    """Did a worker of run `a` run while a worker of run `b` ran? (Two runs' journals.)"""
+    return any(a0 < b1 and b0 < a1 for a0, a1 in worker_spans(a) for b0, b1 in worker_spans(b))
 
 
 def model_calls(log_text: str) -> list[str]:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks" / "lease_rate.py"
 KEYS = {"procs", "seconds", "cycles", "per_second", "double_leases"}
@@ -21,6 +23,7 @@ def bench(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
     return proc.returncode, json.loads(lines[0])
 
 
+@pytest.mark.e2e
 def test_bench_reports_cycles_and_no_double_lease(tmp_path: Path) -> None:
     state = tmp_path / "bench-state"
     code, result = bench("--procs", "2", "--seconds", "0.3", "--state-dir", str(state))
@@ -34,6 +37,7 @@ def test_bench_reports_cycles_and_no_double_lease(tmp_path: Path) -> None:
     assert record["generation"] == result["cycles"]  # every cycle took one lease
 
 
+@pytest.mark.e2e
 def test_bench_default_state_dir_is_its_own(isolated_home: Path) -> None:
     code, result = bench("--procs", "2", "--seconds", "0.3")
     assert code == 0

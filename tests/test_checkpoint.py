@@ -238,6 +238,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("mode", ["idle", "mid-transaction"])
 def test_sigkilled_child_leaves_its_last_committed_step(tmp_path: Path, mode: str):
     path = tmp_path / "cp.db"

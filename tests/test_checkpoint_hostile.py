@@ -100,6 +100,7 @@ def run_limited(argv: list[str], limit: int, db: Path | None = None) -> Run:
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("limit", "draft", "doing"), [
     (16384, "# Feature 41\n", "open"),  # its -shm (32 KiB) cannot be made: opening fails
     (65536, "x" * 100_000, "write"),  # opens and reads; saving the next step fails
@@ -130,6 +131,7 @@ def test_a_full_disk_leaves_the_checkpoint_in_place_and_the_item_resumes_later(
     assert not db.exists() and leftovers(ws) == []
 
 
+@pytest.mark.e2e
 def test_cli_a_full_disk_fails_the_item_and_retry_failed_resumes_it(ws: Path):
     db = saved(db_of(ws), state_at(ws, "review", draft="# Feature 41\n"))
     before = db.read_bytes()
@@ -193,6 +195,7 @@ def test_three_runs_with_a_corrupt_checkpoint_leave_one_aside_copy(
         assert aside_of(ws).read_bytes().startswith(f"corrupt checkpoint number {n}".encode())
 
 
+@pytest.mark.e2e
 def test_cli_two_runs_with_a_corrupt_checkpoint_leave_one_aside_copy(ws: Path, fast: None):
     for n in range(2):
         (ws / "docs/lld/active/LLD-041.md").unlink(missing_ok=True)  # pending again
@@ -208,6 +211,7 @@ def test_cli_two_runs_with_a_corrupt_checkpoint_leave_one_aside_copy(ws: Path, f
 
 # --- point 9: a checkpoint it can never use -------------------------------------------
 
+@pytest.mark.e2e
 def test_cli_an_unknown_next_step_is_set_aside_and_the_item_is_done(ws: Path, fast: None):
     saved(db_of(ws), {"next": "explode", "iteration": 1, "model_calls": 1, "history": []})
     run = cli("lld-all", "--repo", str(ws))
@@ -329,6 +333,7 @@ def test_a_foreign_sqlite_file_is_refused_untouched_and_renamed_never_deleted(
     assert aside_of(ws).read_bytes() == before and leftovers(ws) == ["lld-41.db.unreadable"]
 
 
+@pytest.mark.e2e
 def test_cli_a_foreign_sqlite_file_survives_a_successful_run(ws: Path, fast: None):
     before = foreign_db(db_of(ws), FOREIGN["other-tables"]).read_bytes()
     run = cli("lld-all", "--repo", str(ws))
@@ -373,6 +378,7 @@ def test_a_symlinked_checkpoint_is_renamed_and_its_target_never_opened(
         [] if before is None else ["precious.db"])  # no -wal/-shm made next to it
 
 
+@pytest.mark.e2e
 def test_cli_a_symlinked_checkpoint_is_set_aside_and_the_item_is_done(
         ws: Path, tmp_path: Path, fast: None):
     target = precious(tmp_path)

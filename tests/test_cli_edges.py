@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import cli, latest_run, make_workspace, summary
+
+pytestmark = pytest.mark.e2e  # every test here starts real processes
 
 
 def test_issue_all_never_overwrites_an_existing_issue_or_done_brief(tmp_path: Path, fast: None):

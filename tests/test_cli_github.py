@@ -11,6 +11,8 @@ from gh_fake import Fake
 
 from assemblyzero.templates import split_sections
 
+pytestmark = pytest.mark.e2e  # every test here starts real processes
+
 FAST = {"ASSEMBLYZERO_OFFLINE_LATENCY": "0"}
 
 

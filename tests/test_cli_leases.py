@@ -21,6 +21,8 @@ from conftest import (
     summary,
 )
 
+pytestmark = pytest.mark.e2e  # every test here starts real processes
+
 SECRET_ENV = "sk-ant-envsecret-0123456789abcdef"
 SECRET_LITERAL = "literal-secret-value-4242"
 
@@ -247,26 +249,44 @@ def _group_members(pgid: int) -> list[int]:
 
 FAKE = (
     "import os, sys, time\n"
+    "from pathlib import Path\n"
     "cred = os.environ['ASSEMBLYZERO_CREDENTIAL']\n"
     "fd = os.open(os.environ['MARKS'], os.O_WRONLY | os.O_APPEND | os.O_CREAT)\n"
     "os.write(fd, f'+{cred}\\n'.encode())\n"
     "time.sleep(0.05)  # the work\n"
+    # The other run is after the keys too: it has journaled a worker start or a pause (for
+    # at most a minute). So neither run can do all its work before the other is under way.
+    "other, deadline = Path(os.environ['OTHER_RUN']), time.monotonic() + 60\n"
+    "while time.monotonic() < deadline and not any(\n"
+    "        '\"event\": \"start\"' in t or '\"event\": \"pause\"' in t\n"
+    "        for t in (j.read_text() for j in other.glob('logs/parallel/*/journal.jsonl'))):\n"
+    "    time.sleep(0.01)\n"
     "os.write(fd, f'-{cred}\\n'.encode())\n"
 )
+
+
+def contending(events: list[dict]) -> list[float]:  # type: ignore[type-arg]
+    """When a run started a worker or waited for a key, from its journal."""
+    return [e["ts"] for e in events if e["event"] in ("start", "pause")]
 
 
 def test_two_concurrent_runs_sharing_two_keys_never_exceed_them(tmp_path: Path):
     credentials(key("key-a"), key("key-b"))
     marks = tmp_path / "marks.log"
-    runs = []
-    for n in (1, 2):
-        ws = make_workspace(tmp_path / f"ws{n}", issues=[str(i) for i in range(1, 7)])
+    runs, spaces = [], [tmp_path / "ws1", tmp_path / "ws2"]
+    for n, ws, other in ((1, *spaces), (2, *reversed(spaces))):
+        make_workspace(ws, issues=[str(i) for i in range(1, 7)])
         script = driver(tmp_path, ws, FAKE, parallel=3, name=f"run{n}")
         runs.append(subprocess.Popen([sys.executable, str(script)], env={
-            **os.environ, "MARKS": str(marks)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL))
+            **os.environ, "MARKS": str(marks), "OTHER_RUN": str(other)},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
     outputs = [p.communicate(timeout=120)[0].decode() for p in runs]
     assert [p.returncode for p in runs] == [0, 0], outputs
+    one, two = (journal(latest_run(ws)) for ws in spaces)
+    ends = [[e["ts"] for e in events if e["event"] == "end"] for events in (one, two)]
+    # The runs competed: each started a worker or waited for a key before the other's last
+    # worker ended (so the check below is about two runs at once, not one after the other).
+    assert min(contending(one)) < max(ends[1]) and min(contending(two)) < max(ends[0]), outputs
     holding: dict[str, int] = {"key-a": 0, "key-b": 0}
     lines = marks.read_text().split()
     assert len(lines) == 24  # 12 items, each marked in and out
@@ -276,15 +296,22 @@ def test_two_concurrent_runs_sharing_two_keys_never_exceed_them(tmp_path: Path):
 
 
 def test_tokens_are_counted_per_item_and_per_key(tmp_path: Path):
-    ws = make_workspace(tmp_path / "ws", issues=["1", "2"])
-    credentials(key("key-a"))
+    # Two keys of one provider (drafter and reviewer both offline: each item leases one key,
+    # and the pool takes them in turn), three items: one key serves two items, one key one.
+    ws = make_workspace(tmp_path / "ws", issues=["1", "2", "3"])
+    credentials(key("key-a"), key("key-b"))
     run = cli("lld-all", "--repo", str(ws), env={"ASSEMBLYZERO_OFFLINE_LATENCY": "0"})
     assert run.code == 0, run.out + run.err
     data = summary(latest_run(ws))
     per_item = [tuple(i["tokens"]) for i in data["items"]]
     assert all(t[0] > 0 and t[1] > 0 for t in per_item)  # offline reports word counts
-    assert tuple(data["credentials"][0]["tokens"]) == (sum(t[0] for t in per_item),
-                                                       sum(t[1] for t in per_item))
+    by_key: dict[str, list[int]] = {}
+    for item in data["items"]:
+        spent = by_key.setdefault(item["credential"], [0, 0])
+        spent[0], spent[1] = spent[0] + item["tokens"][0], spent[1] + item["tokens"][1]
+    assert sorted(by_key) == ["key-a", "key-b"]  # both keys served items
+    assert {k["name"]: k["tokens"] for k in data["credentials"]} == by_key
+    assert sorted(k["attempts"] for k in data["credentials"]) == [1, 2]
     log = (latest_run(ws) / "lld-1.log").read_text()
     assert " in / " in log and "out tokens" in log
 

@@ -149,6 +149,7 @@ CASES = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_each_error_names_the_problem_and_the_next_step(tmp_path: Path, case: Case,
                                                         monkeypatch: pytest.MonkeyPatch):
@@ -172,6 +173,7 @@ def test_each_error_names_the_problem_and_the_next_step(tmp_path: Path, case: Ca
     assert not (ws / "logs/parallel").exists()
 
 
+@pytest.mark.e2e
 def test_a_usage_error_starts_with_error_and_exits_before_anything_is_written(tmp_path: Path):
     ws = make_workspace(tmp_path / "ws", issues=["101"])
     run = cli("lld-all", "--parallel=0", "--repo", str(ws))
@@ -179,6 +181,7 @@ def test_a_usage_error_starts_with_error_and_exits_before_anything_is_written(tm
     assert not (ws / ".assemblyzero").exists()
 
 
+@pytest.mark.e2e
 def test_a_missing_workspace_is_named_with_the_flag_to_pass(tmp_path: Path):
     missing = tmp_path / "nope"
     run = cli("lld-all", "--repo", str(missing))
@@ -190,6 +193,7 @@ def test_a_missing_workspace_is_named_with_the_flag_to_pass(tmp_path: Path):
     assert run.code == 2 and f"workspace is a file, not a folder: {afile}" in run.err
 
 
+@pytest.mark.e2e
 def test_demo_into_a_file_or_a_full_folder_says_to_pick_another_dest(tmp_path: Path):
     afile = tmp_path / "file"
     afile.write_text("x")
@@ -200,12 +204,14 @@ def test_demo_into_a_file_or_a_full_folder_says_to_pick_another_dest(tmp_path: P
     assert run.code == 2 and f"{tmp_path} is not empty; pick another --dest" in run.err
 
 
+@pytest.mark.e2e
 def test_help_for_an_unknown_command_is_a_usage_error(tmp_path: Path):
     run = cli("--help", "nosuch")
     assert run.code == 2 and "Traceback" not in run.err
     assert "unknown command 'nosuch'; `assemblyzero --list` lists the commands" in run.err
 
 
+@pytest.mark.e2e
 def test_a_corrupt_run_summary_is_named_with_the_way_out(tmp_path: Path):
     ws = make_workspace(tmp_path / "ws", issues=["101"])
     assert cli("lld-all", "--repo", str(ws), env={"ASSEMBLYZERO_OFFLINE_LATENCY": "0"}).code == 0
@@ -221,6 +227,7 @@ def test_a_corrupt_run_summary_is_named_with_the_way_out(tmp_path: Path):
     assert cli("retry-failed", "--repo", str(ws)).code == 0
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("setup", "names", "hint"), [
     ("missing", ["gh CLI is not on PATH"], "install it from https://cli.github.com"),
     ("logged out", ["gh is not logged in"], "run `gh auth login`, or set GH_TOKEN"),
@@ -237,6 +244,7 @@ def test_github_errors_name_gh_and_the_next_step(fake_gh: Fake, tmp_path: Path, 
     assert all(name in run.err for name in names) and hint in run.err
 
 
+@pytest.mark.e2e
 def test_a_failing_gh_names_the_command_and_what_to_check(fake_gh: Fake, tmp_path: Path):
     ws = make_workspace(tmp_path / "ws")
     gh = fake_gh.bin / "gh"  # logged in, but the repository is not found
@@ -374,6 +382,7 @@ sys.meta_path.insert(0, Missing())
 """
 
 
+@pytest.mark.e2e
 def test_a_missing_sdk_stops_the_run_before_any_item_with_the_extra_to_install(
         tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws", issues=["1", "2"])

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from conftest import cli, latest_run, make_workspace, summary
 
+pytestmark = pytest.mark.e2e  # every test here starts real processes
+
 SECRET_A = "sk-proj-aaaaaaaaaaaaaaaaaaaa-0001"
 SECRET_B = "sk-proj-bbbbbbbbbbbbbbbbbbbb-0002"
 LIMITED = 2  # the first calls made with key A get a 429

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import (
     cli,
     driver,
@@ -17,10 +18,13 @@ from conftest import (
     make_workspace,
     max_concurrency,
     model_calls,
+    overlapped,
     summary,
 )
 
 from assemblyzero.templates import split_sections
+
+pytestmark = pytest.mark.e2e  # every test here starts real processes
 
 LLD_SECTIONS = ("Context & Goal", "Proposed Changes", "Data Structures", "Interfaces",
                 "Alternatives Considered", "Security", "Performance", "Risks", "Testing",
@@ -221,15 +225,40 @@ def test_parallel_below_1_is_a_usage_error(ws: Path):
     assert not (ws / "logs").exists()
 
 
+# A reviewer that meets the other run: it marks that its run has a worker in review, then
+# waits (on the other run's mark, for at most a minute) before it approves. So each run keeps
+# a worker going until the other has one going too: the runs cannot run one after the other.
+MEET_THE_OTHER_RUN = """import os, sys, time
+from pathlib import Path
+sys.stdin.read()
+gate = Path(os.environ["GATE"])
+(gate / os.environ["GATE_SELF"]).touch()
+deadline = time.monotonic() + 60
+while not (gate / os.environ["GATE_OTHER"]).exists() and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("VERDICT: APPROVED")
+print("Looks complete.")
+"""
+
+
 def test_two_concurrent_runs_process_every_item_exactly_once(tmp_path: Path):
     ids = [str(n) for n in range(1, 11)]
     ws = make_workspace(tmp_path / "ws", issues=ids)
-    env = {**os.environ, "ASSEMBLYZERO_OFFLINE_LATENCY": "0.05"}
-    argv = [sys.executable, "-m", "assemblyzero", "lld-all", "--parallel=3", "--repo", str(ws)]
-    runs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL) for _ in range(2)]
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    reviewer = tmp_path / "meet.py"
+    reviewer.write_text(MEET_THE_OTHER_RUN)
+    argv = [sys.executable, "-m", "assemblyzero", "lld-all", "--parallel=3", "--repo", str(ws),
+            f"--reviewer=cmd:{sys.executable} {reviewer}"]
+    runs = [subprocess.Popen(argv, env={
+        **os.environ, "ASSEMBLYZERO_OFFLINE_LATENCY": "0", "GATE": str(gate),
+        "GATE_SELF": me, "GATE_OTHER": other}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        for me, other in (("a", "b"), ("b", "a"))]
     outputs = [proc.communicate(timeout=120)[0].decode() for proc in runs]
     assert [proc.returncode for proc in runs] == [0, 0], outputs
+    run_a, run_b = (d for d in (ws / "logs/parallel").iterdir() if not d.is_symlink())
+    assert overlapped(journal(run_a), journal(run_b)), outputs  # a worker of each at once
     finalized: dict[str, int] = {}
     for run_dir in (ws / "logs/parallel").iterdir():
         if run_dir.is_symlink():

@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import cli, latest_run, model_calls, summary
+
+pytestmark = pytest.mark.e2e  # every test here starts real processes
 
 
 def test_status_shows_the_latest_run_and_retry_failed_reruns_only_its_failures(ws: Path,

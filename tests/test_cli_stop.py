@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import cli, group_alive, latest_run, model_calls, started_groups, summary
+
+pytestmark = pytest.mark.e2e  # every test here starts real processes
 
 
 def _start(ws: Path, *flags: str, env: dict[str, str]) -> subprocess.Popen[bytes]:

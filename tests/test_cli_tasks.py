@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, cli
 from invoke.collection import Collection
 
@@ -32,6 +33,7 @@ def listed(text: str) -> set[str]:
     return set(re.findall(r"^  (\S+)", text, re.M))
 
 
+@pytest.mark.e2e
 def test_invoke_demo_runs_issue_all_then_lld_all_in_a_scratch_copy(tmp_path: Path):
     dest = tmp_path / "demo"
     proc = subprocess.run(
@@ -49,6 +51,7 @@ def test_invoke_demo_runs_issue_all_then_lld_all_in_a_scratch_copy(tmp_path: Pat
     assert (ROOT / "examples/workspace/ideas/active/receipt-photos.md").exists()
 
 
+@pytest.mark.e2e
 def test_demo_refuses_a_non_empty_destination(tmp_path: Path):
     (tmp_path / "keep.txt").write_text("mine")
     run = cli("demo", "--dest", str(tmp_path))
@@ -69,6 +72,7 @@ def test_every_flag_of_every_task_has_help():
         assert task.__doc__ or task.body.__doc__, f"{name} has no docstring"
 
 
+@pytest.mark.e2e
 def test_developer_tasks_are_in_the_checkout_only():
     user = cli("--list")
     assert user.code == 0, user.out + user.err
@@ -86,12 +90,14 @@ def test_developer_tasks_are_in_the_checkout_only():
     assert listed(checkout.stdout) == set(ns.task_names) | set(DEVELOPER_TASKS)
 
 
+@pytest.mark.e2e
 def test_help_output_explains_the_parallel_flag():
     run = cli("--help", "lld-all")
     assert run.code == 0
     assert "--parallel alone means 3, at most 10" in " ".join(run.out.split())
 
 
+@pytest.mark.e2e
 def test_one_item_task_runs_just_that_item(tmp_path: Path):
     from conftest import make_workspace
 
@@ -104,6 +110,7 @@ def test_one_item_task_runs_just_that_item(tmp_path: Path):
     assert missing.code == 2 and "--id is required" in missing.err
 
 
+@pytest.mark.e2e
 def test_an_unknown_flag_is_a_usage_error_exit_2():
     run = cli("lld-all", "--no-such-flag")
     assert run.code == 2 and "--no-such-flag" in run.err

@@ -9,9 +9,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 from conftest import (
     driver,
     group_alive,
+    journal,
     latest_run,
     make_workspace,
     started_groups,
@@ -83,6 +85,7 @@ def _read_until(proc: subprocess.Popen[bytes], marker: str, count: int = 1) -> s
     return seen
 
 
+@pytest.mark.e2e
 def test_a_worker_ignoring_sigterm_is_killed_after_grace(tmp_path: Path):
     ws = make_workspace(tmp_path / "ws", issues=["1", "2"])
     proc = _start(driver(tmp_path, ws, STUBBORN, parallel=2, grace=0.5))
@@ -95,19 +98,33 @@ def test_a_worker_ignoring_sigterm_is_killed_after_grace(tmp_path: Path):
     assert not any(group_alive(g) for g in started_groups(run_dir))
 
 
-def test_a_second_ctrl_c_kills_at_once(tmp_path: Path):
+HANG_GUARD = 30.0  # how long a test waits for a coordinator before it calls it hung
+LONG_GRACE = 20 * HANG_GUARD  # a grace no test outlives: no SIGKILL comes from it
+
+
+@pytest.mark.e2e
+def test_a_second_ctrl_c_kills_at_once_without_waiting_for_the_grace(tmp_path: Path):
+    """A worker that ignores SIGTERM under a grace longer than the test can last: if it
+    ends at all, the second Ctrl+C killed it; the order of the lines shows that it did."""
     ws = make_workspace(tmp_path / "ws", issues=["1"])
-    proc = _start(driver(tmp_path, ws, STUBBORN, parallel=1, grace=600))
+    proc = _start(driver(tmp_path, ws, STUBBORN, parallel=1, grace=LONG_GRACE))
     _read_until(proc, "ready")
     proc.send_signal(signal.SIGINT)
-    _read_until(proc, "Ctrl+C again to kill them now")
+    seen = _read_until(proc, "Ctrl+C again to kill them now")
     proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=30)[0].decode()  # far less than the 600 s grace
+    out = seen + proc.communicate(timeout=HANG_GUARD)[0].decode()
     assert proc.returncode == 130, out
     assert "SIGINT again: killing 1 worker(s) now" in out
     assert not any(group_alive(g) for g in started_groups(latest_run(ws)))
+    order = [out.index(line) for line in ("Ctrl+C again to kill them now",
+                                          "SIGINT again: killing 1 worker(s) now",
+                                          "LLD-001 interrupted", "summary of run")]
+    assert order == sorted(order), out  # stop, kill now, the worker's end, then the summary
+    ends = [e for e in journal(latest_run(ws)) if e["event"] == "end"]
+    assert [(e["status"], e["exit_code"]) for e in ends] == [("interrupted", -signal.SIGKILL)]
 
 
+@pytest.mark.e2e
 def test_a_timed_out_worker_ignoring_sigterm_is_killed_and_marked_timeout(tmp_path: Path):
     ws = make_workspace(tmp_path / "ws", issues=["1"])
     proc = _start(driver(tmp_path, ws, STUBBORN, parallel=1, grace=0.2, timeout=0.5))
@@ -157,6 +174,7 @@ SLOW = (
 )
 
 
+@pytest.mark.e2e
 def test_a_long_run_reports_progress_with_counts_and_an_eta(tmp_path: Path):
     ws = make_workspace(tmp_path / "ws", issues=["1", "2", "3", "4"])
     proc = _start(driver(tmp_path, ws, SLOW, parallel=2, progress_every=0.25))

@@ -14,6 +14,7 @@ from assemblyzero.github import GitHubError, GitHubIssue, check_gh, create_issue
 # goes to stderr, exit 1), `stdout` (printed instead of the normal answer), `hang`.
 
 
+@pytest.mark.e2e
 def test_list_all_open_issues(fake_gh: Fake) -> None:
     issues = list_issues()
     assert issues == [
@@ -26,6 +27,7 @@ def test_list_all_open_issues(fake_gh: Fake) -> None:
                             "number,title,body,labels", "--limit", "500"]
 
 
+@pytest.mark.e2e
 def test_list_by_label_and_repo(fake_gh: Fake) -> None:
     assert [i.number for i in list_issues(label="p1", repo="acme/widgets", limit=20)] == [9]
     assert [i.number for i in list_issues(label="lld")] == [7, 9]
@@ -34,6 +36,7 @@ def test_list_by_label_and_repo(fake_gh: Fake) -> None:
     assert first[-6:] == ["--limit", "20", "--label", "p1", "--repo", "acme/widgets"]
 
 
+@pytest.mark.e2e
 def test_list_runs_in_cwd_and_passes_environment(fake_gh: Fake, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GH_TOKEN", "tok-from-env")
@@ -50,6 +53,7 @@ def test_markdown_is_the_lld_input_document() -> None:
         issue.title = "changed"  # type: ignore[misc]
 
 
+@pytest.mark.e2e
 def test_create_returns_the_number_and_gh_saw_everything(fake_gh: Fake) -> None:
     body = "## User Story\nAs a member I want to split bills.\n"
     number = create_issue("Split bills", body, labels=("lld", "needs review"),
@@ -64,6 +68,7 @@ def test_create_returns_the_number_and_gh_saw_everything(fake_gh: Fake) -> None:
     assert created == [GitHubIssue(13, "Split bills", body, ("lld", "needs review"))]
 
 
+@pytest.mark.e2e
 def test_hostile_title_and_body_reach_gh_verbatim(fake_gh: Fake, tmp_path: Path) -> None:
     canary = tmp_path / "canary"
     title = HOSTILE + f" $(touch {canary}) `touch {canary}`"
@@ -84,17 +89,20 @@ def test_empty_title_is_refused_before_gh_runs(fake_gh: Fake) -> None:
     assert fake_gh.calls() == []
 
 
+@pytest.mark.e2e
 def test_create_without_an_issue_url_is_an_error(fake_gh: Fake) -> None:
     fake_gh.mark("stdout", "something else entirely\n")
     with pytest.raises(GitHubError, match="no issue URL"):
         create_issue("Split bills", "body")
 
 
+@pytest.mark.e2e
 def test_check_gh_passes_when_logged_in(fake_gh: Fake) -> None:
     check_gh()
     assert fake_gh.calls()[-1]["argv"] == ["auth", "status"]
 
 
+@pytest.mark.e2e
 def test_missing_gh_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -107,6 +115,7 @@ def test_missing_gh_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyP
         check_gh(gh=str(tmp_path / "no" / "gh"))
 
 
+@pytest.mark.e2e
 def test_logged_out_is_a_clear_error(fake_gh: Fake) -> None:
     fake_gh.mark("auth", "logged out\n")
     with pytest.raises(GitHubError) as info:
@@ -117,6 +126,7 @@ def test_logged_out_is_a_clear_error(fake_gh: Fake) -> None:
     assert info.value.returncode == 1
 
 
+@pytest.mark.e2e
 def test_gh_failure_carries_command_exit_code_and_stderr_tail(fake_gh: Fake,
                                                               monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:
@@ -137,6 +147,7 @@ def test_gh_failure_carries_command_exit_code_and_stderr_tail(fake_gh: Fake,
     assert info.value.stderr_tail.endswith("name 'acme/nope'.")
 
 
+@pytest.mark.e2e
 def test_create_failure_names_a_shortened_one_line_command(fake_gh: Fake) -> None:
     fake_gh.mark("fail", "could not add label: 'nope' not found\n")
     with pytest.raises(GitHubError) as info:
@@ -146,6 +157,7 @@ def test_create_failure_names_a_shortened_one_line_command(fake_gh: Fake) -> Non
     assert stderr_line == "could not add label: 'nope' not found"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("output", [
     "this is not json",
     "",
@@ -161,11 +173,13 @@ def test_unexpected_json_is_an_error(fake_gh: Fake, output: str) -> None:
         list_issues()
 
 
+@pytest.mark.e2e
 def test_null_body_is_empty(fake_gh: Fake) -> None:
     fake_gh.mark("stdout", '[{"number": 3, "title": "x", "body": null, "labels": []}]')
     assert list_issues() == [GitHubIssue(3, "x", "", ())]
 
 
+@pytest.mark.e2e
 def test_timeout_is_an_error(fake_gh: Fake) -> None:
     fake_gh.mark("hang", "")
     with pytest.raises(GitHubError, match=r"did not finish within 0\.3 s"):

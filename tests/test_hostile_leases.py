@@ -230,6 +230,7 @@ def test_a_lease_held_by_another_store_of_this_process_is_kept(
     assert warnings(capsys) == []
 
 
+@pytest.mark.e2e
 def test_a_lease_held_by_a_child_process_is_kept(store: LeaseStore, root: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     import subprocess
@@ -294,6 +295,7 @@ def test_deeply_nested_json_is_rebuilt(store: LeaseStore, root: Path,
 # --------------------------------------------------------------------------- whole runs
 
 
+@pytest.mark.e2e
 def test_dry_run_and_a_run_survive_a_hostile_lease_file(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws", issues=["41", "42"])
     Path(os.environ["ASSEMBLYZERO_CREDENTIALS"]).write_text(json.dumps(

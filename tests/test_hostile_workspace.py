@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import cli, driver, latest_run, make_workspace, summary
 
+pytestmark = pytest.mark.e2e  # every test here starts real processes
+
 SECRET_TEXT = "root:x:0:0:the-private-key-material-nobody-may-read"
 KEY = "sk-ant-api03-" + "Q" * 40  # a key shape, as a user might paste one into a spec
 

@@ -12,7 +12,7 @@ import pytest
 from test_engine import APPROVED, ITEM, Drafter, Reviewer, calls, run, workflow
 
 from assemblyzero.interrupt import Interrupted, Stop
-from assemblyzero.providers import ModelReply, ModelRequest
+from assemblyzero.providers import ModelReply, ModelRequest, ProviderError, RateLimited
 from assemblyzero.workspace import Workspace
 
 
@@ -62,10 +62,12 @@ class Stuck:
 
     def __init__(self) -> None:
         self.release = threading.Event()
+        self.returned = threading.Event()
 
     def complete(self, request: ModelRequest) -> ModelReply:
         os.kill(os.getpid(), signal.SIGTERM)
         self.release.wait(30)
+        self.returned.set()
         return ModelReply("too late")
 
 
@@ -76,6 +78,7 @@ def test_a_signal_during_a_call_abandons_it_at_once(ws: Workspace, tmp_path: Pat
     try:
         with pytest.raises(Interrupted) as caught:
             run(flow)
+        assert not stuck.returned.is_set()  # at once: the call is still stuck, not waited for
     finally:
         stuck.release.set()
     assert caught.value.signum == signal.SIGTERM
@@ -85,7 +88,18 @@ def test_a_signal_during_a_call_abandons_it_at_once(ws: Workspace, tmp_path: Pat
 
 def test_stop_call_returns_the_value_and_raises_provider_errors(stop: Stop):
     assert stop.call(lambda: 42) == 42
-    with pytest.raises(ZeroDivisionError):
+    for error in (ProviderError("anthropic: HTTP 500"), RateLimited("429", retry_after=7.5)):
+        error.credential = "team-a"
+
+        def fail(error: ProviderError = error) -> None:
+            raise error
+
+        with pytest.raises(ProviderError) as caught:  # raised in the main thread, as it was
+            stop.call(fail)
+        assert caught.value is error and type(caught.value) is type(error)
+        assert caught.value.credential == "team-a"
+    assert isinstance(caught.value, RateLimited) and caught.value.retry_after == 7.5
+    with pytest.raises(ZeroDivisionError):  # and any other error of the call too
         stop.call(lambda: 1 // 0)
     os.kill(os.getpid(), signal.SIGTERM)
     with pytest.raises(Interrupted):

@@ -126,6 +126,7 @@ def test_each_schema_is_valid_for_its_declared_draft_refs_resolve_and_json_md_li
 # --- dry-run --json ------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_dry_run_json_kind_all_with_issues_and_briefs_matches_plan_schema(tmp_path: Path):
     ws = make_workspace(tmp_path / "ws", issues=["41", "42"], briefs=["receipt-photos"])
     plan = json_out("dry-run", "--kind=all", "--json", "--repo", str(ws))
@@ -135,6 +136,7 @@ def test_dry_run_json_kind_all_with_issues_and_briefs_matches_plan_schema(tmp_pa
     assert [p["id"] for p in plan["kinds"]["lld"]["pending"]] == ["41", "42"]
 
 
+@pytest.mark.e2e
 def test_dry_run_json_with_a_skipped_bad_file_name_matches_plan_schema(tmp_path: Path):
     ws = make_workspace(tmp_path / "ws", issues=["7"], briefs=["idea"])
     (ws / "docs/issues/active/a b.md").write_text("# bad name\n")
@@ -147,6 +149,7 @@ def test_dry_run_json_with_a_skipped_bad_file_name_matches_plan_schema(tmp_path:
     assert [s["name"] for s in only["kinds"]["lld"]["skipped"]] == ["a b.md", "../x"]
 
 
+@pytest.mark.e2e
 def test_dry_run_json_with_a_credentials_file_matches_plan_schema(ws: Path):
     credentials(key("key-a", max_concurrent=2), key("key-b", enabled=False),
                 {"name": "claude-a", "provider": "anthropic", "key_env": "UNSET_KEY_VAR"})
@@ -162,6 +165,7 @@ def test_dry_run_json_with_a_credentials_file_matches_plan_schema(ws: Path):
 # --- runs: summary.json, journal.jsonl, status --json ---------------------------
 
 
+@pytest.mark.e2e
 def test_runs_with_everything_done_write_summary_and_journal_matching_their_schemas(
         tmp_path: Path, fast: None):
     ws = make_workspace(tmp_path / "ws", issues=["41", "42", "43"], briefs=["b1", "b2"])
@@ -179,6 +183,7 @@ def test_runs_with_everything_done_write_summary_and_journal_matching_their_sche
     assert {i["tag"]: i["status"] for i in data["items"]}["a b.md"] == "skipped"
 
 
+@pytest.mark.e2e
 def test_status_json_after_a_finished_run_matches_status_schema(ws: Path, fast: None):
     none_yet = json_out("status", "--json", "--repo", str(ws))
     assert_valid("status", none_yet)
@@ -189,6 +194,7 @@ def test_status_json_after_a_finished_run_matches_status_schema(ws: Path, fast: 
     assert data["latest"]["state"] == "finished" and data["latest"]["counts"]["done"] == 6
 
 
+@pytest.mark.e2e
 def test_status_json_with_latest_pointing_at_a_deleted_run_matches_status_schema(
         tmp_path: Path, fast: None):
     ws = make_workspace(tmp_path / "ws", issues=["7"])
@@ -199,6 +205,7 @@ def test_status_json_with_latest_pointing_at_a_deleted_run_matches_status_schema
     assert data["latest"] is None and len(data["problems"]) == 1
 
 
+@pytest.mark.e2e
 def test_a_run_with_a_failure_429_and_401_matches_summary_journal_status_plan_schemas(
         tmp_path: Path, fast: None):
     ws = make_workspace(tmp_path / "ws", issues=["1", "2", "3"])
@@ -233,6 +240,7 @@ def test_a_run_with_a_failure_429_and_401_matches_summary_journal_status_plan_sc
         {"id": "2", "tag": "LLD-002", "input": "docs/issues/active/2.md", "resumes": True}]
 
 
+@pytest.mark.e2e
 def test_a_timed_out_item_matches_summary_journal_and_status_schemas(tmp_path: Path,
                                                                     fast: None):
     ws = make_workspace(tmp_path / "ws", issues=["7"])
@@ -251,6 +259,7 @@ def test_a_timed_out_item_matches_summary_journal_and_status_schemas(tmp_path: P
     assert status["latest"]["counts"]["timeout"] == 1
 
 
+@pytest.mark.e2e
 def test_source_github_plan_summary_journal_and_status_match_their_schemas(
         fake_gh: Fake, tmp_path: Path, fast: None):
     ws = make_workspace(tmp_path / "ws", issues=["007"])  # clashes with GitHub issue #7
@@ -274,6 +283,7 @@ def test_source_github_plan_summary_journal_and_status_match_their_schemas(
     assert len(status["latest"]["items"]) == 3
 
 
+@pytest.mark.e2e
 def test_while_running_status_and_plan_then_after_sigterm_summary_journal_match_schemas(
         ws: Path):
     credentials(key("key-a"))

@@ -38,6 +38,7 @@ def entry(name: str, provider: str) -> dict[str, object]:
     return {"name": name, "provider": provider, "max_concurrent": 1}
 
 
+@pytest.mark.e2e
 def test_drafter_and_reviewer_on_two_providers_each_key_gets_only_its_own_tokens(
         tmp_path: Path) -> None:
     """Real workers: an offline drafter (counts words) and a cmd reviewer (counts none)."""

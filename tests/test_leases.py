@@ -188,6 +188,7 @@ def test_cool_down_with_retry_after(store: LeaseStore, root: Path, clock: Clock)
     must_lease(store.acquire(NAME, 1, "run-1", "1"))
 
 
+@pytest.mark.e2e
 def test_cool_down_is_visible_to_another_process(tmp_path: Path, root: Path) -> None:
     until = LeaseStore(root).cool_down(NAME, 3)  # real clock: the child uses one too
     probe = (
@@ -308,6 +309,7 @@ def test_lease_file_with_wrong_typed_fields_is_reported_and_reset(
 # --------------------------------------------------------------------------- dead and live holders
 
 
+@pytest.mark.e2e
 def test_kill_9_holder_is_reclaimed(store: LeaseStore, root: Path) -> None:
     proc = start_holder(root)
     try:
@@ -323,6 +325,7 @@ def test_kill_9_holder_is_reclaimed(store: LeaseStore, root: Path) -> None:
     assert [h["pid"] for h in on_disk(root)["holders"]] == [os.getpid()]
 
 
+@pytest.mark.e2e
 def test_live_holder_is_never_evicted(store: LeaseStore, root: Path, clock: Clock) -> None:
     proc = start_holder(root)
     try:
@@ -339,6 +342,7 @@ def test_live_holder_is_never_evicted(store: LeaseStore, root: Path, clock: Cloc
     must_lease(store.acquire(NAME, 1, "run-1", "1"))
 
 
+@pytest.mark.e2e
 def test_zombie_holder_is_reclaimed(store: LeaseStore, root: Path) -> None:
     proc = start_holder(root, mode="exit-holding")
     try:
@@ -434,6 +438,7 @@ STRESS_CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 def test_stress_one_key_never_double_leased(tmp_path: Path, root: Path) -> None:
     procs_n, cycles = 10, 60
     script = tmp_path / "stress_child.py"
@@ -480,6 +485,7 @@ def test_stress_one_key_never_double_leased(tmp_path: Path, root: Path) -> None:
     assert record["generation"] == procs_n * cycles
 
 
+@pytest.mark.e2e
 def test_a_lost_lease_file_still_keeps_holders_apart(store: LeaseStore, root: Path) -> None:
     """The slot flock, not only the JSON record, guards a held lease."""
     proc = start_holder(root)
@@ -493,6 +499,7 @@ def test_a_lost_lease_file_still_keeps_holders_apart(store: LeaseStore, root: Pa
     must_lease(store.acquire(NAME, 1, "run-1", "1"))  # the kernel freed the dead holder's slot
 
 
+@pytest.mark.e2e
 def test_acquire_with_wait_gets_the_lease_once_the_holder_releases(
         store: LeaseStore, root: Path) -> None:
     proc = start_holder(root)

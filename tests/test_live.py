@@ -33,11 +33,11 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "TERM": "xterm-256color", "ASSEMBLYZERO_OFFLINE_LATENCY": "0.1", **extra}
 
 
-def _keys() -> None:
+def _keys(path: Path) -> None:
     """Two offline keys (2 + 1 slots): each running item shows the one it holds."""
     entries = [{"name": "team-a", "provider": "offline", "max_concurrent": 2},
                {"name": "team-b", "provider": "offline", "max_concurrent": 1}]
-    Path(os.environ["ASSEMBLYZERO_CREDENTIALS"]).write_text(json.dumps({"credentials": entries}))
+    path.write_text(json.dumps({"credentials": entries}))
 
 
 def _lld_all(ws: Path, **env: str) -> TermRun:
@@ -45,15 +45,28 @@ def _lld_all(ws: Path, **env: str) -> TermRun:
     return run_in_pty(argv, _env(**env), cwd=str(ROOT), cols=80)
 
 
-@pytest.fixture
-def live_run(tmp_path: Path) -> tuple[Path, TermRun]:
-    ws = make_workspace(tmp_path / "ws", issues=IDS)
-    _keys()
-    run = _lld_all(ws)
+@pytest.fixture(scope="module")
+def live_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TermRun]:
+    """One run on a terminal, for the tests that only look at what it showed and left.
+
+    Set up before any test's own home exists: it gets a home of its own.
+    """
+    root = tmp_path_factory.mktemp("live_run")
+    home = root / "home"
+    home.mkdir()
+    _keys(home / "credentials.json")
+    ws = make_workspace(root / "ws", issues=IDS)
+    env = {k: v for k, v in _env().items() if not k.startswith("ASSEMBLYZERO_")}
+    env.update(HOME=str(home), ASSEMBLYZERO_STATE_DIR=str(home / "state"),
+               ASSEMBLYZERO_CREDENTIALS=str(home / "credentials.json"),
+               ASSEMBLYZERO_OFFLINE_LATENCY=_env()["ASSEMBLYZERO_OFFLINE_LATENCY"])
+    argv = [sys.executable, "-m", "assemblyzero", "lld-all", "--parallel=3", "--repo", str(ws)]
+    run = run_in_pty(argv, env, cwd=str(ROOT), cols=80)
     assert run.code == 0, run.text[-3000:]
     return ws, run
 
 
+@pytest.mark.e2e
 def test_every_worker_line_arrives_whole_and_prefixed_above_the_area(
         live_run: tuple[Path, TermRun]) -> None:
     ws, run = live_run
@@ -72,13 +85,22 @@ def test_every_worker_line_arrives_whole_and_prefixed_above_the_area(
         assert len(re.findall(r"\[LLD-\d+\]", segment)) <= 1, segment
 
 
+@pytest.mark.e2e
 def test_items_running_side_by_side_never_share_a_prefix_colour(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws", issues=[str(n) for n in range(1, 15)])
-    # Item 1 runs while the 13 others pass through the other two slots: more starts
-    # than colours, so colours given in turn would come round to item 1's again.
-    work = ("import sys, time\n"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    # Item 1 runs until the 13 others have passed through the other two slots (each leaves
+    # a mark; item 1 waits for the 13, at most a minute): more starts than colours, so
+    # colours given in turn would come round to item 1's again.
+    work = ("import pathlib, sys, time\n"
+            f"marks = pathlib.Path({str(marks)!r})\n"
             "print('working on', sys.argv[1], flush=True)\n"
-            "time.sleep(4 if sys.argv[1] == '1' else 0.05)\n")
+            "deadline = time.monotonic() + 60\n"
+            "while sys.argv[1] == '1' and len(list(marks.iterdir())) < 13 \\\n"
+            "        and time.monotonic() < deadline:\n"
+            "    time.sleep(0.01)\n"
+            "(marks / sys.argv[1]).touch()\n")
     run = run_in_pty([sys.executable, str(driver(tmp_path, ws, work, parallel=3,
                                                  console="for_terminal()"))], _env())
     assert run.code == 0, run.text[-2000:]
@@ -86,6 +108,9 @@ def test_items_running_side_by_side_never_share_a_prefix_colour(tmp_path: Path) 
     for code, tag in re.findall(rb"\x1b\[(\d+)m\[(LLD-\d+)\]\x1b\[0m +working", run.raw):
         assert colour.setdefault(tag.decode(), code) == code, f"{tag!r} changed colour"
     assert len(colour) == 14
+    events = [(e["event"], e["item"]) for e in journal(latest_run(ws)) if "item" in e]
+    starts = [n for n, e in enumerate(events) if e[0] == "start"]
+    assert events.index(("end", "LLD-001")) > max(starts)  # it ran while all the others began
     running: set[str] = set()
     for event in journal(latest_run(ws)):
         if event["event"] == "start":
@@ -95,6 +120,7 @@ def test_items_running_side_by_side_never_share_a_prefix_colour(tmp_path: Path) 
             running.discard(event["item"])
 
 
+@pytest.mark.e2e
 def test_every_line_stays_on_the_screen_in_order_and_the_area_leaves_no_trace(
         live_run: tuple[Path, TermRun]) -> None:
     ws, run = live_run
@@ -110,6 +136,7 @@ def test_every_line_stays_on_the_screen_in_order_and_the_area_leaves_no_trace(
     assert not [line for line in shown if re.match(r" +\[LLD-\d+\] +team-", line)]
 
 
+@pytest.mark.e2e
 def test_the_area_shows_the_final_counts_at_the_end(live_run: tuple[Path, TermRun]) -> None:
     _, run = live_run
     shown = "\n".join(run.screen())
@@ -118,6 +145,7 @@ def test_the_area_shows_the_final_counts_at_the_end(live_run: tuple[Path, TermRu
     assert "6 done; wall" in shown  # the summary follows the area
 
 
+@pytest.mark.e2e
 def test_the_area_shows_each_running_item_with_its_key_and_an_eta(
         live_run: tuple[Path, TermRun]) -> None:
     ws, run = live_run
@@ -132,11 +160,13 @@ def test_the_area_shows_each_running_item_with_its_key_and_an_eta(
     assert any(re.search(r"· ETA \d+s", s) for s in segments)  # known once one is done
 
 
+@pytest.mark.e2e
 def test_a_run_on_a_terminal_leaves_the_cursor_visible(live_run: tuple[Path, TermRun]) -> None:
     _, run = live_run
     assert run.raw.rfind(b"\x1b[?25h") > run.raw.rfind(b"\x1b[?25l") >= 0
 
 
+@pytest.mark.e2e
 def test_ctrl_c_under_the_area_stops_cleanly_with_the_summary(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws", issues=IDS)
     sent: list[bool] = []
@@ -159,6 +189,7 @@ def test_ctrl_c_under_the_area_stops_cleanly_with_the_summary(tmp_path: Path) ->
         "interrupted", "skipped", "done"}
 
 
+@pytest.mark.e2e
 def test_no_color_on_a_terminal_gives_plain_lines(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws", issues=IDS[:3])
     run = _lld_all(ws, NO_COLOR="1")
@@ -169,6 +200,7 @@ def test_no_color_on_a_terminal_gives_plain_lines(tmp_path: Path) -> None:
     assert all(format_prefix("LLD-041", WIDTH).decode() + line in run.text for line in log)
 
 
+@pytest.mark.e2e
 def test_piped_output_has_no_escape_codes_and_every_line_prefixed(ws: Path) -> None:
     run = cli("lld-all", "--parallel=3", "--repo", str(ws),
               env={"ASSEMBLYZERO_OFFLINE_LATENCY": "0", "TERM": "xterm-256color"})
@@ -177,6 +209,7 @@ def test_piped_output_has_no_escape_codes_and_every_line_prefixed(ws: Path) -> N
     assert all(re.match(r"\[(LLD-\d+|COORDINATOR)\] +\S", line) for line in run.out.splitlines())
 
 
+@pytest.mark.e2e
 def test_the_worker_never_imports_rich(ws: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -194,6 +227,7 @@ def test_the_worker_never_imports_rich(ws: Path, tmp_path: Path) -> None:
     assert not [name for name in imported if name.split(".")[0] == "rich"]
 
 
+@pytest.mark.e2e
 def test_the_area_says_when_the_run_waits_for_a_free_key(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws", issues=IDS[:4])
     entries = [{"name": "solo", "provider": "offline", "max_concurrent": 1}]
@@ -241,6 +275,7 @@ console.stop()
 """
 
 
+@pytest.mark.e2e
 def test_lines_printed_while_the_area_redraws_and_resizes_all_stay_on_the_screen(
         tmp_path: Path) -> None:
     script = tmp_path / "stress.py"
@@ -255,6 +290,7 @@ def test_lines_printed_while_the_area_redraws_and_resizes_all_stay_on_the_screen
     assert len([line for line in shown if line.startswith("━")]) == 1  # no stale area rows
 
 
+@pytest.mark.e2e
 def test_a_worker_cannot_clear_the_screen_move_the_cursor_or_retitle_the_terminal(
         tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws", issues=["1"])
@@ -313,6 +349,7 @@ _coordinator.Coordinator._enforce_deadlines = _crash_once_both_work
 """
 
 
+@pytest.mark.e2e
 def test_a_crash_mid_run_ends_each_item_after_its_last_line_and_gives_the_cursor_back(
         tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws", issues=["1", "2"])
@@ -360,6 +397,7 @@ def test_the_area_draws_huge_and_non_finite_times_without_dying(huge: float) -> 
         assert "2777777h46m elapsed" in out
 
 
+@pytest.mark.e2e
 def test_a_huge_timeout_on_a_terminal_is_a_usage_error_not_a_crash(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws", issues=["41"])
     argv = [sys.executable, "-m", "assemblyzero", "lld-all", "--parallel=2", "--timeout=1e10",

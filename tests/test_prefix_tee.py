@@ -111,6 +111,7 @@ def test_a_hue_picks_the_colour_and_ten_hues_are_ten_colours() -> None:
     assert b"\x1b[31m" not in b"".join(format_prefix("A", color=True, hue=h) for h in range(10))
 
 
+@pytest.mark.e2e
 def test_hue_on_the_command_line(tmp_path: Path) -> None:
     log = tmp_path / "t.log"
     cmd = tee_cmd("--color=always", "--hue", "2", "T", str(log), "--", *py("print('hi')"))
@@ -257,6 +258,7 @@ def test_usage_errors(
     assert list(cwd.iterdir()) == []  # no log file was created
 
 
+@pytest.mark.e2e
 def test_usage_error_process(tmp_path: Path) -> None:
     proc = subprocess.run(tee_cmd("T", str(tmp_path / "x.log")), capture_output=True, check=False)
     assert proc.returncode == 2
@@ -277,6 +279,7 @@ for stream, data in [(o, b"out1\n"), (e, b"err1\n"), (o, b"crlf\r\n\xff\xfe\n"),
 RAW_OUTPUT = b"out1\nerr1\ncrlf\r\n\xff\xfe\nerr2\npartial"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_log_holds_raw_output(tmp_path: Path, launcher: str) -> None:
     proc, log = run_tee(tmp_path, RAW_CHILD, launcher=launcher)
@@ -290,12 +293,14 @@ def test_log_holds_raw_output(tmp_path: Path, launcher: str) -> None:
     assert log.read_bytes() == RAW_OUTPUT * 2
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_exit_code_propagates(tmp_path: Path, launcher: str) -> None:
     proc, _ = run_tee(tmp_path, "print('x'); raise SystemExit(3)", launcher=launcher)
     assert (proc.returncode, proc.stdout) == (3, b"[T] x\n")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_killed_child_gives_128_plus_signal(tmp_path: Path, launcher: str) -> None:
     code = "import os, signal; print('x', flush=True); os.kill(os.getpid(), signal.SIGKILL)"
@@ -303,6 +308,7 @@ def test_killed_child_gives_128_plus_signal(tmp_path: Path, launcher: str) -> No
     assert (proc.returncode, proc.stdout) == (137, b"[T] x\n")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_command_not_found(tmp_path: Path, launcher: str) -> None:
     log = tmp_path / "sub" / "nf.log"
@@ -314,6 +320,7 @@ def test_command_not_found(tmp_path: Path, launcher: str) -> None:
     assert log.read_bytes() == msg
 
 
+@pytest.mark.e2e
 def test_command_not_executable(tmp_path: Path) -> None:
     script = tmp_path / "script.sh"
     script.write_text("echo hi\n")
@@ -325,6 +332,7 @@ def test_command_not_executable(tmp_path: Path) -> None:
     assert proc.stdout.startswith(f"[T] prefix-tee: cannot run {script}: ".encode())
 
 
+@pytest.mark.e2e
 def test_path_lookup_and_stdin_inherited(tmp_path: Path) -> None:
     log = tmp_path / "t.log"
     cmd = tee_cmd("T", str(log), "--", "sh", "-c", "tr a-z A-Z")
@@ -333,6 +341,7 @@ def test_path_lookup_and_stdin_inherited(tmp_path: Path) -> None:
     assert log.read_bytes() == b"ABC\nDEF"
 
 
+@pytest.mark.e2e
 def test_width_and_color_always(tmp_path: Path) -> None:
     log = tmp_path / "t.log"
     cmd = tee_cmd("--width", "8", "--color=always", "T", str(log), "--", *py("print('hi')"))
@@ -341,6 +350,7 @@ def test_width_and_color_always(tmp_path: Path) -> None:
     assert log.read_bytes() == b"hi\n"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("extra_env", "colored"),
     [({}, True), ({"NO_COLOR": "1"}, False), ({"NO_COLOR": ""}, True), ({"TERM": "dumb"}, False)],
@@ -364,11 +374,13 @@ def test_color_auto_on_a_terminal(tmp_path: Path, extra_env: dict[str, str], col
     assert out.replace(b"\r\n", b"\n") == format_prefix("T", color=colored) + b"hi\n"
 
 
+@pytest.mark.e2e
 def test_color_auto_off_on_a_pipe(tmp_path: Path) -> None:
     proc, _ = run_tee(tmp_path, "print('hi')", env={**tee_env(), "TERM": "xterm"})
     assert proc.stdout == b"[T] hi\n"
 
 
+@pytest.mark.e2e
 def test_broken_stdout_keeps_draining_into_log(tmp_path: Path) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)
@@ -398,6 +410,7 @@ while True:
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("mode", "sig", "rc", "tail"),
     [
@@ -430,6 +443,7 @@ sys.exit(3)
 """
 
 
+@pytest.mark.e2e
 def test_the_tee_ends_with_its_child_while_a_grandchild_holds_the_output(tmp_path: Path) -> None:
     cmd = tee_cmd("T", str(tmp_path / "t.log"), "--", *py(HOLDING_CHILD))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
@@ -457,6 +471,7 @@ def _state(pid: int) -> bytes:
     return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
 
 
+@pytest.mark.e2e
 def test_a_stopped_and_continued_child_does_not_end_the_tee(tmp_path: Path) -> None:
     cmd = tee_cmd("T", str(tmp_path / "t.log"), "--", *py(STOPPING_CHILD))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
@@ -488,6 +503,7 @@ WORKER = inspect.getsource(worker_lines) + (
 )
 
 
+@pytest.mark.e2e
 def test_six_tees_share_one_pipe(tmp_path: Path) -> None:
     read_end, write_end = os.pipe()
     chunks: list[bytes] = []

@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 from queue import SimpleQueue
 
+import pytest
 from conftest import group_alive
 
 from assemblyzero import procs
+
+pytestmark = pytest.mark.e2e  # every test here starts real processes
 
 
 def _worker(code: str) -> tuple[subprocess.Popen[bytes], int]:

@@ -55,6 +55,7 @@ def script(tmp_path: Path, name: str, code: str, *args: str) -> str:
     return shlex.join([sys.executable, str(path), *args])
 
 
+@pytest.mark.e2e
 def test_the_prompt_goes_to_stdin_and_stdout_is_the_reply(tmp_path: Path) -> None:
     provider = create(script(tmp_path, "upper", UPPER))
     reply = provider.complete(request("make this loud\nplease"))
@@ -62,6 +63,7 @@ def test_the_prompt_goes_to_stdin_and_stdout_is_the_reply(tmp_path: Path) -> Non
     assert reply.input_tokens is None and reply.output_tokens is None
 
 
+@pytest.mark.e2e
 def test_the_registry_loads_it_and_ignores_a_key(tmp_path: Path) -> None:
     provider = load_provider("cmd:" + script(tmp_path, "upper", UPPER),
                              ProviderKey("local", "unused-secret"))
@@ -69,11 +71,13 @@ def test_the_registry_loads_it_and_ignores_a_key(tmp_path: Path) -> None:
     assert provider.complete(request("abc")).text == "ABC"
 
 
+@pytest.mark.e2e
 def test_unicode_round_trips(tmp_path: Path) -> None:
     prompt = "Grüße, 世界 — naïve café ✓ 🚀\n"
     assert create(script(tmp_path, "echo", ECHO_BYTES)).complete(request(prompt)).text == prompt
 
 
+@pytest.mark.e2e
 def test_a_failing_command_reports_its_exit_code_and_stderr_tail(tmp_path: Path) -> None:
     with pytest.raises(ProviderError) as caught:
         create(script(tmp_path, "fail", FAIL)).complete(request())
@@ -84,6 +88,7 @@ def test_a_failing_command_reports_its_exit_code_and_stderr_tail(tmp_path: Path)
     assert len(message) < 1500
 
 
+@pytest.mark.e2e
 def test_a_missing_command_is_named(tmp_path: Path) -> None:
     with pytest.raises(ProviderError, match="command not found: no-such-model-cli-xyz"):
         create("no-such-model-cli-xyz --flag").complete(request())
@@ -95,6 +100,7 @@ def test_an_unusable_command_line_is_refused(spec: str) -> None:
         create(spec)
 
 
+@pytest.mark.e2e
 def test_a_timeout_kills_the_command_and_what_it_started(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASSEMBLYZERO_CALL_TIMEOUT", "0.5")
@@ -119,6 +125,7 @@ def _alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
+@pytest.mark.e2e
 def test_lld_all_end_to_end_with_cmd_models(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws", issues=["41", "42", "43"])
     drafter = script(tmp_path, "drafter", DRAFTER)
@@ -142,6 +149,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.e2e
 def test_a_killed_workers_command_ends_before_its_item_is_released(tmp_path: Path) -> None:
     """kill -9 of a worker mid-call (OOM, say): its command is in the worker's group, so the
     coordinator ends it before it releases the item; nothing of the item runs on."""

@@ -117,6 +117,7 @@ def test_log_lines_keeps_other_bytes_as_they_came() -> None:
     assert lines.feed(raw) == raw
 
 
+@pytest.mark.e2e
 def test_tee_process_masks_terminal_and_log(tmp_path: Path) -> None:
     log = tmp_path / "logs" / "T.log"
     proc = subprocess.run(
@@ -130,6 +131,7 @@ def test_tee_process_masks_terminal_and_log(tmp_path: Path) -> None:
     assert log.read_bytes() == b"key ***\n"
 
 
+@pytest.mark.e2e
 def test_tee_masks_a_key_at_the_cut_of_a_long_terminal_line(tmp_path: Path) -> None:
     log = tmp_path / "T.log"
     room = 3800 - len(format_prefix("T")) - 1  # text bytes per terminal line

@@ -126,6 +126,7 @@ WRITER = textwrap.dedent("""
 WORKERS, PER_WORKER = 8, 25
 
 
+@pytest.mark.e2e
 def test_concurrent_writers_lose_no_update(ws: Workspace, tmp_path: Path):
     start = tmp_path / "start"
     start.touch()

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import (
     ROOT,
     cli,
@@ -26,6 +27,8 @@ from conftest import (
 
 from assemblyzero.ids import Kind
 from assemblyzero.workspace import Workspace
+
+pytestmark = pytest.mark.e2e  # every test here starts real processes
 
 TEE = ROOT / "assemblyzero" / "prefix_tee.py"
 TIMEOUT = 30
