@@ -58,7 +58,7 @@ from assemblyzero.leases import Busy, process_start, state_dir
 from assemblyzero.pool import Grant, NoCredential, Pool
 from assemblyzero.prefix_tee import PALETTE
 from assemblyzero.redact import Redactor
-from assemblyzero.report import Outcome, RunRecord, print_summary, summary_data
+from assemblyzero.report import Event, Outcome, RunRecord, print_summary, summary_data
 from assemblyzero.results import Status, WorkerResult, status_from_exit
 from assemblyzero.workspace import Workspace
 
@@ -141,7 +141,7 @@ class Coordinator:
         self.width = max(len(f"[{t}]") for t in [COORDINATOR_TAG, *(i.tag for i in items)])
         self.console.width = self.width
         started, wall = time.time(), self.clock()
-        self.record.event("run-start", label=label, items=[i.tag for i in items],
+        self.record.event(Event.RUN_START, label=label, items=[i.tag for i in items],
                           ids=[i.id for i in items], parallel=self.opts.parallel,
                           source=self.opts.source, label_filter=self.opts.label,
                           publish=self.opts.publish,
@@ -168,7 +168,7 @@ class Coordinator:
                 self.say(f"error: {type(exc).__name__}: {exc}; stopping every worker (the "
                          f"traceback is in {journal}); a rerun resumes each item from its "
                          "checkpoint")
-                self.record.event("error", error=self.scrub(repr(exc)),
+                self.record.event(Event.ERROR, error=self.scrub(repr(exc)),
                                   traceback=self.scrub(traceback.format_exc()))
             finally:  # whatever happened, no worker outlives its supervisor
                 try:
@@ -198,7 +198,7 @@ class Coordinator:
             self.record.broken = self.record.broken or (
                 f"cannot write {self.record.dir / 'summary.json'}: {exc.strerror or exc}")
             code = code if code != EXIT_OK else EXIT_NOT_DONE
-        self.record.event("run-end", exit_code=code, wall_seconds=meta["wall_seconds"])
+        self.record.event(Event.RUN_END, exit_code=code, wall_seconds=meta["wall_seconds"])
         print_summary(self.say, summary, self.outcomes, self.ws.root, path)
         if self.record.broken:
             self.say(f"error: {self.record.broken}; this run's record is incomplete (exit "
@@ -220,7 +220,7 @@ class Coordinator:
                 self.paused = False
                 if self.granted and self.stopped_by is None:  # not just stopped or refused
                     self.say("a credential is free again; resuming")
-                    self.record.event("resume")
+                    self.record.event(Event.RESUME)
             self._show()
             if self.running or (self.queue and self._paused() and self.stopped_by is None):
                 self._wait_one()
@@ -286,7 +286,7 @@ class Coordinator:
                     grace=self.opts.grace)
         self.attempts[key] = self.attempts.get(key, 0) + 1
         self.running[key] = _Running(item, proc, lock, self.clock(), log, grant, hue)
-        self.record.event("start", item=item.tag, pid=proc.pid, attempt=self.attempts[key],
+        self.record.event(Event.START, item=item.tag, pid=proc.pid, attempt=self.attempts[key],
                           credentials=list(grant.names) if grant else [])
 
     def _cannot_start(self, item: Item, exc: Exception) -> None:
@@ -316,7 +316,7 @@ class Coordinator:
             if not self.paused:  # once per pause: while items keep waiting, it goes on
                 self.paused, self.granted = True, False
                 self.say(PAUSE_MESSAGE)
-                self.record.event("pause", reason=got.reason)
+                self.record.event(Event.PAUSE, reason=got.reason)
             self.pause_at = self.clock() + max(0.0, (got.until or 0.0) - time.time())
             return False, None
         self.pause_at, self.granted = None, True
@@ -368,7 +368,7 @@ class Coordinator:
             status, reason = r.ended_by, _why(r.ended_by, code)
         self._release(r.grant, r.lock, succeeded=status is Status.DONE)
         self._count_tokens(key, r.grant, result)
-        self.record.event("end", item=item.tag, status=status.value, exit_code=code,
+        self.record.event(Event.END, item=item.tag, status=status.value, exit_code=code,
                           duration=round(duration, 3))
         self.pause_at = None  # a lease came back: try again now
         if r.ended_by is None and self._retry(r, result, code):
@@ -402,7 +402,7 @@ class Coordinator:
             self.say(f"{r.item.tag} {what}; no attempts left ({self.opts.max_attempts}): "
                      "run retry-failed once the key has rested, or raise --max-attempts")
             return False
-        self.record.event("retry", item=r.item.tag, credential=name, kind=retry["kind"])
+        self.record.event(Event.RETRY, item=r.item.tag, credential=name, kind=retry["kind"])
         self.say(f"{r.item.tag} {what}; resuming from its checkpoint "
                  f"(attempt {self.attempts[key] + 1} of {self.opts.max_attempts})")
         self.queue.appendleft(r.item)
@@ -538,7 +538,7 @@ class Coordinator:
         try:
             self._ended(key, code)
         except Exception as exc:  # keep going: every other worker must be ended too
-            self.record.event("error", error=self.scrub(repr(exc)),
+            self.record.event(Event.ERROR, error=self.scrub(repr(exc)),
                               traceback=self.scrub(traceback.format_exc()))
 
     def _on_signal(self, signum: int) -> None:
@@ -580,7 +580,7 @@ class Coordinator:
             credential=",".join(r.grant.names) if r and r.grant else None,
             reason=" ".join(self.scrub(reason).split()), log=str(r.log) if r else None))
         if r is None:  # no worker ran (skipped, no credential, ...): the journal says so
-            self.record.event("end", item=tag or item.tag, status=status.value)
+            self.record.event(Event.END, item=tag or item.tag, status=status.value)
 
     def say(self, text: str) -> None:
         """A line of ours; a reason quoting a model's stderr may hold escapes: none pass."""

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,20 @@ from assemblyzero.ids import sort_key
 from assemblyzero.results import Status
 
 SUMMARY_VERSION = 1
+
+
+class Event(StrEnum):
+    """The events of `journal.jsonl`: written by the coordinator, read by `status`,
+    the benchmarks and the tests (docs/schemas/journal-event.schema.json)."""
+
+    RUN_START = "run-start"
+    START = "start"  # a worker started (an attempt of an item)
+    END = "end"  # an item's attempt ended, or an item ended without a worker
+    RETRY = "retry"  # a 429 or 401/403: the item runs again on another key
+    PAUSE = "pause"  # every key held or resting: items wait
+    RESUME = "resume"
+    ERROR = "error"  # the coordinator's own error (with its traceback)
+    RUN_END = "run-end"
 
 
 @dataclass(frozen=True)
@@ -75,7 +90,7 @@ class RunRecord:
     def result_path(self, slug: str) -> Path:
         return self.dir / "results" / f"{slug}.json"
 
-    def event(self, event: str, **fields: Any) -> None:
+    def event(self, event: Event, **fields: Any) -> None:
         """Append one event; a journal that cannot be written never stops the run.
 
         The first failure (ENOSPC, EIO, ...) is kept in `broken`: the run goes

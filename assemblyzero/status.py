@@ -19,6 +19,7 @@ from assemblyzero.fileio import inside, read_record
 from assemblyzero.ids import Kind
 from assemblyzero.leases import process_start
 from assemblyzero.options import UsageError
+from assemblyzero.report import Event
 from assemblyzero.runner import Origin
 from assemblyzero.workspace import Workspace
 
@@ -45,14 +46,14 @@ def read_run(run_dir: Path) -> dict[str, Any]:
             raise UsageError(f"cannot read {summary} ({why}); delete it, and the run is read "
                              "from its journal instead") from None
     events = _journal(run_dir)
-    start = events[0] if events and events[0].get("event") == "run-start" else {}
+    start = events[0] if events and events[0].get("event") == Event.RUN_START else {}
     pid = start.get("pid")
     alive = (start.get("pid_start") is not None and type(pid) is int and 0 < pid < 1 << 22
              and process_start(pid) == start.get("pid_start"))
     tags = [t for t in _list(start.get("items")) if isinstance(t, str)]
     ids = dict(zip(tags, [str(i) for i in _list(start.get("ids"))], strict=False))
     status = {tag: "pending" for tag in tags}
-    changes = {"start": "running", "end": None, "retry": "pending"}
+    changes = {Event.START: "running", Event.END: None, Event.RETRY: "pending"}
     for event in events:
         item, what = event.get("item"), event.get("event")
         if isinstance(item, str) and what in changes:
@@ -191,7 +192,7 @@ def unfinished(ws: Workspace) -> tuple[Kind, list[str], Origin]:
     kind = Kind.ISSUE if str(run.get("label", "")).startswith("issue") else Kind.LLD
     ids = [i["id"] for i in run["items"] if i["status"] in UNFINISHED
            or (i["status"] == "skipped" and i["reason"].startswith("not started"))]
-    start = next((e for e in _journal(latest) if e.get("event") == "run-start"), {})
+    start = next((e for e in _journal(latest) if e.get("event") == Event.RUN_START), {})
     origin = Origin(start.get("source", "files"), start.get("label_filter"),
                     start.get("publish"))
     return kind, ids, origin

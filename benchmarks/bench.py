@@ -98,6 +98,7 @@ from assemblyzero.constants import (  # noqa: E402
     EXIT_INTERRUPTED,
 )
 from assemblyzero.ids import Kind, slug, tag  # noqa: E402
+from assemblyzero.report import Event  # noqa: E402
 from assemblyzero.workspace import Workspace  # noqa: E402
 
 PY = sys.executable
@@ -388,8 +389,8 @@ def journal_breakdown(ws: Path, launched: float, wall: float, slots: int) -> dic
                   (run / "journal.jsonl").read_text(encoding="utf-8").splitlines() if line]
     except (OSError, ValueError):
         return {}
-    starts = [e["ts"] for e in events if e.get("event") == "start"]
-    ends = [e["ts"] for e in events if e.get("event") == "end" and "duration" in e]
+    starts = [e["ts"] for e in events if e.get("event") == Event.START]
+    ends = [e["ts"] for e in events if e.get("event") == Event.END and "duration" in e]
     if not starts or not ends:
         return {}
     refill = []
@@ -397,7 +398,7 @@ def journal_breakdown(ws: Path, launched: float, wall: float, slots: int) -> dic
         later = [t for t in starts if t >= end]
         if later:
             refill.append(min(later) - end)
-    work = sum(e["duration"] for e in events if e.get("event") == "end" and "duration" in e)
+    work = sum(e["duration"] for e in events if e.get("event") == Event.END and "duration" in e)
     return {"startup_s": round(min(starts) - launched, 4),
             "refill_ms_mean": round(1000 * statistics.fmean(refill), 2) if refill else None,
             "worker_s_mean": round(work / len(ends), 4),

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from gh_fake import fake_gh  # noqa: F401  (a fixture for every test module)
 
+from assemblyzero.report import Event
+
 ROOT = Path(__file__).resolve().parent.parent
 
 ISSUE = """# {title}
@@ -190,10 +192,10 @@ def max_concurrency(run_dir: Path) -> int:
     """Most workers running at once, from the start/end events of the journal."""
     running = peak = 0
     for event in journal(run_dir):
-        if event["event"] == "start":
+        if event["event"] == Event.START:
             running += 1
             peak = max(peak, running)
-        elif event["event"] == "end":
+        elif event["event"] == Event.END:
             running -= 1
     return peak
 
@@ -203,9 +205,9 @@ def worker_spans(events: list[dict]) -> list[tuple[float, float]]:  # type: igno
     started: dict[str, float] = {}
     spans = []
     for event in events:
-        if event["event"] == "start":
+        if event["event"] == Event.START:
             started[event["item"]] = event["ts"]
-        elif event["event"] == "end" and event["item"] in started:
+        elif event["event"] == Event.END and event["item"] in started:
             spans.append((started.pop(event["item"]), event["ts"]))
     return spans
 
@@ -285,4 +287,4 @@ def group_alive(pgid: int) -> bool:
 
 def started_groups(run_dir: Path) -> list[int]:
     """Process group ids of the run's workers (each tee leads its group)."""
-    return [e["pid"] for e in journal(run_dir) if e["event"] == "start"]
+    return [e["pid"] for e in journal(run_dir) if e["event"] == Event.START]

@@ -496,7 +496,7 @@ def with_last_row(ws: Path, row: object) -> None:
     raw.close()
 
 
-@settings(QUICK, max_examples=100)
+@settings(QUICK, max_examples=50)
 @given(row=ROW)
 def test_garbage_states_are_resumed_or_set_aside_and_nothing_else(
         ws: Path, capsys: pytest.CaptureFixture[str], row: object):
@@ -535,7 +535,7 @@ RESUMABLE = st.fixed_dictionaries({
 })
 
 
-@settings(QUICK, max_examples=30)
+@settings(QUICK, max_examples=15)
 @given(state=RESUMABLE)
 def test_every_state_that_passes_the_check_runs_to_an_end(
         ws: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,

@@ -352,7 +352,7 @@ DOCUMENTS = st.one_of(VALUES, st.fixed_dictionaries({}, optional={
 }))
 
 
-@settings(max_examples=150, deadline=None,
+@settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(document=DOCUMENTS, limit=st.integers(1, 3), succeeded=st.booleans(),
        retry_after=st.one_of(st.none(), NUMBERS))
