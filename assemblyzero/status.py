@@ -110,20 +110,30 @@ def latest_run(ws: Workspace) -> tuple[Path | None, list[str]]:
         problems.append(f"{latest} is a real {'folder' if latest.is_dir() else 'file'}, not "
                         "the link each run points at itself; rename or delete it (the newest "
                         "run is shown instead)")
-    runs = _run_dirs(ws)
-    if runs and problems:
-        problems[-1] += f"; the newest run folder is {runs[-1].name}"
-    return (runs[-1] if runs else None), problems
+    newest = _newest(_run_dirs(ws))
+    if newest and problems:
+        problems[-1] += f"; the newest run folder is {newest.name}"
+    return newest, problems
 
 
 def _run_dirs(ws: Workspace) -> list[Path]:
-    """The run folders (real folders only, never `latest`), oldest first by their start."""
+    """The run folders (real folders only, never `latest`), by name."""
     try:
-        found = [p for p in ws.runs.iterdir()
-                 if p.name != "latest" and p.is_dir() and not p.is_symlink()]
+        return sorted(p for p in ws.runs.iterdir()
+                      if p.name != "latest" and p.is_dir() and not p.is_symlink())
     except OSError:
         return []
-    return sorted(found, key=_started)
+
+
+def _newest(runs: list[Path]) -> Path | None:
+    """The run that started last: its id begins with the second it started
+    (`20261202-101500-...`); runs of one second are told apart by their journals.
+    Only those few journals are read, not every run's (cron keeps months of them).
+    """
+    if not runs:
+        return None
+    second = max(run.name[:15] for run in runs)
+    return max((run for run in runs if run.name[:15] == second), key=_started)
 
 
 def _started(run_dir: Path) -> tuple[float, str]:
