@@ -14,7 +14,7 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import task
 
-from assemblyzero.cli import ns as user_commands
+from assemblyzero.cli.tasks import ns as user_commands
 
 BENCH = Path(__file__).resolve().parent / "benchmarks" / "bench.py"
 

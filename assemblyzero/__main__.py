@@ -1,5 +1,5 @@
 """`python -m assemblyzero lld-all ...`: the same as the `assemblyzero` command."""
 
-from assemblyzero.entry import main
+from assemblyzero.cli.entry import main
 
 main()

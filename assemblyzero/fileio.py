@@ -129,7 +129,7 @@ def _read_or_rebuild(path: Path, rebuild: Callable[[], JsonDict],
 
 
 def _warn(text: str) -> None:
-    from assemblyzero.console import printable  # the one sanitizer of printed lines
+    from assemblyzero.ui.console import printable  # the one sanitizer of printed lines
 
     print(printable(f"warning: {text}"), file=sys.stderr)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assemblyzero.redact import Redactor
+from assemblyzero.keys.redact import Redactor
 
 GH_TIMEOUT = 60.0  # seconds for one gh call
 _FIELDS = "number,title,body,labels"

@@ -15,12 +15,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assemblyzero.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    CheckpointUnavailable,
-    CheckpointUnusable,
-)
 from assemblyzero.constants import (
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MODEL,
@@ -36,14 +30,20 @@ from assemblyzero.constants import (
 )
 from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import InvalidId, Kind, check_id, slug
-from assemblyzero.interrupt import Interrupted, Stop, go_quiet
+from assemblyzero.keys.redact import Redactor
 from assemblyzero.providers import AuthFailed, Provider, ProviderError, ProviderKey, RateLimited
-from assemblyzero.redact import Redactor
 from assemblyzero.results import WORKER_EXIT, Status, WorkerResult, tokens_by_key
+from assemblyzero.workflow.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointUnavailable,
+    CheckpointUnusable,
+)
+from assemblyzero.workflow.interrupt import Interrupted, Stop, go_quiet
 from assemblyzero.workspace import Workspace
 
 if TYPE_CHECKING:
-    from assemblyzero.engine import Workflow
+    from assemblyzero.workflow.engine import Workflow
 
 
 scrub = Redactor()  # replaced in main() by one that also knows this worker's secrets
@@ -175,7 +175,7 @@ def _load_state(checkpoint: Checkpoint) -> dict[str, Any] | None:
     CheckpointUnavailable (the disk, not the file) goes to the caller: the
     checkpoint stays where it is.
     """
-    from assemblyzero.engine import state_problem
+    from assemblyzero.workflow.engine import state_problem
 
     try:
         loaded = checkpoint.load()
@@ -214,9 +214,9 @@ def _build(
     args: argparse.Namespace, ws: Workspace, kind: Kind, item_id: str, checkpoint: Checkpoint,
     stop: Stop, keys: dict[str, ProviderKey],
 ) -> Workflow:
-    from assemblyzero.engine import Workflow
     from assemblyzero.providers import load_provider
-    from assemblyzero.templates import load_template
+    from assemblyzero.workflow.engine import Workflow
+    from assemblyzero.workflow.templates import load_template
 
     def provider(spec: str) -> Provider:
         return load_provider(spec, keys.get(spec.partition(":")[0]))
@@ -242,7 +242,7 @@ def _settle(ws: Workspace, kind: Kind, checkpoint: Checkpoint, result: WorkerRes
     elif os.path.lexists(checkpoint.path):
         say(f"checkpoint kept: {checkpoint.path}")
     if kind is Kind.LLD and result.status is not Status.DONE and not result.retry:
-        from assemblyzero.engine import record_status
+        from assemblyzero.workflow.engine import record_status
 
         record_status(ws, result.id, result.status.value, say, reason=result.reason)
     if result.status is Status.HALTED:

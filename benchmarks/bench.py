@@ -88,7 +88,6 @@ if str(HERE) not in sys.path:  # lease_rate.py, next to this file
 
 import lease_rate  # noqa: E402
 
-from assemblyzero import procs  # noqa: E402
 from assemblyzero.constants import (  # noqa: E402
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MODEL,
@@ -98,7 +97,8 @@ from assemblyzero.constants import (  # noqa: E402
     EXIT_INTERRUPTED,
 )
 from assemblyzero.ids import Kind, slug, tag  # noqa: E402
-from assemblyzero.report import Event  # noqa: E402
+from assemblyzero.run import procs  # noqa: E402
+from assemblyzero.run.record import Event  # noqa: E402
 from assemblyzero.workspace import Workspace  # noqa: E402
 
 PY = sys.executable
@@ -418,7 +418,7 @@ def worker_args(ws: Path, item_id: str, run_dir: Path) -> list[str]:
         from types import SimpleNamespace
 
         from assemblyzero.backlog import Item
-        from assemblyzero.coordinator import Coordinator, RunOptions
+        from assemblyzero.run.coordinator import Coordinator, RunOptions
 
         coordinator = Coordinator(Workspace.at(ws), RunOptions(parallel=4))
         coordinator.record = SimpleNamespace(dir=run_dir)  # type: ignore[assignment]
@@ -570,8 +570,8 @@ class Bench:
                             "s")
         parts = {
             "first_worker.python_bare": ("  startup: python -c pass", [PY, "-c", "pass"]),
-            "first_worker.import_cli": ("  startup: python -c 'import assemblyzero.cli'",
-                                        [PY, "-c", "import assemblyzero.cli"]),
+            "first_worker.import_cli": ("  startup: python -c 'import assemblyzero.cli.tasks'",
+                                        [PY, "-c", "import assemblyzero.cli.tasks"]),
             "first_worker.worker_help": ("  startup: python -m assemblyzero.worker --help",
                                          [PY, "-m", "assemblyzero.worker", "--help"]),
         }
@@ -616,7 +616,7 @@ class Bench:
         row.details["importtime_worker"] = importtime([PY, "-X", "importtime", "-m",
                                                        "assemblyzero.worker", "--help"], env)
         row.details["importtime_cli"] = importtime(
-            [PY, "-X", "importtime", "-c", "import assemblyzero.cli"], env)
+            [PY, "-X", "importtime", "-c", "import assemblyzero.cli.tasks"], env)
 
     # 4. peak RSS -------------------------------------------------------------------------
     # Linux charges a child the RSS its parent had when it forked (the memory it had before

@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 
 try:
-    from assemblyzero.leases import Lease, LeaseStore
+    from assemblyzero.keys.leases import Lease, LeaseStore
 except ImportError:  # a checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from assemblyzero.leases import Lease, LeaseStore
+    from assemblyzero.keys.leases import Lease, LeaseStore
 
 KEY = "bench-key"
 

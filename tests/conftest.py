@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from gh_fake import fake_gh  # noqa: F401  (a fixture for every test module)
 
-from assemblyzero.report import Event
+from assemblyzero.run.record import Event
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -244,12 +244,12 @@ def driver(tmp_path: Path, ws: Path, worker_code: str, parallel: int = 2,
     script = tmp_path / f"{name}.py"
     script.write_text(
         "import sys\n"
-        "from assemblyzero import procs\n"
+        "from assemblyzero.run import procs\n"
         "from assemblyzero.backlog import scan\n"
-        "from assemblyzero.console import Console, for_terminal\n"
-        "from assemblyzero.coordinator import Coordinator, RunOptions\n"
+        "from assemblyzero.ui.console import Console, for_terminal\n"
+        "from assemblyzero.run.coordinator import Coordinator, RunOptions\n"
         "from assemblyzero.ids import Kind\n"
-        "from assemblyzero.pool import Pool\n"
+        "from assemblyzero.keys.pool import Pool\n"
         "from assemblyzero.workspace import Workspace\n"
         "def spawn(argv, env, fds, stdout=None):\n"
         "    cut = argv.index('--') + 1\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from assemblyzero.checkpoint import Checkpoint, CheckpointError, CheckpointUnusable
+from assemblyzero.workflow.checkpoint import Checkpoint, CheckpointError, CheckpointUnusable
 
 OWNER = "lld-42"
 
@@ -223,7 +223,7 @@ def test_set_aside_with_nothing_there_moves_nothing(tmp_path: Path):
 CHILD = textwrap.dedent("""
     import sqlite3, sys
     from pathlib import Path
-    from assemblyzero.checkpoint import Checkpoint
+    from assemblyzero.workflow.checkpoint import Checkpoint
 
     path, mode = Path(sys.argv[1]), sys.argv[2]
     cp = Checkpoint(path, "lld-42")

@@ -23,14 +23,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from assemblyzero import worker
-from assemblyzero.checkpoint import Checkpoint, CheckpointUnavailable, CheckpointUnusable
-from assemblyzero.checkpoint_errors import os_trouble
-from assemblyzero.engine import ENDS, STEPS, state_problem
 from assemblyzero.ids import Kind
-from assemblyzero.interrupt import Stop
-from assemblyzero.redact import Redactor
+from assemblyzero.keys.redact import Redactor
 from assemblyzero.results import Status, WorkerResult
-from assemblyzero.templates import load_template, render
+from assemblyzero.workflow.checkpoint import Checkpoint, CheckpointUnavailable, CheckpointUnusable
+from assemblyzero.workflow.checkpoint_errors import os_trouble
+from assemblyzero.workflow.engine import ENDS, STEPS, state_problem
+from assemblyzero.workflow.interrupt import Stop
+from assemblyzero.workflow.templates import load_template, render
 from assemblyzero.workspace import Workspace
 
 OWNER = "lld-41"

@@ -9,7 +9,7 @@ import pytest
 from conftest import cli, latest_run, make_workspace, summary
 from gh_fake import Fake
 
-from assemblyzero.templates import split_sections
+from assemblyzero.workflow.templates import split_sections
 
 pytestmark = pytest.mark.e2e  # every test here starts real processes
 

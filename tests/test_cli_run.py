@@ -22,7 +22,7 @@ from conftest import (
     summary,
 )
 
-from assemblyzero.templates import split_sections
+from assemblyzero.workflow.templates import split_sections
 
 pytestmark = pytest.mark.e2e  # every test here starts real processes
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, cli
 from invoke.collection import Collection
 
-from assemblyzero.cli import ns
+from assemblyzero.cli.tasks import ns
 
 DEVELOPER_TASKS = ("bench", "test", "lint")
 

@@ -22,9 +22,9 @@ from conftest import (
 )
 
 from assemblyzero.backlog import scan
-from assemblyzero.console import Console
-from assemblyzero.coordinator import Coordinator, RunOptions
 from assemblyzero.ids import Kind
+from assemblyzero.run.coordinator import Coordinator, RunOptions
+from assemblyzero.ui.console import Console
 from assemblyzero.workspace import Workspace
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from conftest import T0, Clock
 
-from assemblyzero import credentials
 from assemblyzero.constants import LEASE_RECHECK
-from assemblyzero.credentials import Credential, CredentialError
-from assemblyzero.leases import Busy, LeaseStore
-from assemblyzero.pool import Grant, NoCredential, Pool
+from assemblyzero.keys import credentials
+from assemblyzero.keys.credentials import Credential, CredentialError
+from assemblyzero.keys.leases import Busy, LeaseStore
+from assemblyzero.keys.pool import Grant, NoCredential, Pool
 
 ENV = "AZ_TEST_ANTHROPIC_KEY"
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from conftest import make_workspace
 
-from assemblyzero.checkpoint import Checkpoint
-from assemblyzero.engine import Workflow, parse_verdict
 from assemblyzero.ids import Kind
 from assemblyzero.providers import ModelReply, ModelRequest, ProviderError
 from assemblyzero.providers.offline import OfflineProvider
 from assemblyzero.results import Status, WorkerResult
-from assemblyzero.templates import load_template, render, split_sections
+from assemblyzero.workflow.checkpoint import Checkpoint
+from assemblyzero.workflow.engine import Workflow, parse_verdict
+from assemblyzero.workflow.templates import load_template, render, split_sections
 from assemblyzero.workspace import Workspace
 
 ITEM = "42"

@@ -27,7 +27,8 @@ from assemblyzero.constants import (
     LEASE_STREAK_MAX,
     LEASE_TTL,
 )
-from assemblyzero.leases import Busy, Lease, LeaseStore, process_start
+from assemblyzero.keys.lease_record import process_start
+from assemblyzero.keys.leases import Busy, Lease, LeaseStore
 
 NAME = "team-a"
 HOST = socket.gethostname()
@@ -235,7 +236,8 @@ def test_a_lease_held_by_a_child_process_is_kept(store: LeaseStore, root: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     import subprocess
     import sys
-    code = ("import sys\nfrom pathlib import Path\nfrom assemblyzero.leases import LeaseStore\n"
+    code = ("import sys\nfrom pathlib import Path\n"
+            "from assemblyzero.keys.leases import LeaseStore\n"
             "lease = LeaseStore(Path(sys.argv[1])).acquire('team-a', 2, 'child', 'c')\n"
             "print(lease.token, flush=True)\nsys.stdin.readline()\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(root)], stdin=subprocess.PIPE,

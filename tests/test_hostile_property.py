@@ -13,12 +13,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assemblyzero import runner
-from assemblyzero import status as runs
-from assemblyzero.console import ESCAPES
-from assemblyzero.credentials import CredentialError
+from assemblyzero.cli import history, plan
+from assemblyzero.cli.options import Parallel, UsageError, resolve
 from assemblyzero.ids import Kind
-from assemblyzero.options import Parallel, UsageError, resolve
+from assemblyzero.keys.credentials import CredentialError
+from assemblyzero.ui.console import ESCAPES
 
 SECRET = "sk-ant-api03-" + "S" * 40  # in the credentials file, and outside the workspace
 PRIVATE = "PRIVATE-KEY-MATERIAL-0123456789"
@@ -94,15 +93,15 @@ def test_the_planner_and_status_survive_any_names_titles_and_documents(
         os.environ["ASSEMBLYZERO_CREDENTIALS"] = str(credentials)
         before_out, before_ws = _files(outside), _files(ws)
 
-        space = runner.workspace(ws)
+        space = plan.workspace(ws)
         try:
-            plan = runner.describe(space, [Kind.ISSUE, Kind.LLD], resolve(space.root, {}),
-                                   Parallel(3), None, None)
-            plan_text, plan_json = runner.render_plan(plan), runner.plan_json(plan)
+            data = plan.describe(space, [Kind.ISSUE, Kind.LLD], resolve(space.root, {}),
+                                 Parallel(3), None, None)
+            plan_text, plan_json = plan.render_plan(data), plan.plan_json(data)
         except (UsageError, CredentialError) as exc:  # the documented refusals
             plan_text, plan_json = str(exc), ""
-        overview = runs.overview(space)
-        status_text, status_json = runs.render(overview), json.dumps(overview)
+        overview = history.overview(space)
+        status_text, status_json = history.render(overview), json.dumps(overview)
 
         assert _files(outside) == before_out  # nothing written outside
         assert _files(ws) == before_ws  # the planner and status write nothing at all

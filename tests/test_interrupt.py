@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from test_engine import APPROVED, ITEM, Drafter, Reviewer, calls, run, workflow
 
-from assemblyzero.interrupt import Interrupted, Stop
 from assemblyzero.providers import ModelReply, ModelRequest, ProviderError, RateLimited
+from assemblyzero.workflow.interrupt import Interrupted, Stop
 from assemblyzero.workspace import Workspace
 
 

@@ -12,17 +12,18 @@ from typing import Any
 import pytest
 from conftest import cli, latest_run, make_workspace, summary, worker_id
 
-from assemblyzero import credentials, worker
+from assemblyzero import worker
 from assemblyzero.backlog import scan
-from assemblyzero.checkpoint import Checkpoint
-from assemblyzero.console import Console
-from assemblyzero.coordinator import Coordinator, RunOptions
-from assemblyzero.engine import state_problem
 from assemblyzero.ids import Kind
-from assemblyzero.interrupt import Stop
-from assemblyzero.pool import Pool
+from assemblyzero.keys import credentials
+from assemblyzero.keys.pool import Pool
 from assemblyzero.providers import ProviderKey
 from assemblyzero.results import Status, WorkerResult
+from assemblyzero.run.coordinator import Coordinator, RunOptions
+from assemblyzero.ui.console import Console
+from assemblyzero.workflow.checkpoint import Checkpoint
+from assemblyzero.workflow.engine import state_problem
+from assemblyzero.workflow.interrupt import Stop
 from assemblyzero.workspace import Workspace
 
 APPROVE = "import sys\nsys.stdin.read()\nprint('VERDICT: APPROVED')\nprint('Looks complete.')\n"

@@ -20,7 +20,8 @@ import pytest
 from conftest import T0, Clock
 
 from assemblyzero.constants import BACKOFF_CAP, BACKOFF_JITTER, LEASE_TTL
-from assemblyzero.leases import Busy, Lease, LeaseStore, process_start
+from assemblyzero.keys.lease_record import process_start
+from assemblyzero.keys.leases import Busy, Lease, LeaseStore
 
 NAME = "team-a"
 TIMEOUT = 60
@@ -71,7 +72,7 @@ def must_lease(got: Lease | Busy) -> Lease:
 HOLDER = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from assemblyzero.leases import Lease, LeaseStore
+    from assemblyzero.keys.leases import Lease, LeaseStore
     root, name, mode = sys.argv[1:]
     store = LeaseStore(Path(root))
     lease = store.acquire(name, 1, "child-run", "child-item")
@@ -192,7 +193,7 @@ def test_cool_down_with_retry_after(store: LeaseStore, root: Path, clock: Clock)
 def test_cool_down_is_visible_to_another_process(tmp_path: Path, root: Path) -> None:
     until = LeaseStore(root).cool_down(NAME, 3)  # real clock: the child uses one too
     probe = (
-        "import sys\nfrom pathlib import Path\nfrom assemblyzero.leases import LeaseStore\n"
+        "import sys\nfrom pathlib import Path\nfrom assemblyzero.keys.leases import LeaseStore\n"
         "got = LeaseStore(Path(sys.argv[1])).acquire(sys.argv[2], 1, 'r', 'i')\n"
         "print(type(got).__name__, getattr(got, 'until', None))\n"
     )
@@ -414,7 +415,7 @@ def test_peek_leaves_stale_holders_out_but_does_not_write(store: LeaseStore, roo
 STRESS_CHILD = textwrap.dedent("""
     import fcntl, json, os, sys, time
     from pathlib import Path
-    from assemblyzero.leases import Lease, LeaseStore
+    from assemblyzero.keys.leases import Lease, LeaseStore
     root, start, log, counter, cycles, waits = sys.argv[1:]
     store = LeaseStore(Path(root))
     fd = os.open(log, os.O_WRONLY | os.O_APPEND)

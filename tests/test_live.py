@@ -17,10 +17,10 @@ from conftest import ROOT, cli, driver, journal, latest_run, make_workspace, sum
 from rich.console import Console as RichConsole
 from terminal import ESCAPES, TermRun, run_in_pty
 
-from assemblyzero.console import Active, Progress
-from assemblyzero.live import LiveConsole
-from assemblyzero.prefix_tee import format_prefix
-from assemblyzero.redact import Redactor
+from assemblyzero.keys.redact import Redactor
+from assemblyzero.ui.console import Active, Progress
+from assemblyzero.ui.live import LiveConsole
+from assemblyzero.ui.prefix_tee import format_prefix
 
 IDS = [str(n) for n in range(41, 47)]
 WIDTH = len("[COORDINATOR]")  # the widest tag of these runs
@@ -223,7 +223,7 @@ def test_the_worker_never_imports_rich(ws: Path, tmp_path: Path) -> None:
     assert (ws / "docs/lld/active/LLD-041.md").is_file()
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")]
-    assert "assemblyzero.engine" in imported  # the measurement sees the worker's imports
+    assert "assemblyzero.workflow.engine" in imported  # the measurement sees the worker's imports
     assert not [name for name in imported if name.split(".")[0] == "rich"]
 
 
@@ -241,9 +241,9 @@ def test_the_area_says_when_the_run_waits_for_a_free_key(tmp_path: Path) -> None
 
 STRESS = """
 import sys, threading, time
-from assemblyzero.console import Active, Progress
-from assemblyzero.live import LiveConsole
-from assemblyzero.prefix_tee import format_prefix
+from assemblyzero.ui.console import Active, Progress
+from assemblyzero.ui.live import LiveConsole
+from assemblyzero.ui.prefix_tee import format_prefix
 
 console = LiveConsole(13, refresh=0.001)  # redraws all the time, racing the prints
 
@@ -334,7 +334,7 @@ def test_the_live_console_masks_known_secrets_in_worker_lines() -> None:
 
 CRASH = """
 import pathlib
-from assemblyzero import coordinator as _coordinator
+from assemblyzero.run import coordinator as _coordinator
 
 _enforce = _coordinator.Coordinator._enforce_deadlines
 

@@ -7,11 +7,11 @@ import itertools
 import pytest
 from conftest import BRIEF, ISSUE
 
-from assemblyzero.engine import parse_verdict
 from assemblyzero.ids import Kind
 from assemblyzero.providers import ModelRequest, ProviderError, load_provider
 from assemblyzero.providers.offline import OfflineProvider, create
-from assemblyzero.templates import load_template, split_sections
+from assemblyzero.workflow.engine import parse_verdict
+from assemblyzero.workflow.templates import load_template, split_sections
 
 LLD_SECTIONS = load_template(Kind.LLD).sections
 ISSUE_SECTIONS = load_template(Kind.ISSUE).sections

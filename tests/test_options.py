@@ -6,6 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from assemblyzero.cli.options import (
+    Parallel,
+    UsageError,
+    parse_ids,
+    parse_int,
+    parse_parallel,
+    parse_seconds,
+    resolve,
+)
 from assemblyzero.constants import (
     DEFAULT_GRACE,
     DEFAULT_MAX_ATTEMPTS,
@@ -15,15 +24,6 @@ from assemblyzero.constants import (
     MAX_GRACE,
     MAX_PARALLEL,
     MAX_TIMEOUT,
-)
-from assemblyzero.options import (
-    Parallel,
-    UsageError,
-    parse_ids,
-    parse_int,
-    parse_parallel,
-    parse_seconds,
-    resolve,
 )
 
 DEFAULTS = {"drafter": DEFAULT_MODEL, "reviewer": DEFAULT_MODEL,

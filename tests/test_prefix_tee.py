@@ -1,4 +1,4 @@
-"""Tests for assemblyzero.prefix_tee: the pure line prefixer and the real tee process."""
+"""Tests for assemblyzero.ui.prefix_tee: the pure line prefixer and the real tee process."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from assemblyzero.prefix_tee import (  # noqa: E402
+from assemblyzero.ui.prefix_tee import (  # noqa: E402
     PALETTE,
     LinePrefixer,
     LogLines,
@@ -29,7 +29,7 @@ from assemblyzero.prefix_tee import (  # noqa: E402
     main,
 )
 
-TEE = ROOT / "assemblyzero" / "prefix_tee.py"
+TEE = ROOT / "assemblyzero" / "ui" / "prefix_tee.py"
 WRAPPER = ROOT / "scripts" / "prefix-tee"
 LAUNCHERS = ["script", "wrapper"]
 TIMEOUT = 60

@@ -12,7 +12,7 @@ from queue import SimpleQueue
 import pytest
 from conftest import group_alive
 
-from assemblyzero import procs
+from assemblyzero.run import procs
 
 pytestmark = pytest.mark.e2e  # every test here starts real processes
 

@@ -15,7 +15,7 @@ from conftest import cli, group_alive, make_workspace
 
 from assemblyzero.providers import ModelRequest, ProviderError, ProviderKey, load_provider
 from assemblyzero.providers.cmd import CmdProvider, create
-from assemblyzero.templates import split_sections
+from assemblyzero.workflow.templates import split_sections
 
 UPPER = "import sys\nsys.stdout.write(sys.stdin.read().upper())\n"
 ECHO_BYTES = "import sys\nsys.stdout.buffer.write(sys.stdin.buffer.read())\n"

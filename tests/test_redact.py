@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from assemblyzero.prefix_tee import LogLines, format_prefix, mask
-from assemblyzero.redact import Redactor
+from assemblyzero.keys.redact import Redactor
+from assemblyzero.ui.prefix_tee import LogLines, format_prefix, mask
 
 ROOT = Path(__file__).resolve().parent.parent
-TEE = ROOT / "assemblyzero" / "prefix_tee.py"
+TEE = ROOT / "assemblyzero" / "ui" / "prefix_tee.py"
 TIMEOUT = 60
 
 SHAPES = {

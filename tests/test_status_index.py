@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from assemblyzero.ids import Kind
-from assemblyzero.status_index import INDEX_VERSION, rebuild, record
+from assemblyzero.workflow.lld_index import INDEX_VERSION, rebuild, record
 from assemblyzero.workspace import Workspace
 
 
@@ -110,7 +110,7 @@ def test_rebuild_of_a_workspace_without_llds_is_empty(ws: Workspace):
 
 WRITER = textwrap.dedent("""
     import fcntl, sys
-    from assemblyzero.status_index import record
+    from assemblyzero.workflow.lld_index import record
     from assemblyzero.workspace import Workspace
 
     root, start, worker, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])

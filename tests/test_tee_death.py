@@ -30,7 +30,7 @@ from assemblyzero.workspace import Workspace
 
 pytestmark = pytest.mark.e2e  # every test here starts real processes
 
-TEE = ROOT / "assemblyzero" / "prefix_tee.py"
+TEE = ROOT / "assemblyzero" / "ui" / "prefix_tee.py"
 TIMEOUT = 30
 
 

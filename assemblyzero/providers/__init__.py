@@ -91,7 +91,7 @@ def check_spec(spec: str, fix: str = "") -> str:
 
     `fix` ends the error message: the caller's next step (`; pass e.g. ...`).
     """
-    from assemblyzero.redact import Redactor  # a spec may carry a key: never echo one
+    from assemblyzero.keys.redact import Redactor  # a spec may carry a key: never echo one
 
     provider, sep, model = spec.partition(":")
     shown = Redactor()(repr(spec))

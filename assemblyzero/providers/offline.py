@@ -38,7 +38,7 @@ from assemblyzero.providers import (
     ProviderKey,
     RateLimited,
 )
-from assemblyzero.templates import render, split_sections
+from assemblyzero.workflow.templates import render, split_sections
 
 # Where each target section looks first in the source document.
 _SOURCES: dict[str, tuple[str, ...]] = {
@@ -131,7 +131,7 @@ def _simulate_429(credential: str, spec: str) -> None:
     from pathlib import Path
 
     from assemblyzero.fileio import update_json
-    from assemblyzero.leases import state_dir
+    from assemblyzero.keys.leases import state_dir
 
     target, _, rest = spec.partition(":")
     count, _, retry = rest.partition(":")

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from assemblyzero import credentials
 from assemblyzero.constants import LEASE_RECHECK
-from assemblyzero.credentials import Credential, CredentialFile
-from assemblyzero.leases import Busy, Lease, LeaseStore
+from assemblyzero.keys import credentials
+from assemblyzero.keys.credentials import Credential, CredentialFile
+from assemblyzero.keys.leases import Busy, Lease, LeaseStore
 from assemblyzero.providers import KEYLESS
 
 

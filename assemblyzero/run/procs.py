@@ -26,10 +26,10 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, Protocol
 
-from assemblyzero.console import Sink
 from assemblyzero.constants import DEFAULT_GRACE, GROUP_POLL, KILL_WAIT
+from assemblyzero.ui.console import Sink
 
-_TEE = Path(__file__).with_name("prefix_tee.py")
+_TEE = Path(__file__).resolve().parent.parent / "ui" / "prefix_tee.py"
 READ_SIZE = 65536
 
 

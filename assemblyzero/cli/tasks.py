@@ -23,9 +23,11 @@ from invoke.exceptions import Exit, ParseError
 from invoke.program import Program
 from invoke.tasks import task
 
-from assemblyzero import __version__, runner
+from assemblyzero import __version__
 from assemblyzero.backlog import Item, is_pending
-from assemblyzero.console import printable_lines
+from assemblyzero.cli import plan
+from assemblyzero.cli.options import UsageError, parse_ids, parse_int, parse_parallel, resolve
+from assemblyzero.cli.plan import Origin
 from assemblyzero.constants import (
     DEMO_LATENCY,
     ENV_OFFLINE_LATENCY,
@@ -36,9 +38,8 @@ from assemblyzero.constants import (
 )
 from assemblyzero.fileio import OutsideWorkspace
 from assemblyzero.ids import InvalidId, Kind, check_id, tag
-from assemblyzero.options import UsageError, parse_ids, parse_int, parse_parallel, resolve
-from assemblyzero.pool import NoCredential
-from assemblyzero.runner import Origin
+from assemblyzero.keys.pool import NoCredential
+from assemblyzero.ui.console import printable_lines
 
 _SHARED = {
     "repo": "the workspace to work on (default: the current directory)",
@@ -124,26 +125,26 @@ def _limit(limit: str | None) -> int | None:
 
 
 def _plan(kinds: list[Kind], as_json: bool, parallel: Any, repo: str, only: str | None,
-          limit: str | None, flags: dict[str, Any], origin: Origin = runner.FILES) -> None:
+          limit: str | None, flags: dict[str, Any], origin: Origin = plan.FILES) -> None:
     with _user_errors():
-        ws = runner.workspace(repo)
+        ws = plan.workspace(repo)
         settings, workers = resolve(ws.root, flags), parse_parallel(parallel)
-        data = runner.describe(ws, kinds, settings, workers, parse_ids(only), _limit(limit),
+        data = plan.describe(ws, kinds, settings, workers, parse_ids(only), _limit(limit),
                                origin)
-    _out(runner.plan_json(data) if as_json else runner.render_plan(data, workers.warning))
+    _out(plan.plan_json(data) if as_json else plan.render_plan(data, workers.warning))
     if data["blocked"]:  # the plan is shown; its exit code is the one the run would have
         raise Exit(code=data["blocked"]["exit_code"])
 
 
 def _run_all(kind: Kind, parallel: Any, dry_run: bool, repo: str, only: str | None,
-             limit: str | None, flags: dict[str, Any], origin: Origin = runner.FILES) -> None:
+             limit: str | None, flags: dict[str, Any], origin: Origin = plan.FILES) -> None:
     if dry_run:
         _plan([kind], False, parallel, repo, only, limit, flags, origin)
         return
     with _user_errors():
-        ws = runner.workspace(repo)
+        ws = plan.workspace(repo)
         settings, workers = resolve(ws.root, flags), parse_parallel(parallel)
-        code = runner.run_kind(ws, kind, settings, workers, parse_ids(only), _limit(limit),
+        code = plan.run_kind(ws, kind, settings, workers, parse_ids(only), _limit(limit),
                                origin)
     if code:
         raise Exit(code=code)
@@ -185,8 +186,8 @@ def _one(kind: Kind, item_id: str | None, repo: str, flags: dict[str, Any]) -> N
         except InvalidId as exc:
             raise UsageError(f"{exc}; pass the name of a file in {folder} without .md, "
                              f"e.g. --id=42") from None
-        ws = runner.workspace(repo)
-        runner.check_workspace(ws)
+        ws = plan.workspace(repo)
+        plan.check_workspace(ws)
         if not is_pending(ws, Item(kind, item_id)):
             src, out = ws.input_file(kind, item_id), ws.output_file(kind, item_id)
             if out.exists():
@@ -246,11 +247,11 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Any = 
     "repo": _SHARED["repo"], "json": "print it as JSON (schema version 1) instead of text"})
 def status(c: Context, repo: str = ".", json_: bool = False) -> None:
     """Show the latest run, and any run still in progress, item by item."""
-    from assemblyzero import status as runs
+    from assemblyzero.cli import history
 
     with _user_errors():
-        data = runs.overview(runner.workspace(repo))
-    _out(json.dumps(data, indent=2) if json_ else runs.render(data))
+        data = history.overview(plan.workspace(repo))
+    _out(json.dumps(data, indent=2) if json_ else history.render(data))
 
 
 @task(optional=["parallel"], auto_shortflags=False, help={
@@ -260,10 +261,10 @@ def retry_failed(c: Context, parallel: Any = None, repo: str = ".", timeout: str
                  reviewer: str | None = None, max_iterations: str | None = None,
                  max_attempts: str | None = None) -> None:
     """Run again what the latest run did not finish, each from its checkpoint."""
-    from assemblyzero import status as runs
+    from assemblyzero.cli import history
 
     with _user_errors():
-        kind, ids, origin = runs.unfinished(runner.workspace(repo))
+        kind, ids, origin = history.unfinished(plan.workspace(repo))
     if not ids:
         _out("nothing to retry: the latest run finished every item")
         return
@@ -273,7 +274,7 @@ def retry_failed(c: Context, parallel: Any = None, repo: str = ".", timeout: str
                     max_iterations=max_iterations, max_attempts=max_attempts), origin)
 
 
-_EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "workspace"
+_EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workspace"
 _CHECKOUT = "clone the repository, pip install -e . in it and run it there"
 
 

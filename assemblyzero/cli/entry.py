@@ -11,7 +11,7 @@ EXIT_INTERRUPTED = 130  # constants.EXIT_INTERRUPTED, not imported: see above
 
 def main() -> None:
     try:
-        from assemblyzero.cli import program
+        from assemblyzero.cli.tasks import program
 
         program.run()
     except KeyboardInterrupt:

@@ -9,18 +9,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from assemblyzero import backlog, credentials, providers
+from assemblyzero import backlog, providers
 from assemblyzero.backlog import Plan
-from assemblyzero.console import for_terminal, printable
+from assemblyzero.cli.options import Parallel, UsageError
 from assemblyzero.constants import EXIT_NO_CREDENTIAL, EXIT_USAGE
-from assemblyzero.coordinator import Coordinator, RunOptions
-from assemblyzero.credentials import CredentialError
 from assemblyzero.ids import Kind
-from assemblyzero.leases import LeaseStore
-from assemblyzero.options import Parallel, UsageError
-from assemblyzero.pool import NoCredential, Pool
-from assemblyzero.redact import Redactor
-from assemblyzero.templates import load_template
+from assemblyzero.keys import credentials
+from assemblyzero.keys.credentials import CredentialError
+from assemblyzero.keys.leases import LeaseStore
+from assemblyzero.keys.pool import NoCredential, Pool
+from assemblyzero.keys.redact import Redactor
+from assemblyzero.run.coordinator import Coordinator, RunOptions
+from assemblyzero.ui.console import for_terminal, printable
+from assemblyzero.workflow.templates import load_template
 from assemblyzero.workspace import Workspace
 
 PLAN_VERSION = 1

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from assemblyzero.console import printable
 from assemblyzero.constants import COOLDOWN_MAX, LEASE_GENERATION_MAX, LEASE_STREAK_MAX
+from assemblyzero.ui.console import printable
 
 LEASE_VERSION = 1
 PID_MAX = 2**31 - 1  # pid_t

@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from assemblyzero.console import printable
+from assemblyzero.cli.options import UsageError
+from assemblyzero.cli.plan import Origin
 from assemblyzero.fileio import inside, read_record
 from assemblyzero.ids import Kind
-from assemblyzero.leases import process_start
-from assemblyzero.options import UsageError
-from assemblyzero.report import Event
-from assemblyzero.runner import Origin
+from assemblyzero.keys.lease_record import process_start
+from assemblyzero.run.record import Event
+from assemblyzero.ui.console import printable
 from assemblyzero.workspace import Workspace
 
 STATUS_VERSION = 1

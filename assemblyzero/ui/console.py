@@ -2,7 +2,7 @@
 
 `Console` writes whole lines to the shared stdout and leaves the workers'
 tees writing there directly (CI logs, pipes, `NO_COLOR`). On a terminal,
-`for_terminal` returns the live console of `assemblyzero.live` instead: the
+`for_terminal` returns the live console of `assemblyzero.ui.live` instead: the
 tees then write to a pipe each, and the coordinator relays their lines above
 a status area. rich is imported only then, and only by the coordinator.
 """
@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from assemblyzero.prefix_tee import color_ok
+from assemblyzero.ui.prefix_tee import color_ok
 
 COORDINATOR_TAG = "COORDINATOR"
 # Escape sequences and control characters in text for the terminal: colours
@@ -162,6 +162,6 @@ def for_terminal(width: int = 0) -> Console:
     dumb: `prefix_tee.color_ok`), plain lines elsewhere."""
     if not color_ok():
         return Console(width)
-    from assemblyzero.live import LiveConsole  # rich: the coordinator on a terminal only
+    from assemblyzero.ui.live import LiveConsole  # rich: the coordinator on a terminal only
 
     return LiveConsole(width)

@@ -18,14 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assemblyzero.checkpoint import Checkpoint
 from assemblyzero.constants import MAX_STATE_ITERATION
 from assemblyzero.fileio import check_inside
 from assemblyzero.ids import Kind, tag
-from assemblyzero.interrupt import Stop
 from assemblyzero.providers import ModelRequest, Provider, ProviderError
 from assemblyzero.results import Status, WorkerResult, tokens_by_key
-from assemblyzero.templates import Template, missing_sections, render, split_sections, title_of
+from assemblyzero.workflow.checkpoint import Checkpoint
+from assemblyzero.workflow.interrupt import Stop
+from assemblyzero.workflow.templates import (
+    Template,
+    missing_sections,
+    render,
+    split_sections,
+    title_of,
+)
 from assemblyzero.workspace import Workspace
 
 State = dict[str, Any]
@@ -377,9 +383,9 @@ def _shown(value: object) -> str:
 def record_status(ws: Workspace, item_id: str, status: str, say: Callable[[str], None],
                   **fields: Any) -> None:
     """Update the LLD status index; it is a view, so a failure only warns."""
-    from assemblyzero import status_index  # lazy: filelock only here
+    from assemblyzero.workflow import lld_index  # lazy: filelock only here
 
     try:
-        status_index.record(ws, item_id, status, **fields)
+        lld_index.record(ws, item_id, status, **fields)
     except Exception as exc:
         say(f"warning: could not update {ws.status_index}: {exc}")

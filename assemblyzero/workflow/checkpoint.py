@@ -22,15 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from assemblyzero.checkpoint_errors import (
+from assemblyzero.constants import SQLITE_TIMEOUT
+from assemblyzero.fileio import inside
+from assemblyzero.workflow.checkpoint_errors import (
     CheckpointError,
     CheckpointUnavailable,
     CheckpointUnusable,
     os_trouble,
     trouble,
 )
-from assemblyzero.constants import SQLITE_TIMEOUT
-from assemblyzero.fileio import inside
 
 __all__ = ["Checkpoint", "CheckpointError", "CheckpointUnavailable", "CheckpointUnusable"]
 

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assemblyzero import flock
 from assemblyzero.constants import (
     BACKOFF_CAP,
     BACKOFF_JITTER,
@@ -46,8 +45,15 @@ from assemblyzero.constants import (
     LEASE_TTL,
     LOCK_TIMEOUT,
 )
-from assemblyzero.lease_record import State, checked, slot_held, slot_of, warn
-from assemblyzero.lease_record import process_start as process_start  # for its old importers
+from assemblyzero.keys import flock
+from assemblyzero.keys.lease_record import (
+    State,
+    checked,
+    process_start,
+    slot_held,
+    slot_of,
+    warn,
+)
 
 HOST = socket.gethostname()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from assemblyzero.prefix_tee import KEY_SHAPES, MASK
+from assemblyzero.ui.prefix_tee import KEY_SHAPES, MASK
 
 _SHAPES = re.compile(KEY_SHAPES.pattern.decode())
 _MIN_SECRET = 6  # shorter "secrets" would mask ordinary words
@@ -36,7 +36,7 @@ class Redactor:
         escape sequence, is found once the controls are gone: then they all go,
         rather than shown, so no piece of it shows.
         """
-        from assemblyzero.console import ESCAPES, printable  # the one sanitizer of lines
+        from assemblyzero.ui.console import ESCAPES, printable  # the one sanitizer of lines
 
         masked = self(text)
         # Controls dropped (a secret split by one) or read as a gap (a key right after one).

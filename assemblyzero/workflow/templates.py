@@ -48,9 +48,8 @@ def load_template(kind: Kind, override: Path | None = None, root: Path | None = 
             raise ValueError(f"cannot read template {override}: {exc.strerror or exc}; fix it, "
                              "or delete it to use the built-in template") from None
     else:
-        text = resources.files("assemblyzero").joinpath(f"templates/{kind.value}.md").read_text(
-            encoding="utf-8"
-        )
+        builtin = resources.files("assemblyzero.workflow").joinpath(f"templates/{kind.value}.md")
+        text = builtin.read_text(encoding="utf-8")
         source = "built-in"
     raw = split_sections(text)
     if not raw:

@@ -22,9 +22,8 @@ from queue import Empty, SimpleQueue
 from types import FrameType
 from typing import Any
 
-from assemblyzero import backlog, flock, procs
+from assemblyzero import backlog
 from assemblyzero.backlog import Item, Skipped
-from assemblyzero.console import COORDINATOR_TAG, Active, Console, Progress
 from assemblyzero.constants import (
     ABANDON_WAIT,
     DEFAULT_GRACE,
@@ -51,15 +50,19 @@ from assemblyzero.constants import (
     PROGRESS_EVERY,
     SECRET_ENV_VARS,
 )
-from assemblyzero.credentials import CredentialFile
 from assemblyzero.fileio import OutsideWorkspace
 from assemblyzero.ids import Kind, slug
-from assemblyzero.leases import Busy, process_start, state_dir
-from assemblyzero.pool import Grant, NoCredential, Pool
-from assemblyzero.prefix_tee import PALETTE
-from assemblyzero.redact import Redactor
-from assemblyzero.report import Event, Outcome, RunRecord, print_summary, summary_data
+from assemblyzero.keys import flock
+from assemblyzero.keys.credentials import CredentialFile
+from assemblyzero.keys.lease_record import process_start
+from assemblyzero.keys.leases import Busy, state_dir
+from assemblyzero.keys.pool import Grant, NoCredential, Pool
+from assemblyzero.keys.redact import Redactor
 from assemblyzero.results import Status, WorkerResult, status_from_exit
+from assemblyzero.run import procs
+from assemblyzero.run.record import Event, Outcome, RunRecord, print_summary, summary_data
+from assemblyzero.ui.console import COORDINATOR_TAG, Active, Console, Progress
+from assemblyzero.ui.prefix_tee import PALETTE
 from assemblyzero.workspace import Workspace
 
 PAUSE_MESSAGE = "Credential pool exhausted. Pausing..."
@@ -375,7 +378,7 @@ class Coordinator:
             return
         self._outcome(item, status, reason, duration, result, r)
         if status is Status.TIMEOUT and item.kind is Kind.LLD:  # the worker only saw a SIGTERM
-            from assemblyzero.engine import record_status
+            from assemblyzero.workflow.engine import record_status
 
             record_status(self.ws, item.id, status.value, self.say, reason=reason)
         self.say(f"{item.tag} {status.value} in {duration:.1f}s"

@@ -24,9 +24,9 @@ from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from assemblyzero.console import Console, Progress, Sink, duration, safe
 from assemblyzero.constants import LIVE_REFRESH
-from assemblyzero.prefix_tee import format_prefix
+from assemblyzero.ui.console import Console, Progress, Sink, duration, safe
+from assemblyzero.ui.prefix_tee import format_prefix
 
 
 class LiveConsole(Console):

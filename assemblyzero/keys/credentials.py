@@ -23,9 +23,9 @@ from typing import Any
 
 from assemblyzero.constants import ENV_CREDENTIALS
 from assemblyzero.ids import is_valid_id
-from assemblyzero.prefix_tee import KEY_SHAPES
+from assemblyzero.keys.redact import Redactor
 from assemblyzero.providers import KEYLESS, REGISTRY
-from assemblyzero.redact import Redactor
+from assemblyzero.ui.prefix_tee import KEY_SHAPES
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,30}")  # an unknown field shown by name

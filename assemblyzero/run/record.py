@@ -19,10 +19,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from assemblyzero.console import printable
 from assemblyzero.fileio import append_line, atomic_write
 from assemblyzero.ids import sort_key
 from assemblyzero.results import Status
+from assemblyzero.ui.console import printable
 
 SUMMARY_VERSION = 1
 
