@@ -242,9 +242,9 @@ def _settle(ws: Workspace, kind: Kind, checkpoint: Checkpoint, result: WorkerRes
     elif os.path.lexists(checkpoint.path):
         say(f"checkpoint kept: {checkpoint.path}")
     if kind is Kind.LLD and result.status is not Status.DONE and not result.retry:
-        from assemblyzero.workflow.engine import record_status
+        from assemblyzero.workflow.lld_index import record_or_warn
 
-        record_status(ws, result.id, result.status.value, say, reason=result.reason)
+        record_or_warn(ws, result.id, result.status.value, say, reason=result.reason)
     if result.status is Status.HALTED:
         say(f"halted: {result.reason} (needs a human: edit the input and run again)")
 

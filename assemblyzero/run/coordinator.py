@@ -378,9 +378,9 @@ class Coordinator:
             return
         self._outcome(item, status, reason, duration, result, r)
         if status is Status.TIMEOUT and item.kind is Kind.LLD:  # the worker only saw a SIGTERM
-            from assemblyzero.workflow.engine import record_status
+            from assemblyzero.workflow.lld_index import record_or_warn
 
-            record_status(self.ws, item.id, status.value, self.say, reason=reason)
+            record_or_warn(self.ws, item.id, status.value, self.say, reason=reason)
         self.say(f"{item.tag} {status.value} in {duration:.1f}s"
                  + (f": {self.scrub(reason)}" if status is not Status.DONE else "")
                  + f" [{len(self.outcomes)} finished]")

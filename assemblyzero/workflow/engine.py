@@ -23,6 +23,7 @@ from assemblyzero.fileio import check_inside
 from assemblyzero.ids import Kind, tag
 from assemblyzero.providers import ModelRequest, Provider, ProviderError
 from assemblyzero.results import Status, WorkerResult, tokens_by_key
+from assemblyzero.workflow import lld_index
 from assemblyzero.workflow.checkpoint import Checkpoint
 from assemblyzero.workflow.interrupt import Stop
 from assemblyzero.workflow.templates import (
@@ -200,7 +201,7 @@ class Workflow:
         self.say(f"finalize: wrote {out.relative_to(self.ws.root)} "
                  f"(approved at iteration {state['iteration']})")
         if self.kind is Kind.LLD:
-            record_status(self.ws, self.item_id, "approved", self.say,
+            lld_index.record_or_warn(self.ws, self.item_id, "approved", self.say,
                           iterations=state["iteration"], file=str(out.relative_to(self.ws.root)))
         else:
             self._retire_brief()
@@ -379,13 +380,3 @@ def _shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
-
-def record_status(ws: Workspace, item_id: str, status: str, say: Callable[[str], None],
-                  **fields: Any) -> None:
-    """Update the LLD status index; it is a view, so a failure only warns."""
-    from assemblyzero.workflow import lld_index  # lazy: filelock only here
-
-    try:
-        lld_index.record(ws, item_id, status, **fields)
-    except Exception as exc:
-        say(f"warning: could not update {ws.status_index}: {exc}")

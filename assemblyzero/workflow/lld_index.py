@@ -9,6 +9,7 @@ issue whose approved LLD exists.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from assemblyzero import backlog
@@ -30,6 +31,16 @@ def record(ws: Workspace, item_id: str, status: str, **fields: Any) -> JsonDict:
         data["version"] = INDEX_VERSION
 
     return update_json(ws.status_index, ws.status_lock, change, lambda: rebuild(ws), ws.root)
+
+
+def record_or_warn(ws: Workspace, item_id: str, status: str, say: Callable[[str], None],
+                   **fields: Any) -> None:
+    """`record`, for the workflow and the coordinator: the index is a view, so a failure
+    only warns."""
+    try:
+        record(ws, item_id, status, **fields)
+    except Exception as exc:
+        say(f"warning: could not update {ws.status_index}: {exc}")
 
 
 def rebuild(ws: Workspace) -> JsonDict:
