@@ -163,3 +163,9 @@ def select(plan: Plan, kind: Kind, only: list[str] | None, limit: int | None) ->
     if limit is not None:
         items = items[:limit]
     return Plan(items, skipped)
+
+
+def write_input(ws: Workspace, item: Item) -> None:
+    """Write a GitHub issue's text where its worker reads it (under the item's lock)."""
+    if item.source and item.document is not None:
+        ws.write_text(item.source, item.document)

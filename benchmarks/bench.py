@@ -97,8 +97,8 @@ from assemblyzero.constants import (  # noqa: E402
     EXIT_INTERRUPTED,
 )
 from assemblyzero.ids import Kind, slug, tag  # noqa: E402
+from assemblyzero.journal import Event  # noqa: E402
 from assemblyzero.run import procs  # noqa: E402
-from assemblyzero.run.record import Event  # noqa: E402
 from assemblyzero.workspace import Workspace  # noqa: E402
 
 PY = sys.executable
@@ -414,15 +414,13 @@ def line_body(line: str) -> tuple[str, str]:
 
 def worker_args(ws: Path, item_id: str, run_dir: Path) -> list[str]:
     """The worker arguments the coordinator would build for an LLD item of `ws`."""
-    try:  # the coordinator's own method, so the comparison follows any change to it
-        from types import SimpleNamespace
-
+    try:  # the coordinator's own function, so the comparison follows any change to it
         from assemblyzero.backlog import Item
-        from assemblyzero.run.coordinator import Coordinator, RunOptions
+        from assemblyzero.run.coordinator import RunOptions
+        from assemblyzero.run.coordinator import worker_args as args_of
 
-        coordinator = Coordinator(Workspace.at(ws), RunOptions(parallel=4))
-        coordinator.record = SimpleNamespace(dir=run_dir)  # type: ignore[assignment]
-        return list(coordinator._worker_args(Item(Kind.LLD, item_id)))
+        return args_of(Item(Kind.LLD, item_id), Workspace.at(ws).root, run_dir,
+                       RunOptions(parallel=4))
     except (AttributeError, TypeError, ImportError):
         return ["--kind", "lld", "--id", item_id, "--repo", str(Workspace.at(ws).root),
                 "--run-dir", str(run_dir), "--drafter", DEFAULT_MODEL, "--reviewer",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from gh_fake import fake_gh  # noqa: F401  (a fixture for every test module)
 
-from assemblyzero.run.record import Event
+from assemblyzero.journal import Event
 
 ROOT = Path(__file__).resolve().parent.parent
 

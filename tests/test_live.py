@@ -334,18 +334,22 @@ def test_the_live_console_masks_known_secrets_in_worker_lines() -> None:
 
 CRASH = """
 import pathlib
-from assemblyzero.run import coordinator as _coordinator
+from assemblyzero.run import scheduler as _scheduler
 
-_enforce = _coordinator.Coordinator._enforce_deadlines
+_due = _scheduler.Scheduler.due
+
+
+_crashed = []
 
 
 def _crash_once_both_work(self):  # a bug in the coordinator, once both workers are busy
-    if len(list(pathlib.Path({marks!r}).glob("*"))) >= 2:
+    if not _crashed and len(list(pathlib.Path({marks!r}).glob("*"))) >= 2:
+        _crashed.append(True)
         raise RuntimeError("injected crash")
-    return _enforce(self)
+    return _due(self)
 
 
-_coordinator.Coordinator._enforce_deadlines = _crash_once_both_work
+_scheduler.Scheduler.due = _crash_once_both_work
 """
 
 
@@ -376,8 +380,9 @@ def test_a_crash_mid_run_ends_each_item_after_its_last_line_and_gives_the_cursor
     for n in ("1", "2"):
         lines = [i for i, line in enumerate(shown) if line.startswith(f"[LLD-00{n}]")]
         assert len(lines) == 1000
-        ended = next(i for i, line in enumerate(shown)
-                     if line.startswith(f"[COORDINATOR] LLD-00{n} interrupted"))
+        ended = next((i for i, line in enumerate(shown)
+                     if line.startswith(f"[COORDINATOR] LLD-00{n} interrupted")), None)
+        assert ended is not None, "\n".join(x for x in shown if "COORDINATOR" in x)
         assert max(lines) < ended > crash  # every line of it came before its end
     errors = [e for e in journal(latest_run(ws)) if e["event"] == "error"]
     assert errors and "injected crash" in errors[0]["traceback"]

@@ -26,26 +26,26 @@ def _worker(code: str) -> tuple[subprocess.Popen[bytes], int]:
 
 def test_the_exit_comes_after_every_byte_of_output() -> None:
     proc, read = _worker("import sys; sys.stdout.write('x' * 200000 + 'end'); sys.exit(3)")
-    events: SimpleQueue[tuple[str, str, int]] = SimpleQueue()
+    events: SimpleQueue[int] = SimpleQueue()
     got: list[bytes] = []
 
     def sink(data: bytes) -> None:
         got.append(data)
 
-    procs.watch(proc, "lld-1", events, (read, sink))
-    assert events.get(timeout=30) == ("exit", "lld-1", 3)
+    procs.watch(proc, events.put, (read, sink))
+    assert events.get(timeout=30) == 3
     assert b"".join(got) == b"x" * 200000 + b"end" and got[-1] == b""  # b"" marks the end
 
 
 def test_a_display_that_raises_even_systemexit_does_not_hide_the_exit() -> None:
     proc, read = _worker("print('hello')")
-    events: SimpleQueue[tuple[str, str, int]] = SimpleQueue()
+    events: SimpleQueue[int] = SimpleQueue()
 
     def broken(data: bytes) -> None:
         raise SystemExit(1)  # what rich does on a broken pipe
 
-    procs.watch(proc, "lld-2", events, (read, broken))
-    assert events.get(timeout=30) == ("exit", "lld-2", 0)
+    procs.watch(proc, events.put, (read, broken))
+    assert events.get(timeout=30) == 0
 
 
 # A group leader that exits while a member of its group goes on (as a worker
@@ -80,9 +80,9 @@ def _leader_and_member(mark: Path, mode: str) -> subprocess.Popen[bytes]:
 def test_the_exit_waits_until_the_rest_of_the_group_saved_and_ended(tmp_path: Path) -> None:
     mark = tmp_path / "mark"
     proc = _leader_and_member(mark, "saves")
-    events: SimpleQueue[tuple[str, str, int]] = SimpleQueue()
-    procs.watch(proc, "lld-3", events, grace=30)
-    assert events.get(timeout=30) == ("exit", "lld-3", 0)
+    events: SimpleQueue[int] = SimpleQueue()
+    procs.watch(proc, events.put, grace=30)
+    assert events.get(timeout=30) == 0
     assert not group_alive(proc.pid)
     assert mark.read_text() == "saved"  # it was asked (SIGTERM) and had the time to save
 
@@ -90,9 +90,9 @@ def test_the_exit_waits_until_the_rest_of_the_group_saved_and_ended(tmp_path: Pa
 def test_a_member_ignoring_sigterm_is_killed_after_grace_before_the_exit(tmp_path: Path) -> None:
     mark = tmp_path / "mark"
     proc = _leader_and_member(mark, "ignores")
-    events: SimpleQueue[tuple[str, str, int]] = SimpleQueue()
-    procs.watch(proc, "lld-4", events, grace=0.1)
-    assert events.get(timeout=30) == ("exit", "lld-4", 0)
+    events: SimpleQueue[int] = SimpleQueue()
+    procs.watch(proc, events.put, grace=0.1)
+    assert events.get(timeout=30) == 0
     assert not group_alive(proc.pid)
     assert not mark.exists()
 

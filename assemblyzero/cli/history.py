@@ -18,8 +18,8 @@ from assemblyzero.cli.options import UsageError
 from assemblyzero.cli.plan import Origin
 from assemblyzero.fileio import inside, read_record
 from assemblyzero.ids import Kind
+from assemblyzero.journal import Event
 from assemblyzero.keys.lease_record import process_start
-from assemblyzero.run.record import Event
 from assemblyzero.ui.console import printable
 from assemblyzero.workspace import Workspace
 

@@ -21,9 +21,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from queue import SimpleQueue
 from typing import Any, Protocol
 
 from assemblyzero.constants import DEFAULT_GRACE, GROUP_POLL, KILL_WAIT
@@ -105,9 +104,9 @@ def lifeline() -> tuple[int, int]:
     return os.pipe()
 
 
-def watch(proc: Proc, key: str, events: SimpleQueue[tuple[str, str, int]],
+def watch(proc: Proc, on_exit: Callable[[int], None],
           output: tuple[int, Sink] | None = None, grace: float = DEFAULT_GRACE) -> None:
-    """Put ("exit", key, returncode) on `events` when `proc` ends (no polling).
+    """Call `on_exit(returncode)` from a thread of its own when `proc` ends (no polling).
 
     `output` (read end, sink): first hand everything the worker writes there
     to the sink, up to end-of-file, then b"" so a last partial line comes
@@ -125,9 +124,9 @@ def watch(proc: Proc, key: str, events: SimpleQueue[tuple[str, str, int]],
             try:
                 end_group(proc.pid, grace)
             finally:
-                events.put(("exit", key, code))
+                on_exit(code)
 
-    threading.Thread(target=wait, name=f"wait-{key}", daemon=True).start()
+    threading.Thread(target=wait, name=f"wait-{proc.pid}", daemon=True).start()
 
 
 def end_group(pgid: int, grace: float) -> None:

@@ -1,0 +1,96 @@
+"""What runs a worker: the backend protocol, the job it gets, the events it posts.
+
+The coordinator hands a backend one `Job` per attempt and gets a `Handle`
+back; the backend posts `Finished` on the run's inbox once the attempt is
+over (its last output line shown first), whatever ended it. `LocalBackend`
+(run/local.py) runs the job as a local process group under prefix-tee; a
+cluster backend runs the same job as a task on another machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Empty, SimpleQueue
+from typing import Any, Protocol
+
+from assemblyzero.results import WorkerResult
+
+
+@dataclass(frozen=True)
+class Job:
+    """One attempt of one item: everything needed to start its worker, all plain data."""
+
+    key: str  # the item's slug (`lld-41`): names its log, its result and its events
+    tag: str  # `LLD-41`: its output prefix
+    args: tuple[str, ...]  # the worker's arguments, each `--opt=value`
+    env: Mapping[str, str]  # added to the worker's environment; nothing secret
+    secrets: Mapping[str, Any] | None  # its keys and the values to mask; never in argv or env
+    log: Path  # where its raw output goes
+    result: Path  # where it writes its WorkerResult
+    hue: int = 0  # its prefix colour
+
+
+@dataclass(frozen=True)
+class Finished:
+    """An attempt is over: what the worker reported (None if nothing) and its exit code."""
+
+    key: str
+    result: WorkerResult | None
+    code: int
+
+
+@dataclass(frozen=True)
+class Signalled:
+    """SIGINT or SIGTERM reached the coordinator."""
+
+    signum: int
+
+
+Message = Finished | Signalled
+Post = Callable[[Message], None]
+
+
+class Handle(Protocol):
+    """A started attempt."""
+
+    @property
+    def pid(self) -> int | None:
+        """Its process (group) id, for the journal; None where there is none here."""
+
+    def stop(self) -> None:
+        """Ask it to stop and save its checkpoint (SIGTERM)."""
+
+    def kill(self) -> None:
+        """End it now (SIGKILL)."""
+
+    def wait(self) -> Finished:
+        """Block until it is over (used only after its Finished was never posted)."""
+
+
+class Backend(Protocol):
+    def start(self, job: Job) -> Handle:
+        """Start the attempt; raises if it cannot start (nothing of it is left running)."""
+
+    def close(self) -> None:
+        """The run is over: release what the backend holds (every attempt has ended)."""
+
+
+class Inbox:
+    """The run's one event queue: the backend's Finished, the signal handlers' Signalled.
+
+    `get` waits at most `timeout` seconds (None: until something comes).
+    """
+
+    def __init__(self) -> None:
+        self._queue: SimpleQueue[Message] = SimpleQueue()
+
+    def put(self, message: Message) -> None:
+        self._queue.put(message)
+
+    def get(self, timeout: float | None) -> Message | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except Empty:
+            return None

@@ -1,0 +1,266 @@
+"""The scheduling state of a run: what waits, what runs, what is due (no I/O).
+
+Everything here is decided from the state and one injected clock (the
+run's monotonic clock): which item may start next, when a running item
+times out or gets its SIGKILL, when the pool pause ends, when the next
+heartbeat and progress line are due, how long the loop may wait. It starts,
+stops and prints nothing: the coordinator carries out what it answers.
+So the same state drives local processes, cluster tasks and test doubles,
+and a scripted history of events with a fake clock tests it without
+processes or sleeps.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from assemblyzero.backlog import Item
+from assemblyzero.constants import LOOP_WAIT_MAX
+from assemblyzero.ids import slug
+from assemblyzero.results import Status
+from assemblyzero.ui.console import Active, Progress
+from assemblyzero.ui.prefix_tee import PALETTE
+
+INF = float("inf")
+
+
+@dataclass(frozen=True)
+class Limits:
+    parallel: int  # workers at once
+    timeout: float  # seconds an attempt may run
+    grace: float  # seconds between a stop and the SIGKILL
+    max_attempts: int  # starts per item, 429 retries included
+    progress_every: float | None  # seconds between progress lines; None: never
+    heartbeat_every: float | None  # seconds between lease heartbeats; None: no keys
+
+
+@dataclass
+class Slot:
+    """A running attempt, as the scheduler sees it."""
+
+    item: Item
+    started: float
+    keys: tuple[str, ...] = ()  # the credentials it holds
+    hue: int = 0  # its prefix colour: no two running items share one
+    ended_by: Status | None = None  # TIMEOUT or INTERRUPTED once we stopped it
+    kill_at: float | None = None  # when the SIGKILL follows our stop
+
+    @property
+    def key(self) -> str:
+        return slug(self.item.kind, self.item.id)
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Ask the worker `key` to stop (SIGTERM locally); its SIGKILL is due after the grace."""
+
+    key: str
+    why: Status  # TIMEOUT or INTERRUPTED
+
+
+@dataclass(frozen=True)
+class Kill:
+    """End the worker `key` now."""
+
+    key: str
+
+
+class Tick(Enum):
+    PROGRESS = "progress"  # print a progress line
+    HEARTBEAT = "heartbeat"  # renew the running items' leases
+
+
+Action = Stop | Kill | Tick
+
+
+@dataclass
+class Pause:
+    """No new start before `until`: every key an item needs is held or resting."""
+
+    until: float | None = None
+    said: bool = False  # the pause line was printed: a resume line is owed
+    granted: bool = False  # a key was granted since the pause began
+
+    def holds(self, now: float) -> bool:
+        return self.until is not None and now < self.until
+
+
+@dataclass
+class Scheduler:
+    limits: Limits
+    clock: Callable[[], float]
+    queue: deque[Item] = field(default_factory=deque)
+    running: dict[str, Slot] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)  # starts per item key
+    limited: dict[str, int] = field(default_factory=dict)  # 429s per item key
+    pause: Pause = field(default_factory=Pause)
+    stopped_by: int | None = None  # the signal that stopped the run
+    total: int = 0
+    began: float = 0.0
+    # Items finished so far, by how (the progress line, the live area).
+    tally: dict[str, int] = field(default_factory=lambda: {
+        "done": 0, "failed": 0, "skipped": 0, "interrupted": 0})
+    worked: float = 0.0  # summed durations of the done items, for the ETA
+    next_progress: float = INF
+    next_beat: float = INF
+
+    def begin(self, items: Iterable[Item]) -> None:
+        self.queue.extend(items)
+        self.total, self.began = len(self.queue), self.clock()
+        if self.limits.progress_every is not None:
+            self.next_progress = self.began + self.limits.progress_every
+        if self.limits.heartbeat_every is not None:
+            self.next_beat = self.began
+
+    # --- what the loop asks -------------------------------------------------
+    @property
+    def active(self) -> bool:
+        """Is there anything left: an item waiting (and the run not stopped) or running?"""
+        return bool(self.running) or (bool(self.queue) and self.stopped_by is None)
+
+    def next_item(self) -> Item | None:
+        """The item to start now, taken off the queue; None while none may start."""
+        if (self.stopped_by is not None or not self.queue or self.pause.holds(self.clock())
+                or len(self.running) >= self.limits.parallel):
+            return None
+        return self.queue.popleft()
+
+    def wait_time(self) -> float | None:
+        """How long the loop may wait for an event before something is due (None: forever)."""
+        deadlines = [self._deadline(s) for s in self.running.values()]
+        if self.queue and self.pause.until is not None and self.stopped_by is None:
+            deadlines.append(self.pause.until)
+        if self.running:
+            deadlines += [self.next_beat, self.next_progress]
+        deadline = min(deadlines, default=INF)
+        if deadline == INF:
+            return None
+        # At most LOOP_WAIT_MAX: a queue refuses a timeout past threading.TIMEOUT_MAX, and
+        # the loop asks again anyway.
+        return min(LOOP_WAIT_MAX, max(0.0, deadline - self.clock()))
+
+    def due(self) -> list[Action]:
+        """What is due now; a stop or kill it returns is already marked in the slot."""
+        now, actions = self.clock(), list[Action]()
+        if self.running and now >= self.next_progress and self.limits.progress_every:
+            actions.append(Tick.PROGRESS)
+            self.next_progress = now + self.limits.progress_every
+        if self.running and now >= self.next_beat and self.limits.heartbeat_every:
+            actions.append(Tick.HEARTBEAT)
+            self.next_beat = now + self.limits.heartbeat_every
+        for s in self.running.values():
+            if s.kill_at is not None and now >= s.kill_at:
+                actions.append(Kill(s.key))
+                s.kill_at = None
+            elif s.ended_by is None and now >= s.started + self.limits.timeout:
+                actions.append(self._stop(s, Status.TIMEOUT))
+        return actions
+
+    def _deadline(self, s: Slot) -> float:
+        if s.kill_at is not None:
+            return s.kill_at
+        return s.started + self.limits.timeout if s.ended_by is None else INF
+
+    # --- what happened ------------------------------------------------------
+    def free_hue(self) -> int:
+        """The first prefix colour no running item has."""
+        return min(set(range(len(PALETTE))) - {s.hue for s in self.running.values()},
+                   default=0)
+
+    def started(self, item: Item, keys: tuple[str, ...], hue: int) -> Slot:
+        slot = Slot(item, self.clock(), keys, hue)
+        self.attempts[slot.key] = self.attempts.get(slot.key, 0) + 1
+        self.running[slot.key] = slot
+        return slot
+
+    def ended(self, key: str) -> tuple[Slot, float]:
+        """The attempt `key` is over: its slot and its duration. Its keys came back, so
+        an item held by a pause may try again at once."""
+        slot = self.running.pop(key)
+        self.pause.until = None
+        return slot, self.clock() - slot.started
+
+    def hold(self, item: Item, until: float) -> bool:
+        """`item` waits for a key until `until` (at the front); True if a pause began."""
+        self.queue.appendleft(item)
+        self.pause.until = max(until, self.clock())
+        began = not self.pause.said
+        if began:
+            self.pause.said, self.pause.granted = True, False
+        return began
+
+    def granted(self) -> None:
+        """An item got its keys: the pause (if any) no longer holds new starts back."""
+        self.pause.until, self.pause.granted = None, True
+
+    def resumed(self) -> bool:
+        """Once the pause no longer holds: True if a resume line is due (a key was
+        granted since the pause began, and the run was not stopped meanwhile)."""
+        if not self.pause.said or self.pause.holds(self.clock()):
+            return False
+        self.pause.said = False
+        return self.pause.granted and self.stopped_by is None
+
+    def retry(self, item: Item) -> bool:
+        """Run `item` again (first in line) if it has attempts left."""
+        if self.attempts.get(slug(item.kind, item.id), 0) >= self.limits.max_attempts:
+            return False
+        self.queue.appendleft(item)
+        return True
+
+    def rate_limited(self, key: str) -> None:
+        self.limited[key] = self.limited.get(key, 0) + 1
+
+    def finished(self, status: Status, duration: float, counted: bool = True) -> None:
+        """An item is over for this run (`counted`: it was one of the run's items)."""
+        if status is Status.DONE:
+            self.tally["done"] += 1
+            self.worked += duration
+        elif status in (Status.FAILED, Status.TIMEOUT, Status.HALTED):
+            self.tally["failed"] += 1
+        elif counted:
+            self.tally[status.value] += 1  # skipped, interrupted
+
+    def signalled(self, signum: int) -> list[Action]:
+        """SIGINT/SIGTERM: the first stops every worker (SIGKILL after the grace; one
+        already timing out keeps its time), a second kills them all now."""
+        if self.stopped_by is not None:
+            return [Kill(key) for key in self.running]
+        self.stopped_by = signum
+        return [self._stop(s, Status.INTERRUPTED) for s in self.running.values()
+                if s.ended_by is None]
+
+    def abandon(self) -> list[Action]:
+        """The loop failed: every running worker is killed, and counts as interrupted."""
+        for s in self.running.values():
+            s.ended_by = s.ended_by or Status.INTERRUPTED
+        return [Kill(key) for key in self.running]
+
+    def unstarted(self) -> list[Item]:
+        """The items never started (the run was stopped first), off the queue."""
+        items = list(self.queue)
+        self.queue.clear()
+        return items
+
+    def _stop(self, s: Slot, why: Status) -> Stop:
+        s.ended_by = s.ended_by or why
+        s.kill_at = self.clock() + self.limits.grace
+        return Stop(s.key, why)
+
+    # --- how it stands ------------------------------------------------------
+    def progress(self) -> Progress:
+        """The run as the progress line and the live area show it."""
+        now, eta = self.clock(), None
+        if self.tally["done"]:  # from the done items' mean duration, over the parallel slots
+            mean = self.worked / self.tally["done"]
+            left = sum(max(0.0, mean - (now - s.started)) for s in self.running.values())
+            slots = max(1, min(self.limits.parallel, len(self.running) + len(self.queue)))
+            eta = (left + mean * len(self.queue)) / slots
+        running = tuple(Active(s.item.tag, ",".join(s.keys) or "-", now - s.started, s.hue)
+                        for s in self.running.values())
+        return Progress(self.total, pending=len(self.queue), running=running,
+                        elapsed=now - self.began, eta=eta, paused=self.pause.holds(now),
+                        **self.tally)

@@ -1,0 +1,106 @@
+"""The end of a run: `summary.json`'s content, and the table and totals printed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from assemblyzero.ids import sort_key
+from assemblyzero.results import Status
+from assemblyzero.run.record import Outcome, RunRecord
+
+SUMMARY_VERSION = 1
+
+
+def summary_data(
+    record: RunRecord, outcomes: list[Outcome], keys: list[Any], meta: dict[str, Any],
+    exit_code: int,
+) -> dict[str, Any]:
+    """The content of summary.json (schema version SUMMARY_VERSION)."""
+    counts = {s.value: 0 for s in Status}
+    for outcome in outcomes:
+        counts[outcome.status.value] += 1
+    return {
+        "version": SUMMARY_VERSION,
+        "run_id": record.run_id,
+        **meta,
+        "exit_code": exit_code,
+        "counts": counts,
+        "worker_seconds": round(sum(o.duration for o in outcomes), 3),
+        "items": [o.to_json() for o in sorted(outcomes, key=lambda o: (o.kind, sort_key(o.id)))],
+        "credentials": [{**asdict(k), "cooldown_seconds": round(k.cooldown_seconds, 3)}
+                        for k in keys],
+    }
+
+
+def print_summary(say: Callable[[str], None], summary: dict[str, Any], outcomes: list[Outcome],
+                  root: Path, path: Path | None) -> None:
+    """The table, failed items' last log lines, keys and totals (`path`: summary.json, if
+    it could be written)."""
+    say(f"summary of run {summary['run_id']}:")
+    for line in table(outcomes, root):
+        say("  " + line)
+    for o in outcomes:  # what a failed item last said, so nobody has to open its log first
+        if o.status in (Status.FAILED, Status.TIMEOUT, Status.HALTED) and o.log:
+            for line in _tail(Path(o.log), TAIL_LINES):
+                say(f"  {o.tag} | {line}")
+    if summary["credentials"]:
+        rows = [("KEY", "PROVIDER", "STARTS", "TOKENS", "429S", "RESTED", "DISABLED")]
+        rows += [(k["name"], k["provider"], str(k["attempts"]),
+                  f"{k['tokens'][0]}/{k['tokens'][1]}", str(k["rate_limited"]),
+                  f"{k['cooldown_seconds']:.1f}s", k["disabled"] or "-")
+                 for k in summary["credentials"]]
+        for line in _aligned(rows):
+            say("  " + line)
+    counts = ", ".join(f"{n} {s}" for s, n in summary["counts"].items() if n)
+    wall, work = summary["wall_seconds"], summary["worker_seconds"]
+    speed = f" ({work / wall:.1f}x)" if wall > 0 else ""
+    say(f"{counts or 'nothing run'}; wall {wall:.1f}s, worker time {work:.1f}s{speed}; "
+        f"{_rel(str(path), root) if path else 'summary.json not written'}")
+
+
+TAIL_LINES = 3  # lines of a failed item's log shown under the summary
+
+
+def _tail(path: Path, count: int) -> list[str]:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - 8192))
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+    return [line for line in lines if line.strip()][-count:]
+
+
+_ORDER = {Status.FAILED: 0, Status.TIMEOUT: 1, Status.HALTED: 2, Status.INTERRUPTED: 3,
+          Status.SKIPPED: 4, Status.DONE: 5}
+
+
+def table(outcomes: list[Outcome], root: Path) -> list[str]:
+    """The items as aligned rows, failures first."""
+    rows = [("ITEM", "STATUS", "TIME", "ITER", "CALLS", "TOKENS", "TRIES", "429S", "KEY",
+             "LOG / REASON")]
+    for o in sorted(outcomes, key=lambda o: (_ORDER[o.status], o.tag)):
+        note = o.reason if o.status is not Status.DONE else ""
+        where = _rel(o.log, root) if o.log else ""
+        rows.append((o.tag, o.status.value, f"{o.duration:.1f}s", str(o.iterations),
+                     str(o.model_calls), f"{o.tokens[0]}/{o.tokens[1]}", str(o.attempts),
+                     str(o.rate_limited),
+                     o.credential or "-", "  ".join(filter(None, (where, note)))))
+    return _aligned(rows)
+
+
+def _aligned(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """Columns padded to their widest cell; the last column is left as it is."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+            for row in rows]
+
+
+def _rel(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return path
