@@ -62,7 +62,7 @@ from assemblyzero.run.backend import Backend, Finished, Handle, Inbox, Job, Sign
 from assemblyzero.run.local import LocalBackend
 from assemblyzero.run.record import Outcome, RunRecord
 from assemblyzero.run.scheduler import Action, Kill, Limits, Scheduler, Slot, Stop, Tick
-from assemblyzero.run.summary import print_summary, summary_data
+from assemblyzero.run.summary import finish
 from assemblyzero.ui.console import COORDINATOR_TAG, Console
 from assemblyzero.workflow import lld_index
 from assemblyzero.workspace import Workspace
@@ -180,29 +180,13 @@ class Coordinator:
 
     def _finish(self, label: str, started: float, wall: float) -> int:
         """Write summary.json, print the summary; the run's exit code."""
-        code = self._exit_code()
-        if self.record.broken and code == EXIT_OK:  # done, but the record is not whole
-            code = EXIT_NOT_DONE
         meta = {"label": label, "repo": str(self.ws.root),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
                 "wall_seconds": round(wall, 3), "parallel": self.opts.parallel,
                 "drafter": self.scrub(self.opts.drafter),
                 "reviewer": self.scrub(self.opts.reviewer)}
-        summary = summary_data(self.record, self.outcomes, self.gate.stats(), meta, code)
-        path: Path | None = None
-        try:
-            path = self.record.write_summary(summary)
-        except OSError as exc:  # a full disk: the summary is still shown, the exit says so
-            self.record.broken = self.record.broken or (
-                f"cannot write {self.record.dir / 'summary.json'}: {exc.strerror or exc}")
-            code = code if code != EXIT_OK else EXIT_NOT_DONE
-        self.record.event(Event.RUN_END, exit_code=code, wall_seconds=meta["wall_seconds"])
-        print_summary(self.say, summary, self.outcomes, self.ws.root, path)
-        if self.record.broken:
-            self.say(f"error: {self.record.broken}; this run's record is incomplete (exit "
-                     f"{code}): free some space, then run retry-failed (every unfinished item "
-                     "resumes from its checkpoint)")
-        return code
+        return finish(self.record, self.outcomes, self.gate.stats(), meta, self._exit_code(),
+                      self.say, self.ws.root)
 
     def _loop(self) -> None:
         while self.sched.active:

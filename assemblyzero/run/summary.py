@@ -1,4 +1,4 @@
-"""The end of a run: `summary.json`'s content, and the table and totals printed."""
+"""The end of a run: `summary.json`, and the table and totals printed."""
 
 from __future__ import annotations
 
@@ -7,11 +7,36 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from assemblyzero.constants import EXIT_NOT_DONE, EXIT_OK
 from assemblyzero.ids import sort_key
+from assemblyzero.journal import Event
 from assemblyzero.results import Status
 from assemblyzero.run.record import Outcome, RunRecord
 
 SUMMARY_VERSION = 1
+
+
+def finish(record: RunRecord, outcomes: list[Outcome], keys: list[Any], meta: dict[str, Any],
+           code: int, say: Callable[[str], None], root: Path) -> int:
+    """Write summary.json and the run-end event, print the summary; the exit code, which
+    becomes 1 (not done) if the record could not be written whole."""
+    if record.broken and code == EXIT_OK:  # done, but the record is not whole
+        code = EXIT_NOT_DONE
+    summary = summary_data(record, outcomes, keys, meta, code)
+    path: Path | None = None
+    try:
+        path = record.write_summary(summary)
+    except OSError as exc:  # a full disk: the summary is still shown, the exit says so
+        record.broken = record.broken or (
+            f"cannot write {record.dir / 'summary.json'}: {exc.strerror or exc}")
+        code = code if code != EXIT_OK else EXIT_NOT_DONE
+    record.event(Event.RUN_END, exit_code=code, wall_seconds=meta["wall_seconds"])
+    print_summary(say, summary, outcomes, root, path)
+    if record.broken:
+        say(f"error: {record.broken}; this run's record is incomplete (exit {code}): free "
+            "some space, then run retry-failed (every unfinished item resumes from its "
+            "checkpoint)")
+    return code
 
 
 def summary_data(
