@@ -6,9 +6,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assemblyzero.constants import EXIT_INTERRUPTED, EXIT_TERMINATED
+
+if TYPE_CHECKING:
+    from assemblyzero.workflow.state import WorkflowState
 
 
 class Status(StrEnum):
@@ -74,7 +77,7 @@ class WorkerResult:
             return None
 
 
-def tokens_by_key(state: dict[str, Any]) -> dict[str, list[int]]:
+def tokens_by_key(state: WorkflowState) -> dict[str, list[int]]:
     """A copy of a workflow state's tokens per credential name (empty before a keyed call)."""
     counts = _per_key(state.get("tokens_by_key")) or {}
     return {name: list(used) for name, used in counts.items()}

@@ -40,6 +40,7 @@ from assemblyzero.workflow.checkpoint import (
     CheckpointUnusable,
 )
 from assemblyzero.workflow.interrupt import Interrupted, Stop, go_quiet
+from assemblyzero.workflow.state import InvalidState, WorkflowState, checked, new_state
 from assemblyzero.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ def run_item(
     workflow: Workflow | None = None
 
     def ended(status: Status, reason: str, retry: dict[str, Any] | None = None) -> WorkerResult:
-        state = workflow.state if workflow else {}
+        state = workflow.state if workflow else new_state()
         return WorkerResult(kind.value, item_id, status, reason=scrub(reason),
                             iterations=state.get("iteration", 0),
                             model_calls=state.get("model_calls", 0),
@@ -167,7 +168,7 @@ def run_item(
     return result
 
 
-def _load_state(checkpoint: Checkpoint) -> dict[str, Any] | None:
+def _load_state(checkpoint: Checkpoint) -> WorkflowState | None:
     """The state to resume from, or None to start over.
 
     A checkpoint that can never be used (corrupt, foreign, another version, a
@@ -175,19 +176,20 @@ def _load_state(checkpoint: Checkpoint) -> dict[str, Any] | None:
     CheckpointUnavailable (the disk, not the file) goes to the caller: the
     checkpoint stays where it is.
     """
-    from assemblyzero.workflow.engine import state_problem
-
     try:
         loaded = checkpoint.load()
-        problem = state_problem(loaded[1]) if loaded else None
-        if loaded and problem:
+        if loaded is None:
+            return None
+        step, state = loaded
+        try:
+            return checked(state)
+        except InvalidState as problem:
             raise CheckpointUnusable(f"{checkpoint.path}: the state after step "
-                                     f"{loaded[0]!r} cannot be resumed: {problem}")
+                                     f"{step!r} cannot be resumed: {problem}") from None
     except CheckpointUnusable as exc:
         aside = checkpoint.set_aside()
         say(f"warning: checkpoint unusable: {exc}; {_moved(aside)}; the item starts over")
         return None
-    return loaded[1] if loaded else None
 
 
 def _checkpoint_failed(checkpoint: Checkpoint, exc: CheckpointError) -> str:

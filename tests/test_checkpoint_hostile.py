@@ -28,8 +28,8 @@ from assemblyzero.keys.redact import Redactor
 from assemblyzero.results import Status, WorkerResult
 from assemblyzero.workflow.checkpoint import Checkpoint, CheckpointUnavailable, CheckpointUnusable
 from assemblyzero.workflow.checkpoint_errors import os_trouble
-from assemblyzero.workflow.engine import ENDS, STEPS, state_problem
 from assemblyzero.workflow.interrupt import Stop
+from assemblyzero.workflow.state import ENDS, STEPS, state_problem
 from assemblyzero.workflow.templates import load_template, render
 from assemblyzero.workspace import Workspace
 

@@ -14,7 +14,8 @@ from assemblyzero.providers import ModelReply, ModelRequest, ProviderError
 from assemblyzero.providers.offline import OfflineProvider
 from assemblyzero.results import Status, WorkerResult
 from assemblyzero.workflow.checkpoint import Checkpoint
-from assemblyzero.workflow.engine import Workflow, parse_verdict
+from assemblyzero.workflow.engine import Workflow
+from assemblyzero.workflow.state import WorkflowState
 from assemblyzero.workflow.templates import load_template, render, split_sections
 from assemblyzero.workspace import Workspace
 
@@ -83,7 +84,7 @@ def workflow(ws: Workspace, drafter, reviewer, cp_path: Path, max_iterations: in
     )
 
 
-def run(flow: Workflow, state: dict | None = None) -> WorkerResult:  # type: ignore[type-arg]
+def run(flow: Workflow, state: WorkflowState | None = None) -> WorkerResult:
     try:
         return flow.run(state)
     finally:
@@ -214,43 +215,6 @@ def test_an_unparseable_review_is_treated_as_revise(ws: Workspace, tmp_path: Pat
     assert result.model_calls == 4
 
 
-# --- parse_verdict ----------------------------------------------------------------
-
-@pytest.mark.parametrize("text", [
-    "VERDICT: APPROVED",
-    "verdict: approved\n\nAll good.",
-    "  **VERDICT:** APPROVED",
-    "Summary first.\n\nVERDICT: APPROVED\n1. a numbered remark is not a finding",
-])
-def test_parse_verdict_approved_has_no_findings(text: str):
-    assert parse_verdict(text) == ("APPROVED", [])
-
-
-def test_parse_verdict_bold_lowercase_revise_with_numbered_findings():
-    text = ("**Verdict:** revise\n\n"
-            "1. Risks: add a mitigation.\n"
-            "2) Testing: name the test for each criterion.  \n"
-            "- a bullet is not a finding\n")
-    assert parse_verdict(text) == ("REVISE", ["Risks: add a mitigation.",
-                                              "Testing: name the test for each criterion."])
-
-
-def test_parse_verdict_revise_without_numbered_findings_still_has_one():
-    verdict, findings = parse_verdict("VERDICT: REVISE\n\nPlease make it better.")
-    assert verdict == "REVISE"
-    assert findings == ["Review: REVISE without numbered findings"]
-
-
-@pytest.mark.parametrize("text", ["", "garbage", "VERDICT: MAYBE", "VERDICT: REVISED",
-                                  "The verdict is: APPROVED"])
-def test_parse_verdict_garbage_is_revise_with_an_unparseable_finding(text: str):
-    verdict, findings = parse_verdict(text)
-    assert verdict == "REVISE"
-    assert len(findings) == 1
-    assert findings[0].startswith("Review: unparseable verdict: ")
-    assert repr(" ".join(text.split())[:120]) in findings[0]
-
-
 # --- resume -------------------------------------------------------------------------
 
 def test_resume_after_a_failed_revise_repeats_no_model_call(tmp_path: Path):
@@ -322,3 +286,25 @@ def test_a_workspace_template_override_is_used(ws: Workspace, tmp_path: Path):
     for name in ("Summary", "Plan"):  # each section quotes facts of the source
         facts = [line[2:] for line in final[name].splitlines() if line.startswith("- ")]
         assert any(fact in source for fact in facts), final[name]
+
+
+# --- the issue workflow ----------------------------------------------------------------
+
+def test_an_issue_is_written_under_its_own_title_and_its_brief_retires_beside_an_older_one(
+        tmp_path: Path):
+    ws = Workspace.at(make_workspace(tmp_path / "ws", briefs=["idea"]))
+    ws.briefs_done.mkdir(parents=True)
+    (ws.briefs_done / "idea.md").write_text("an older brief of the same name\n")
+    flow = Workflow(
+        ws=ws, kind=Kind.ISSUE, item_id="idea",
+        template=load_template(Kind.ISSUE, ws.template_override(Kind.ISSUE)),
+        drafter=Drafter(), reviewer=Reviewer(lambda r: APPROVED), models=("d", "r"),
+        max_iterations=3, checkpoint=Checkpoint(tmp_path / "cp.db", "issue-idea"), say=[].append)
+    result = run(flow)
+    assert result.status is Status.DONE and result.steps[-1] == "finalize"
+    doc = ws.output_file(Kind.ISSUE, "idea").read_text()
+    assert doc.startswith("# Idea idea\n") and "**Status:**" not in doc and "GitHub" not in doc
+    assert not ws.input_file(Kind.ISSUE, "idea").exists()
+    assert (ws.briefs_done / "idea.md").read_text() == "an older brief of the same name\n"
+    assert (ws.briefs_done / "idea.2.md").is_file()
+    assert not ws.status_index.exists()  # the LLD index is the LLD workflow's

@@ -22,8 +22,8 @@ from assemblyzero.results import Status, WorkerResult
 from assemblyzero.run.coordinator import Coordinator, RunOptions
 from assemblyzero.ui.console import Console
 from assemblyzero.workflow.checkpoint import Checkpoint
-from assemblyzero.workflow.engine import state_problem
 from assemblyzero.workflow.interrupt import Stop
+from assemblyzero.workflow.state import state_problem
 from assemblyzero.workspace import Workspace
 
 APPROVE = "import sys\nsys.stdin.read()\nprint('VERDICT: APPROVED')\nprint('Looks complete.')\n"

@@ -10,8 +10,8 @@ from conftest import BRIEF, ISSUE
 from assemblyzero.ids import Kind
 from assemblyzero.providers import ModelRequest, ProviderError, load_provider
 from assemblyzero.providers.offline import OfflineProvider, create
-from assemblyzero.workflow.engine import parse_verdict
 from assemblyzero.workflow.templates import load_template, split_sections
+from assemblyzero.workflow.verdict import Verdict
 
 LLD_SECTIONS = load_template(Kind.LLD).sections
 ISSUE_SECTIONS = load_template(Kind.ISSUE).sections
@@ -83,24 +83,24 @@ def test_review_approves_exactly_at_the_configured_iteration(
         monkeypatch: pytest.MonkeyPatch, approve_at: int):
     monkeypatch.setenv("ASSEMBLYZERO_OFFLINE_APPROVE_AT", str(approve_at))
     provider = OfflineProvider("default")
-    verdicts = [parse_verdict(provider.complete(request("review", iteration=n)).text)
+    verdicts = [Verdict.from_text(provider.complete(request("review", iteration=n)).text)
                 for n in range(1, 7)]
-    assert [v for v, _ in verdicts] == ["REVISE"] * (approve_at - 1) + ["APPROVED"] * (
+    assert [v.word for v in verdicts] == ["REVISE"] * (approve_at - 1) + ["APPROVED"] * (
         7 - approve_at)
-    for verdict, findings in verdicts:
-        assert len(findings) == (2 if verdict == "REVISE" else 0)
+    for verdict in verdicts:
+        assert len(verdict.findings) == (0 if verdict.approved else 2)
 
 
 def test_review_approves_at_iteration_two_by_default():
     provider = OfflineProvider("default")
-    assert parse_verdict(provider.complete(request("review", iteration=1)).text)[0] == "REVISE"
-    assert parse_verdict(provider.complete(request("review", iteration=2)).text)[0] == "APPROVED"
+    assert not Verdict.from_text(provider.complete(request("review", iteration=1)).text).approved
+    assert Verdict.from_text(provider.complete(request("review", iteration=2)).text).approved
 
 
 def test_review_findings_change_from_one_iteration_to_the_next(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ASSEMBLYZERO_OFFLINE_APPROVE_AT", "10")
     provider = OfflineProvider("default")
-    found = [parse_verdict(provider.complete(request("review", iteration=n)).text)[1]
+    found = [Verdict.from_text(provider.complete(request("review", iteration=n)).text).findings
              for n in range(1, 6)]
     for before, after in itertools.pairwise(found):
         assert not set(before) & set(after)

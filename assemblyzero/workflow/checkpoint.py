@@ -20,7 +20,7 @@ import sqlite3
 import stat
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from assemblyzero.constants import SQLITE_TIMEOUT
 from assemblyzero.fileio import inside
@@ -31,6 +31,9 @@ from assemblyzero.workflow.checkpoint_errors import (
     os_trouble,
     trouble,
 )
+
+if TYPE_CHECKING:
+    from assemblyzero.workflow.state import WorkflowState
 
 __all__ = ["Checkpoint", "CheckpointError", "CheckpointUnavailable", "CheckpointUnusable"]
 
@@ -156,8 +159,12 @@ class Checkpoint:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('owner', ?)", (self.owner,))
             db.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (str(SCHEMA_VERSION),))
 
-    def load(self) -> tuple[str, dict[str, Any]] | None:
-        """The last completed step and its state, or None for a fresh start."""
+    def load(self) -> tuple[str, dict[str, object]] | None:
+        """The last completed step and its state, or None for a fresh start.
+
+        The state is the JSON object as stored, not yet checked: `state.checked` makes
+        it a WorkflowState, or says why it is not one.
+        """
         try:
             row = self._conn().execute(
                 "SELECT step, state FROM steps ORDER BY seq DESC LIMIT 1"
@@ -175,7 +182,7 @@ class Checkpoint:
             raise CheckpointUnusable(f"{self.path}: state of step {row[0]!r} is not an object")
         return str(row[0]), state
 
-    def save(self, step: str, state: dict[str, Any]) -> None:
+    def save(self, step: str, state: WorkflowState) -> None:
         """Record that `step` completed, with the whole state after it."""
         db = self._conn()
         try:
