@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from assemblyzero.cli.options import (
     Parallel,
+    Settings,
     UsageError,
     parse_ids,
     parse_int,
@@ -26,10 +28,11 @@ from assemblyzero.constants import (
     MAX_TIMEOUT,
 )
 
-DEFAULTS = {"drafter": DEFAULT_MODEL, "reviewer": DEFAULT_MODEL,
-            "max_iterations": DEFAULT_MAX_ITERATIONS, "timeout": DEFAULT_TIMEOUT,
-            "grace": DEFAULT_GRACE, "max_attempts": DEFAULT_MAX_ATTEMPTS}
-NO_FLAGS = {name: None for name in DEFAULTS}
+DEFAULTS = Settings(drafter=DEFAULT_MODEL, reviewer=DEFAULT_MODEL,
+                    max_iterations=DEFAULT_MAX_ITERATIONS, timeout=DEFAULT_TIMEOUT,
+                    grace=DEFAULT_GRACE, max_attempts=DEFAULT_MAX_ATTEMPTS)
+NO_FLAGS = {name: None for name in ("drafter", "reviewer", "max_iterations", "timeout",
+                                    "grace", "max_attempts")}
 
 
 @pytest.fixture
@@ -128,7 +131,7 @@ def test_timeout_and_grace_have_upper_bounds_from_every_source(
     assert str(variable.value).startswith(f"{env} {expected}")
     assert f"set e.g. {env}=" in str(variable.value)
     monkeypatch.setenv(env, str(bound))
-    assert resolve(repo, {})[name] == bound  # the bound itself is fine
+    assert getattr(resolve(repo, {}), name) == bound  # the bound itself is fine
 
 
 def test_inf_in_pyproject_is_refused(repo: Path):
@@ -160,18 +163,18 @@ def test_defaults_without_flags_env_or_pyproject(repo: Path):
 def test_pyproject_overrides_defaults(repo: Path):
     pyproject(repo, 'drafter = "offline:big"\nmax_iterations = 5\ntimeout = 60\ngrace = 2.5\n')
     settings = resolve(repo, NO_FLAGS)
-    assert settings == {**DEFAULTS, "drafter": "offline:big", "max_iterations": 5,
-                        "timeout": 60.0, "grace": 2.5}
+    assert settings == replace(DEFAULTS, drafter="offline:big", max_iterations=5,
+                               timeout=60.0, grace=2.5)
 
 
 def test_pyproject_accepts_the_dashed_spelling(repo: Path):
     pyproject(repo, 'max-iterations = 7\n')
-    assert resolve(repo, {})["max_iterations"] == 7
+    assert resolve(repo, {}).max_iterations == 7
 
 
 def test_pyproject_underscore_spelling_wins_over_the_dashed_one(repo: Path):
     pyproject(repo, 'max_iterations = 4\nmax-iterations = 7\n')
-    assert resolve(repo, {})["max_iterations"] == 4
+    assert resolve(repo, {}).max_iterations == 4
 
 
 def test_env_overrides_pyproject(repo: Path, monkeypatch: pytest.MonkeyPatch):
@@ -181,8 +184,8 @@ def test_env_overrides_pyproject(repo: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ASSEMBLYZERO_REVIEWER", "offline:reviewer-env")
     monkeypatch.setenv("ASSEMBLYZERO_GRACE", "1.5")
     settings = resolve(repo, NO_FLAGS)
-    assert settings == {"drafter": "offline:from-env", "reviewer": "offline:reviewer-env",
-                        "max_iterations": 2, "timeout": 60.0, "grace": 1.5, "max_attempts": 5}
+    assert settings == Settings(drafter="offline:from-env", reviewer="offline:reviewer-env",
+                                max_iterations=2, timeout=60.0, grace=1.5, max_attempts=5)
 
 
 def test_flags_override_env_and_pyproject(repo: Path, monkeypatch: pytest.MonkeyPatch):
@@ -192,20 +195,20 @@ def test_flags_override_env_and_pyproject(repo: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("ASSEMBLYZERO_TIMEOUT", "30")
     flags = {**NO_FLAGS, "drafter": "offline:from-flag", "max_iterations": "1"}
     settings = resolve(repo, flags)
-    assert settings["drafter"] == "offline:from-flag"
-    assert settings["max_iterations"] == 1
-    assert settings["timeout"] == 30.0  # no flag: the environment
-    assert settings["reviewer"] == DEFAULT_MODEL  # nowhere: the default
+    assert settings.drafter == "offline:from-flag"
+    assert settings.max_iterations == 1
+    assert settings.timeout == 30.0  # no flag: the environment
+    assert settings.reviewer == DEFAULT_MODEL  # nowhere: the default
 
 
 def test_empty_flag_and_empty_env_fall_through(repo: Path, monkeypatch: pytest.MonkeyPatch):
     pyproject(repo, 'max_iterations = 6\n')
     monkeypatch.setenv("ASSEMBLYZERO_MAX_ITERATIONS", "")
-    assert resolve(repo, {"max_iterations": ""})["max_iterations"] == 6
+    assert resolve(repo, {"max_iterations": ""}).max_iterations == 6
 
 
 def test_max_iterations_zero_is_allowed(repo: Path):
-    assert resolve(repo, {"max_iterations": "0"})["max_iterations"] == 0
+    assert resolve(repo, {"max_iterations": "0"}).max_iterations == 0
 
 
 def test_pyproject_without_a_tool_assemblyzero_table_gives_defaults(repo: Path):
@@ -257,7 +260,7 @@ def test_a_bad_pyproject_value_is_ignored_when_env_overrides_it(
         repo: Path, monkeypatch: pytest.MonkeyPatch):
     pyproject(repo, 'max_iterations = "lots"\n')
     monkeypatch.setenv("ASSEMBLYZERO_MAX_ITERATIONS", "2")
-    assert resolve(repo, {})["max_iterations"] == 2
+    assert resolve(repo, {}).max_iterations == 2
 
 
 def test_a_broken_pyproject_is_a_usage_error_naming_the_file(repo: Path):
@@ -288,3 +291,15 @@ def test_a_tool_key_that_is_not_a_table_is_a_usage_error(repo: Path):
     (repo / "pyproject.toml").write_text("tool = 1\n", encoding="utf-8")
     with pytest.raises(UsageError):
         resolve(repo, {})
+
+
+def test_the_settings_defaults_are_the_documented_ones_and_are_floats_where_seconds():
+    assert Settings() == DEFAULTS
+    assert isinstance(Settings().timeout, float) and isinstance(Settings().grace, float)
+    assert Settings(drafter="offline:a", reviewer="offline:b").models == ("offline:a",
+                                                                          "offline:b")
+
+
+def test_settings_are_frozen():
+    with pytest.raises(AttributeError):
+        Settings().timeout = 1.0  # type: ignore[misc]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from assemblyzero.cli.options import UsageError
-from assemblyzero.cli.plan import Origin
+from assemblyzero.cli.origin import Origin
 from assemblyzero.fileio import inside, read_record
 from assemblyzero.ids import Kind
 from assemblyzero.journal import Event

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from assemblyzero.constants import (
     DEFAULT_GRACE,
@@ -33,21 +34,6 @@ from assemblyzero.providers import check_spec
 # A model spec that works once its SDK and a credential are there, for messages.
 _MODEL_EXAMPLE = "anthropic:claude-sonnet-4-5"
 
-# setting -> (environment variable, default)
-_SETTINGS: dict[str, tuple[str, Any]] = {
-    "drafter": (ENV_DRAFTER, DEFAULT_MODEL),
-    "reviewer": (ENV_REVIEWER, DEFAULT_MODEL),
-    "max_iterations": ("ASSEMBLYZERO_MAX_ITERATIONS", DEFAULT_MAX_ITERATIONS),
-    "timeout": ("ASSEMBLYZERO_TIMEOUT", DEFAULT_TIMEOUT),
-    "grace": ("ASSEMBLYZERO_GRACE", DEFAULT_GRACE),
-    "max_attempts": ("ASSEMBLYZERO_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS),
-}
-
-# The seconds settings and their upper bounds (a day-long grace is a typo; a huge
-# timeout overflows the waits).
-_MAX_SECONDS = {"timeout": MAX_TIMEOUT, "grace": MAX_GRACE}
-
-
 class UsageError(ValueError):
     """A flag or setting the user must fix (exit 2)."""
 
@@ -60,6 +46,49 @@ def fix_hint(what: str, example: object) -> str:
         shown = f'"{example}"' if isinstance(example, str) else example
         return f"write e.g. {what.split()[1]} = {shown} there"
     return f"set e.g. {what}={example}, or unset it"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A run's checked settings, each from the first source that has it: flag,
+    environment variable, `[tool.assemblyzero]` in the workspace's pyproject.toml,
+    or the default here."""
+
+    drafter: str = DEFAULT_MODEL  # the model that drafts and revises, as provider:model
+    reviewer: str = DEFAULT_MODEL  # the model that reviews, as provider:model
+    max_iterations: int = DEFAULT_MAX_ITERATIONS  # revisions allowed after the first draft
+    timeout: float = DEFAULT_TIMEOUT  # seconds one workflow may take before its worker ends
+    grace: float = DEFAULT_GRACE  # seconds a stopped worker gets to save before SIGKILL
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS  # attempts per item on a 429 or 401/403
+
+    @property
+    def models(self) -> tuple[str, str]:
+        """The drafter's and the reviewer's model specs."""
+        return self.drafter, self.reviewer
+
+
+class Flags(TypedDict, total=False):
+    """The settings' flags as the user typed them (None or "": not given)."""
+
+    drafter: str | None
+    reviewer: str | None
+    max_iterations: str | None
+    timeout: str | None
+    grace: str | None
+    max_attempts: str | None
+
+
+_DEFAULTS = Settings()
+
+# setting -> the environment variable that sets it
+_ENV = {
+    "drafter": ENV_DRAFTER,
+    "reviewer": ENV_REVIEWER,
+    "max_iterations": "ASSEMBLYZERO_MAX_ITERATIONS",
+    "timeout": "ASSEMBLYZERO_TIMEOUT",
+    "grace": "ASSEMBLYZERO_GRACE",
+    "max_attempts": "ASSEMBLYZERO_MAX_ATTEMPTS",
+}
 
 
 @dataclass(frozen=True)
@@ -84,9 +113,10 @@ def parse_parallel(value: bool | str | int | None) -> Parallel:
     return Parallel(n)
 
 
-def parse_int(value: str | int, what: str, minimum: int | None = None,
+def parse_int(value: object, what: str, minimum: int | None = None,
               example: int | None = None) -> int:
-    """A whole number; `what` names its source (`--limit`, a variable, pyproject)."""
+    """A whole number from a flag, a variable or pyproject (any TOML value); `what`
+    names that source (`--limit`, ...)."""
     fix = fix_hint(what, example if example is not None else max(minimum or 0, 1))
     if isinstance(value, bool) or not isinstance(value, (int, str)):  # TOML true, 2.7, [..]
         raise UsageError(f"{what} must be a whole number (got {value!r}); {fix}")
@@ -99,7 +129,7 @@ def parse_int(value: str | int, what: str, minimum: int | None = None,
     return n
 
 
-def parse_seconds(value: str | float, what: str, example: float = 60,
+def parse_seconds(value: object, what: str, example: float = 60,
                   maximum: float | None = None) -> float:
     """A finite number of seconds above 0 (and at most `maximum`); `what` names its source."""
     fix = fix_hint(what, int(example) if float(example).is_integer() else example)
@@ -129,44 +159,54 @@ def parse_ids(value: str | None) -> list[str] | None:
     return ids
 
 
-def resolve(repo: Path, flags: dict[str, Any]) -> dict[str, Any]:
-    """The settings, each from the first source that has it."""
+def resolve(repo: Path, flags: Flags) -> Settings:
+    """The settings, each checked, from the first source that has it."""
     config = _pyproject(repo)
-    settings: dict[str, Any] = {}
-    for name, (env, default) in _SETTINGS.items():
-        if flags.get(name) not in (None, ""):
-            value, source = flags[name], f"--{name.replace('_', '-')}"
-        elif os.environ.get(env):
-            value, source = os.environ[env], env
-        elif name in config or name.replace("_", "-") in config:
-            key = name if name in config else name.replace("_", "-")
-            value = config[key]
-            source = f"[tool.assemblyzero] {key} in {repo / 'pyproject.toml'}"
-        else:
-            value, source = default, "default"
-        settings[name] = _check(name, value, source, default)
-    return settings
+
+    def given(name: str) -> tuple[object, str]:
+        return _given(name, flags, config, repo)
+
+    # Checked in this order: the first bad one is the error.
+    return Settings(
+        drafter=_model("drafter", *given("drafter")),
+        reviewer=_model("reviewer", *given("reviewer")),
+        max_iterations=parse_int(*given("max_iterations"), minimum=0,
+                                 example=_DEFAULTS.max_iterations),
+        # The upper bounds: a day-long grace is a typo; a huge timeout overflows the waits.
+        timeout=parse_seconds(*given("timeout"), example=_DEFAULTS.timeout, maximum=MAX_TIMEOUT),
+        grace=parse_seconds(*given("grace"), example=_DEFAULTS.grace, maximum=MAX_GRACE),
+        max_attempts=parse_int(*given("max_attempts"), minimum=1,
+                               example=_DEFAULTS.max_attempts),
+    )
 
 
-def _check(name: str, value: Any, source: str, default: Any) -> Any:
-    if name in ("drafter", "reviewer"):
-        try:
-            provider = check_spec(str(value), fix=f"; {fix_hint(source, _MODEL_EXAMPLE)}")
-        except ValueError as exc:
-            raise UsageError(f"{source}: {exc}") from None
-        if provider == "cmd" and source.startswith("[tool.assemblyzero] "):
-            # The workspace is untrusted (a cloned repository): its file must not pick a
-            # command for us to run. The user's own flag or variable may.
-            flag, env = f"--{name}", _SETTINGS[name][0]
-            raise UsageError(f"{source}: a cmd: model runs a command, and a workspace's "
-                             f"pyproject.toml may not choose one; pass it yourself as "
-                             f"{flag}=cmd:... or {env}=cmd:..., or remove it there")
-        return str(value)
-    if name == "max_iterations":
-        return parse_int(value, source, minimum=0, example=default)
-    if name == "max_attempts":
-        return parse_int(value, source, minimum=1, example=default)
-    return parse_seconds(value, source, example=default, maximum=_MAX_SECONDS[name])
+def _given(name: str, flags: Mapping[str, object], config: Mapping[str, object],
+           repo: Path) -> tuple[object, str]:
+    """A setting's raw value, and its source as messages name it."""
+    dashed = name.replace("_", "-")
+    if flags.get(name) not in (None, ""):
+        return flags[name], f"--{dashed}"
+    if os.environ.get(_ENV[name]):
+        return os.environ[_ENV[name]], _ENV[name]
+    for key in (name, dashed):  # the underscore spelling wins
+        if key in config:
+            return config[key], f"[tool.assemblyzero] {key} in {repo / 'pyproject.toml'}"
+    return getattr(_DEFAULTS, name), "default"
+
+
+def _model(name: str, value: object, source: str) -> str:
+    """A model spec; a workspace's pyproject.toml may not choose a cmd: model."""
+    try:
+        provider = check_spec(str(value), fix=f"; {fix_hint(source, _MODEL_EXAMPLE)}")
+    except ValueError as exc:
+        raise UsageError(f"{source}: {exc}") from None
+    if provider == "cmd" and source.startswith("[tool.assemblyzero] "):
+        # The workspace is untrusted (a cloned repository): its file must not pick a
+        # command for us to run. The user's own flag or variable may.
+        raise UsageError(f"{source}: a cmd: model runs a command, and a workspace's "
+                         f"pyproject.toml may not choose one; pass it yourself as "
+                         f"--{name}=cmd:... or {_ENV[name]}=cmd:..., or remove it there")
+    return str(value)
 
 
 def _pyproject(repo: Path) -> dict[str, Any]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from assemblyzero import backlog, providers
 from assemblyzero.backlog import Plan
-from assemblyzero.cli.options import Parallel, UsageError
+from assemblyzero.cli.options import Parallel, Settings, UsageError
+from assemblyzero.cli.origin import FILES, Origin
 from assemblyzero.constants import EXIT_NO_CREDENTIAL, EXIT_USAGE
 from assemblyzero.ids import Kind
 from assemblyzero.keys import credentials
@@ -19,7 +20,6 @@ from assemblyzero.keys.credentials import CredentialError
 from assemblyzero.keys.leases import LeaseStore
 from assemblyzero.keys.pool import NoCredential, Pool
 from assemblyzero.keys.redact import Redactor
-from assemblyzero.run.coordinator import Coordinator, RunOptions
 from assemblyzero.ui.console import for_terminal, printable
 from assemblyzero.workflow.templates import load_template
 from assemblyzero.workspace import Workspace
@@ -34,41 +34,6 @@ def workspace(repo: str | Path) -> Workspace:
         raise UsageError(f"workspace {what}: {ws.root} (pass --repo=PATH of the repository "
                          "that holds ideas/ and docs/)")
     return ws
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where items come from and where finished issues go (`--source`, `--label`, `--publish`)."""
-
-    source: str = "files"  # or "github": open issues through the gh CLI
-    label: str | None = None
-    publish: str | None = None  # "github": issue-all also creates each issue there
-
-    def check(self, kind: Kind) -> None:
-        if self.source not in ("files", "github"):
-            raise UsageError(f"--source must be files or github (got {self.source!r}); pass "
-                             "--source=github, or leave it out for docs/issues/active")
-        if self.publish not in (None, "github"):
-            raise UsageError(f"--publish can only be github (got {self.publish!r}); pass "
-                             "--publish=github, or leave it out")
-        if self.source == "github" and kind is Kind.ISSUE:
-            raise UsageError("--source github lists issues to design: use it with lld-all "
-                             "or dry-run --kind=lld")
-        if self.label is not None and not self.label.strip():
-            raise UsageError("--label needs a label name; pass e.g. --label=needs-design, "
-                             "or leave it out for every open issue")
-        if self.label and self.source != "github":
-            raise UsageError("--label filters GitHub issues: add --source github")
-        if "github" in (self.source, self.publish):
-            from assemblyzero import github  # lazy: only the GitHub source needs gh
-
-            try:
-                github.check_gh()
-            except github.GitHubError as exc:
-                raise UsageError(str(exc)) from None
-
-
-FILES = Origin()  # the default: items from the workspace's files
 
 
 def plan(ws: Workspace, kind: Kind, only: list[str] | None, limit: int | None,
@@ -87,7 +52,7 @@ def plan(ws: Workspace, kind: Kind, only: list[str] | None, limit: int | None,
 
 
 def run_kind(
-    ws: Workspace, kind: Kind, settings: dict[str, Any], parallel: Parallel,
+    ws: Workspace, kind: Kind, settings: Settings, parallel: Parallel,
     only: list[str] | None = None, limit: int | None = None, origin: Origin = FILES,
 ) -> int:
     """Run every pending item of `kind`; the exit code of the run."""
@@ -112,8 +77,14 @@ def run_kind(
     if problem:
         raise UsageError(problem)
     creds, pool = credential_pool(settings, say)
-    opts = RunOptions(parallel=parallel.workers, publish=origin.publish, source=origin.source,
-                      label=origin.label, **settings)
+    # Lazy: dry-run and status, which load this module too, need no scheduler.
+    from assemblyzero.run.coordinator import Coordinator, RunOptions
+
+    opts = RunOptions(parallel=parallel.workers, drafter=settings.drafter,
+                      reviewer=settings.reviewer, max_iterations=settings.max_iterations,
+                      timeout=settings.timeout, grace=settings.grace,
+                      max_attempts=settings.max_attempts, publish=origin.publish,
+                      source=origin.source, label=origin.label)
     coordinator = Coordinator(ws, opts, console, pool=pool, creds=creds)
     return coordinator.run(todo.items, f"{kind.value}-all", todo.skipped)
 
@@ -153,7 +124,7 @@ def load_credentials() -> credentials.CredentialFile:
 
 
 def credential_pool(
-    settings: dict[str, Any], warn: Callable[[str], None],
+    settings: Settings, warn: Callable[[str], None],
     creds: credentials.CredentialFile | None = None,
 ) -> tuple[credentials.CredentialFile, Pool | None]:
     """The credentials file, and the pool the models need (None: no credential needed).
@@ -162,19 +133,18 @@ def credential_pool(
     SDK not installed is a UsageError, an empty pool NoCredential, a malformed
     file a UsageError; an entry whose secret is missing is left out with a warning.
     """
-    models = (settings["drafter"], settings["reviewer"])
-    missing = providers.missing_sdk(models)
+    missing = providers.missing_sdk(settings.models)
     if missing:
         raise UsageError(missing)
     creds = creds or load_credentials()
-    pool = Pool.for_models(models, creds=creds)
+    pool = Pool.for_models(settings.models, creds=creds)
     for problem in creds.problems_for(pool.providers) if pool else ():
         warn(f"warning: {problem}")
     return creds, pool
 
 
 def describe(
-    ws: Workspace, kinds: list[Kind], settings: dict[str, Any], parallel: Parallel,
+    ws: Workspace, kinds: list[Kind], settings: Settings, parallel: Parallel,
     only: list[str] | None, limit: int | None, origin: Origin = FILES,
 ) -> dict[str, Any]:
     """The dry-run plan as data: nothing is written, no model called."""
@@ -183,8 +153,8 @@ def describe(
     checkpoints, creds, scrub = ws.state / "checkpoints", load_credentials(), Redactor()
     data: dict[str, Any] = {
         "version": PLAN_VERSION, "repo": str(ws.root), "parallel": parallel.workers,
-        "drafter": scrub(settings["drafter"]), "reviewer": scrub(settings["reviewer"]),
-        "max_iterations": settings["max_iterations"], "timeout": settings["timeout"],
+        "drafter": scrub(settings.drafter), "reviewer": scrub(settings.reviewer),
+        "max_iterations": settings.max_iterations, "timeout": settings.timeout,
         "credentials": credential_states(settings, creds), "kinds": {},
     }
     data["source"], data["publish"] = origin.source, origin.publish
@@ -207,7 +177,7 @@ def describe(
     return data
 
 
-def blocked(settings: dict[str, Any], creds: credentials.CredentialFile,
+def blocked(settings: Settings, creds: credentials.CredentialFile,
             ws: Workspace, kinds: list[Kind]) -> dict[str, Any] | None:
     """Why the run would stop before its first item ({exit_code, reason}), or None.
 
@@ -225,11 +195,11 @@ def blocked(settings: dict[str, Any], creds: credentials.CredentialFile,
     return None
 
 
-def credential_states(settings: dict[str, Any],
+def credential_states(settings: Settings,
                       creds: credentials.CredentialFile) -> list[dict[str, Any]]:
     """Each credential as dry-run shows it: usable or why not, holders, cooldown."""
     store, now, states = LeaseStore(), time.time(), []
-    used = {spec.partition(":")[0] for spec in (settings["drafter"], settings["reviewer"])}
+    used = {spec.partition(":")[0] for spec in settings.models}
     for cred in creds.entries:
         lease = store.peek(cred.name)
         cooling = lease["cooldown_until"] if lease["cooldown_until"] > now else None

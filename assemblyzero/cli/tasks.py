@@ -15,7 +15,6 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -26,8 +25,15 @@ from invoke.tasks import task
 from assemblyzero import __version__
 from assemblyzero.backlog import Item, is_pending
 from assemblyzero.cli import plan
-from assemblyzero.cli.options import UsageError, parse_ids, parse_int, parse_parallel, resolve
-from assemblyzero.cli.plan import Origin
+from assemblyzero.cli.options import (
+    Flags,
+    UsageError,
+    parse_ids,
+    parse_int,
+    parse_parallel,
+    resolve,
+)
+from assemblyzero.cli.origin import FILES, Origin
 from assemblyzero.constants import (
     DEMO_LATENCY,
     ENV_OFFLINE_LATENCY,
@@ -67,6 +73,8 @@ _SOURCE_HELP = {
     "label": "with --source github: only issues carrying this label",
 }
 _PUBLISH_HELP = "github: also create each finished issue on GitHub (gh issue create)"
+# --parallel: None when left out, True when given alone, else the text after it.
+Parallelism = bool | str | None
 _KINDS = {"lld": [Kind.LLD], "issue": [Kind.ISSUE], "all": [Kind.ISSUE, Kind.LLD]}
 
 
@@ -116,28 +124,24 @@ def _out(text: str) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # quiet exit flush
 
 
-def _flags(**given: str | None) -> dict[str, Any]:
-    return given
-
-
 def _limit(limit: str | None) -> int | None:
     return None if limit is None else parse_int(limit, "--limit", minimum=1, example=10)
 
 
-def _plan(kinds: list[Kind], as_json: bool, parallel: Any, repo: str, only: str | None,
-          limit: str | None, flags: dict[str, Any], origin: Origin = plan.FILES) -> None:
+def _plan(kinds: list[Kind], as_json: bool, parallel: Parallelism, repo: str, only: str | None,
+          limit: str | None, flags: Flags, origin: Origin = FILES) -> None:
     with _user_errors():
         ws = plan.workspace(repo)
         settings, workers = resolve(ws.root, flags), parse_parallel(parallel)
         data = plan.describe(ws, kinds, settings, workers, parse_ids(only), _limit(limit),
-                               origin)
+                             origin)
     _out(plan.plan_json(data) if as_json else plan.render_plan(data, workers.warning))
     if data["blocked"]:  # the plan is shown; its exit code is the one the run would have
         raise Exit(code=data["blocked"]["exit_code"])
 
 
-def _run_all(kind: Kind, parallel: Any, dry_run: bool, repo: str, only: str | None,
-             limit: str | None, flags: dict[str, Any], origin: Origin = plan.FILES) -> None:
+def _run_all(kind: Kind, parallel: Parallelism, dry_run: bool, repo: str, only: str | None,
+             limit: str | None, flags: Flags, origin: Origin = FILES) -> None:
     if dry_run:
         _plan([kind], False, parallel, repo, only, limit, flags, origin)
         return
@@ -145,36 +149,36 @@ def _run_all(kind: Kind, parallel: Any, dry_run: bool, repo: str, only: str | No
         ws = plan.workspace(repo)
         settings, workers = resolve(ws.root, flags), parse_parallel(parallel)
         code = plan.run_kind(ws, kind, settings, workers, parse_ids(only), _limit(limit),
-                               origin)
+                             origin)
     if code:
         raise Exit(code=code)
 
 
 @task(optional=["parallel"], help={**_RUN_HELP, **_SOURCE_HELP}, auto_shortflags=False)
-def lld_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str = ".",
+def lld_all(c: Context, parallel: Parallelism = None, dry_run: bool = False, repo: str = ".",
             only: str | None = None, limit: str | None = None, timeout: str | None = None,
             grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
             max_iterations: str | None = None, max_attempts: str | None = None,
             source: str = "files", label: str | None = None) -> None:
     """Write an LLD for every pending issue (docs/issues/active, or open GitHub issues)."""
-    flags = _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
+    flags = Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                    max_iterations=max_iterations, max_attempts=max_attempts)
     _run_all(Kind.LLD, parallel, dry_run, repo, only, limit, flags, Origin(source, label))
 
 
 @task(optional=["parallel"], help={**_RUN_HELP, "publish": _PUBLISH_HELP}, auto_shortflags=False)
-def issue_all(c: Context, parallel: Any = None, dry_run: bool = False, repo: str = ".",
+def issue_all(c: Context, parallel: Parallelism = None, dry_run: bool = False, repo: str = ".",
               only: str | None = None, limit: str | None = None, timeout: str | None = None,
               grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
               max_iterations: str | None = None, max_attempts: str | None = None,
               publish: str | None = None) -> None:
     """Write an issue for every pending brief (ideas/active), then move the brief to ideas/done."""
-    flags = _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
+    flags = Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                    max_iterations=max_iterations, max_attempts=max_attempts)
     _run_all(Kind.ISSUE, parallel, dry_run, repo, only, limit, flags, Origin(publish=publish))
 
 
-def _one(kind: Kind, item_id: str | None, repo: str, flags: dict[str, Any]) -> None:
+def _one(kind: Kind, item_id: str | None, repo: str, flags: Flags) -> None:
     """One item in the foreground: a bad id is a usage error, a done one exit 1."""
     folder = "ideas/active" if kind is Kind.ISSUE else "docs/issues/active"
     with _user_errors():
@@ -206,7 +210,7 @@ def lld(c: Context, id: str | None = None, repo: str = ".", timeout: str | None 
         grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
         max_iterations: str | None = None, max_attempts: str | None = None) -> None:
     """Write the LLD of one issue, in the foreground."""
-    _one(Kind.LLD, id, repo, _flags(timeout=timeout, grace=grace, drafter=drafter,
+    _one(Kind.LLD, id, repo, Flags(timeout=timeout, grace=grace, drafter=drafter,
                                     reviewer=reviewer, max_iterations=max_iterations,
                                     max_attempts=max_attempts))
 
@@ -217,7 +221,7 @@ def issue(c: Context, id: str | None = None, repo: str = ".", timeout: str | Non
           grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
           max_iterations: str | None = None, max_attempts: str | None = None) -> None:
     """Write the issue of one brief, in the foreground."""
-    _one(Kind.ISSUE, id, repo, _flags(timeout=timeout, grace=grace, drafter=drafter,
+    _one(Kind.ISSUE, id, repo, Flags(timeout=timeout, grace=grace, drafter=drafter,
                                       reviewer=reviewer, max_iterations=max_iterations,
                                       max_attempts=max_attempts))
 
@@ -227,7 +231,7 @@ def issue(c: Context, id: str | None = None, repo: str = ".", timeout: str | Non
     "json": "print the plan as JSON (schema version 1) instead of text",
     "parallel": _RUN_HELP["parallel"], **_SHARED, **_SOURCE_HELP,
     "publish": "github: show that issue-all would also create each issue there"})
-def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Any = None,
+def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Parallelism = None,
             repo: str = ".", only: str | None = None, limit: str | None = None,
             timeout: str | None = None, grace: str | None = None, drafter: str | None = None,
             reviewer: str | None = None, max_iterations: str | None = None,
@@ -238,7 +242,7 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Any = 
         raise Exit(f"error: --kind must be one of lld, issue, all (got {kind!r}); pass e.g. "
                    "--kind=lld, or leave it out for both", code=EXIT_USAGE)
     _plan(_KINDS[kind], json_, parallel, repo, only, limit,
-          _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
+          Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                  max_iterations=max_iterations, max_attempts=max_attempts),
           Origin(source, label, publish))
 
@@ -256,8 +260,8 @@ def status(c: Context, repo: str = ".", json_: bool = False) -> None:
 
 @task(optional=["parallel"], auto_shortflags=False, help={
     "parallel": _RUN_HELP["parallel"], **_ONE_HELP})
-def retry_failed(c: Context, parallel: Any = None, repo: str = ".", timeout: str | None = None,
-                 grace: str | None = None, drafter: str | None = None,
+def retry_failed(c: Context, parallel: Parallelism = None, repo: str = ".",
+                 timeout: str | None = None, grace: str | None = None, drafter: str | None = None,
                  reviewer: str | None = None, max_iterations: str | None = None,
                  max_attempts: str | None = None) -> None:
     """Run again what the latest run did not finish, each from its checkpoint."""
@@ -270,7 +274,7 @@ def retry_failed(c: Context, parallel: Any = None, repo: str = ".", timeout: str
         return
     _out(f"retrying {len(ids)} {kind.value} item(s): {', '.join(ids)}")
     _run_all(kind, parallel, False, repo, ",".join(ids), None,
-             _flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
+             Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                     max_iterations=max_iterations, max_attempts=max_attempts), origin)
 
 
