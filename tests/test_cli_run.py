@@ -191,14 +191,14 @@ def test_080_many_fast_lines_stay_whole_prefixed_and_in_the_right_log(tmp_path: 
 
 
 def test_100_parallel_20_is_capped_at_10_with_a_warning(tmp_path: Path):
-    ws = make_workspace(tmp_path / "ws", issues=[str(n) for n in range(1, 13)])
-    run = cli("lld-all", "--parallel=20", "--repo", str(ws),
-              env={"ASSEMBLYZERO_OFFLINE_LATENCY": "0.4"})
+    """The cap reaches the scheduler; that the scheduler keeps to it (10 of 12 at once) is
+    test_scheduler's, without starting 12 processes on 2 cores."""
+    ws = make_workspace(tmp_path / "ws", issues=["1", "2"])
+    run = cli("lld-all", "--parallel=20", "--repo", str(ws))
     assert run.code == 0, run.out + run.err
     assert "warning: --parallel=20 is above the cap; running 10 workers at most" in run.out
     run_dir = latest_run(ws)
-    assert journal(run_dir)[0]["parallel"] == 10
-    assert max_concurrency(run_dir) == 10
+    assert journal(run_dir)[0]["parallel"] == 10 and summary(run_dir)["parallel"] == 10
 
 
 def test_110_parallel_alone_runs_3(ws: Path):

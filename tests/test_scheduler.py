@@ -216,6 +216,15 @@ def test_at_most_parallel_workers_run_and_each_starts_when_a_slot_frees(tmp_path
     assert at(run, "stop") == [] and at(run, "kill") == []
 
 
+def test_ten_of_twelve_start_at_once_and_the_last_two_as_the_first_end(tmp_path: Path) -> None:
+    script = {str(n): [Worker(works=float(n))] for n in range(1, 13)}
+    run = play(tmp_path, script, parallel=10)
+    assert run.code == 0
+    starts = at(run, "start")
+    assert [t for t, _ in starts] == [0.0] * 10 + [1.0, 2.0]
+    assert sorted(key for _, key in starts) == sorted(f"lld-{n}" for n in range(1, 13))
+
+
 def test_a_timeout_stops_the_worker_and_kills_it_after_the_grace(tmp_path: Path) -> None:
     run = play(tmp_path, {"1": [Worker(forever=True, on_stop=None)]}, timeout=10, grace=2)
     assert run.code == 1
