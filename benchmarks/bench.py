@@ -416,8 +416,8 @@ def worker_args(ws: Path, item_id: str, run_dir: Path) -> list[str]:
     """The worker arguments the coordinator would build for an LLD item of `ws`."""
     try:  # the coordinator's own function, so the comparison follows any change to it
         from assemblyzero.backlog import Item
-        from assemblyzero.run.coordinator import RunOptions
-        from assemblyzero.run.coordinator import worker_args as args_of
+        from assemblyzero.run.jobs import RunOptions
+        from assemblyzero.run.jobs import worker_args as args_of
 
         return args_of(Item(Kind.LLD, item_id), Workspace.at(ws).root, run_dir,
                        RunOptions(parallel=4))

@@ -23,7 +23,8 @@ from conftest import (
 
 from assemblyzero.backlog import scan
 from assemblyzero.ids import Kind
-from assemblyzero.run.coordinator import Coordinator, RunOptions
+from assemblyzero.run.coordinator import Coordinator
+from assemblyzero.run.jobs import RunOptions
 from assemblyzero.ui.console import Console
 from assemblyzero.workspace import Workspace
 

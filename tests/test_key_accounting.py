@@ -19,7 +19,8 @@ from assemblyzero.keys import credentials
 from assemblyzero.keys.pool import Pool
 from assemblyzero.providers import ProviderKey
 from assemblyzero.results import Status, WorkerResult
-from assemblyzero.run.coordinator import Coordinator, RunOptions
+from assemblyzero.run.coordinator import Coordinator
+from assemblyzero.run.jobs import RunOptions
 from assemblyzero.ui.console import Console
 from assemblyzero.workflow.checkpoint import Checkpoint
 from assemblyzero.workflow.interrupt import Stop

@@ -31,7 +31,8 @@ from assemblyzero.keys import credentials
 from assemblyzero.keys.pool import Pool
 from assemblyzero.results import Status, WorkerResult
 from assemblyzero.run.backend import Finished, Inbox, Job, Message, Signalled
-from assemblyzero.run.coordinator import PAUSE_MESSAGE, Coordinator, RunOptions
+from assemblyzero.run.coordinator import PAUSE_MESSAGE, Coordinator
+from assemblyzero.run.jobs import RunOptions
 from assemblyzero.run.scheduler import Kill, Limits, Scheduler, Stop, Tick
 from assemblyzero.ui.console import Console
 from assemblyzero.workspace import Workspace

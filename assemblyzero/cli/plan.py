@@ -78,7 +78,8 @@ def run_kind(
         raise UsageError(problem)
     creds, pool = credential_pool(settings, say)
     # Lazy: dry-run and status, which load this module too, need no scheduler.
-    from assemblyzero.run.coordinator import Coordinator, RunOptions
+    from assemblyzero.run.coordinator import Coordinator
+    from assemblyzero.run.jobs import RunOptions
 
     opts = RunOptions(parallel=parallel.workers, drafter=settings.drafter,
                       reviewer=settings.reviewer, max_iterations=settings.max_iterations,

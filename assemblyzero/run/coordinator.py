@@ -27,23 +27,12 @@ from assemblyzero import backlog
 from assemblyzero.backlog import Item, Skipped
 from assemblyzero.constants import (
     ABANDON_WAIT,
-    DEFAULT_GRACE,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_ITERATIONS,
-    DEFAULT_MODEL,
-    DEFAULT_TIMEOUT,
-    ENV_CREDENTIAL,
-    ENV_DRAFTER,
-    ENV_REVIEWER,
-    ENV_RUN_DIR,
     ENV_STATE_DIR,
-    ENV_WORKFLOW_DB,
     EXIT_INTERRUPTED,
     EXIT_NOT_DONE,
     EXIT_OK,
     EXIT_TERMINATED,
     LEASE_HEARTBEAT,
-    PROGRESS_EVERY,
     SECRET_ENV_VARS,
 )
 from assemblyzero.fileio import OutsideWorkspace
@@ -58,7 +47,8 @@ from assemblyzero.keys.pool import Grant, NoCredential, Pool
 from assemblyzero.keys.redact import Redactor
 from assemblyzero.results import Status, WorkerResult, status_from_exit
 from assemblyzero.run import procs
-from assemblyzero.run.backend import Backend, Finished, Handle, Inbox, Job, Signalled
+from assemblyzero.run.backend import Backend, Finished, Handle, Inbox, Signalled
+from assemblyzero.run.jobs import RunOptions, job_for
 from assemblyzero.run.local import LocalBackend
 from assemblyzero.run.record import Outcome, RunRecord
 from assemblyzero.run.scheduler import Action, Kill, Limits, Scheduler, Slot, Stop, Tick
@@ -68,21 +58,6 @@ from assemblyzero.workflow import lld_index
 from assemblyzero.workspace import Workspace
 
 PAUSE_MESSAGE = "Credential pool exhausted. Pausing..."
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    parallel: int = 1
-    drafter: str = DEFAULT_MODEL
-    reviewer: str = DEFAULT_MODEL
-    max_iterations: int = DEFAULT_MAX_ITERATIONS
-    timeout: float = DEFAULT_TIMEOUT
-    grace: float = DEFAULT_GRACE
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    publish: str | None = None  # "github": the issue workflow also creates the issue there
-    source: str = "files"  # recorded so that retry-failed reruns from the same place
-    label: str | None = None
-    progress_every: float = PROGRESS_EVERY  # seconds between progress lines
 
 
 @dataclass(frozen=True)
@@ -230,7 +205,8 @@ class Coordinator:
                 return
             backlog.write_input(self.ws, item)  # a GitHub issue's text, under the lock
             hue = self.sched.free_hue()
-            job = self._job(item, grant, hue)
+            job = job_for(item, self.ws, self.record, self.opts, grant, self.gate.secrets(grant),
+                          hue)
             handle = self.backend.start(job)
         finally:
             if handle is None:
@@ -258,19 +234,6 @@ class Coordinator:
         if got is not None:
             self.sched.granted()
         return True, got
-
-    def _job(self, item: Item, grant: Grant | None, hue: int) -> Job:
-        """The attempt as data. No secret in its environment: its keys go in `secrets`."""
-        key = slug(item.kind, item.id)
-        env = {ENV_WORKFLOW_DB: str(self.ws.checkpoint(item.kind, item.id)),
-               ENV_RUN_DIR: str(self.record.dir),
-               ENV_DRAFTER: self.opts.drafter, ENV_REVIEWER: self.opts.reviewer}
-        if grant is not None:
-            env[ENV_CREDENTIAL] = ",".join(grant.names)
-        return Job(key, item.tag, tuple(worker_args(item, self.ws.root, self.record.dir,
-                                                    self.opts)),
-                   env, self.gate.secrets(grant), self.record.log_path(key),
-                   self.record.result_path(key), hue)
 
     def _cannot_start(self, item: Item, exc: Exception) -> None:
         if slug(item.kind, item.id) in self.attempts:  # started after all: _ended sees it
@@ -443,21 +406,6 @@ class Coordinator:
         finally:
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
-
-
-def worker_args(item: Item, root: Path, run_dir: Path, opts: RunOptions) -> list[str]:
-    """Every value as `--opt=value`: an id such as `--help` or `-x` stays a value.
-
-    The model specs go in the environment instead (ENV_DRAFTER/ENV_REVIEWER):
-    a spec may carry a key (`cmd:tool --key ...`), and argv is public.
-    """
-    args = [f"--kind={item.kind.value}", f"--id={item.id}", f"--repo={root}",
-            f"--run-dir={run_dir}", f"--max-iterations={opts.max_iterations}"]
-    if item.source:
-        args.append(f"--input={item.source}")
-    if opts.publish and item.kind is Kind.ISSUE:
-        args.append(f"--publish={opts.publish}")
-    return args
 
 
 def _start_fix(exc: Exception) -> str:
