@@ -123,8 +123,8 @@ def is_pending(ws: Workspace, item: Item) -> bool:
 def from_github(ws: Workspace, label: str | None) -> tuple[Plan, dict[str, str]]:
     """Open GitHub issues without an approved LLD, and each one's input document.
 
-    The documents are returned, not written: `write_inputs` does that when a
-    run starts (a dry run writes nothing).
+    The documents are returned, not written: `write_input` writes each one when
+    its item starts, under its lock (a dry run writes nothing).
     """
     from assemblyzero import github
 

@@ -73,7 +73,7 @@ class WorkerResult:
             data["status"] = Status(data["status"])
             data["tokens_by_key"] = _per_key(data.get("tokens_by_key"))
             return cls(**data)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):  # nested too deep
             return None
 
 

@@ -47,7 +47,7 @@ def test_the_scheduler_bounds_workers_and_maps_exit_codes(tmp_path: Path):
     peak: list[int] = []
 
     def spawn(argv: list[str], env: Mapping[str, str], fds: tuple[int, ...]) -> FakeProc:
-        peak.append(len(coordinator.attempts) + 1)
+        peak.append(len(coordinator.running) + 1)
         item = worker_id(argv)
         assert env["ASSEMBLYZERO_WORKFLOW_DB"].endswith(f"lld-{item}.db")
         return FakeProc(pid=10**9, code=codes[item])

@@ -10,6 +10,7 @@ the run record's files.
 
 from __future__ import annotations
 
+import fcntl
 import heapq
 import itertools
 import json
@@ -28,7 +29,8 @@ from assemblyzero.constants import LOOP_WAIT_MAX
 from assemblyzero.ids import Kind
 from assemblyzero.journal import Event
 from assemblyzero.keys import credentials
-from assemblyzero.keys.pool import Pool
+from assemblyzero.keys.leases import LeaseStore
+from assemblyzero.keys.pool import Grant, Pool
 from assemblyzero.results import Status, WorkerResult
 from assemblyzero.run.backend import Finished, Inbox, Job, Message, Signalled
 from assemblyzero.run.coordinator import PAUSE_MESSAGE, Coordinator
@@ -38,6 +40,8 @@ from assemblyzero.ui.console import Console
 from assemblyzero.workspace import Workspace
 
 T0 = 1000.0
+WALL0 = 1.9e9  # the fake wall clock at T0: some time in 2030
+MAX_WAITS = 5000
 
 
 class Timeline(Inbox):
@@ -55,6 +59,10 @@ class Timeline(Inbox):
     def clock(self) -> float:
         return self.now
 
+    def wall(self) -> float:
+        """The same time as wall-clock time (the lease store's and the pool's clock)."""
+        return WALL0 + (self.now - T0)
+
     def at(self, when: float, message: Message) -> int:
         n = next(self._order)
         heapq.heappush(self._due, (when, n, message))
@@ -65,6 +73,8 @@ class Timeline(Inbox):
 
     def get(self, timeout: float | None) -> Message | None:
         self.waits.append(timeout)
+        if len(self.waits) > MAX_WAITS:
+            raise AssertionError(f"the loop waited {MAX_WAITS} times: a runaway history")
         while self._due and self._due[0][1] in self.cancelled:
             heapq.heappop(self._due)
         if self._due and (timeout is None or self._due[0][0] <= self.now + timeout):
@@ -183,10 +193,24 @@ class Run:
 
 
 def play(tmp_path: Path, script: dict[str, list[Worker]], *, signals: tuple[float, ...] = (),
-         pool: Pool | None = None, broken_stop: bool = False, **opts: Any) -> Run:
+         keys: tuple[str, ...] = (), broken_stop: bool = False,
+         backend_class: type[ScriptedBackend] | None = None,
+         heartbeats: list[float] | None = None, **opts: Any) -> Run:
+    """Run the items of `script` (`keys`: offline credentials, one slot each, on a lease
+    store that keeps the timeline's wall-clock time; `heartbeats` gets the time of each
+    lease heartbeat)."""
     ws = Workspace.at(make_workspace(tmp_path / "ws", issues=list(script)))
     timeline = Timeline()
-    backend = ScriptedBackend(timeline, script, broken_stop=broken_stop)
+    pool = _pool(timeline, *keys) if keys else None
+    if pool is not None and heartbeats is not None:
+        beat = pool.heartbeat
+
+        def counted(grants: list[Grant]) -> None:
+            heartbeats.append(timeline.now - T0)
+            beat(grants)
+
+        pool.heartbeat = counted  # type: ignore[method-assign]
+    backend = (backend_class or ScriptedBackend)(timeline, script, broken_stop=broken_stop)
     for when in signals:
         timeline.at(T0 + when, Signalled(signal.SIGINT))
     out = tmp_path / "out.txt"
@@ -277,32 +301,38 @@ def test_progress_lines_come_on_time_and_the_loop_never_sleeps_past_a_deadline(
         tmp_path: Path) -> None:
     run = play(tmp_path, {"1": [Worker(works=25)]}, progress_every=10, timeout=22, grace=1)
     progress = [line for line in run.lines if "progress: " in line]
-    assert len(progress) == 2  # at 10 and 20; the item timed out at 22, killed at 23
-    assert at(run, "stop") == [(22, "lld-1")] and at(run, "kill") == []  # it saved in 0.5 s
-    assert all(w is not None and w <= 10 for w in run.timeline.waits)
+    assert len(progress) == 2  # at 10 and 20; the item timed out at 22 and saved in 0.5 s
+    assert "; 10s elapsed, ETA unknown" in progress[0] and "; 20s elapsed," in progress[1]
+    assert at(run, "stop") == [(22, "lld-1")] and at(run, "kill") == []
+    assert run.summary["items"][0]["duration"] == 22.5
 
 
-def test_an_item_that_cannot_start_fails_alone(tmp_path: Path) -> None:
+def test_an_item_that_cannot_start_fails_alone_and_gives_back_its_lock_and_key(
+        tmp_path: Path) -> None:
     class Broken(ScriptedBackend):
         def start(self, job: Job) -> Handle:
             if job.key == "lld-2":
                 raise OSError(24, "Too many open files")
             return super().start(job)
 
-    ws = Workspace.at(make_workspace(tmp_path / "ws", issues=["1", "2", "3"]))
-    timeline = Timeline()
-    backend = Broken(timeline, {n: [Worker()] for n in "123"})
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        code = Coordinator(ws, RunOptions(parallel=3), Console(fd=devnull),
-                           clock=timeline.clock, backend=backend, inbox=timeline).run(
-            scan(ws, Kind.LLD).items, "lld-all")
-    finally:
-        os.close(devnull)
-    assert code == 1
-    statuses = {i["id"]: (i["status"], i["reason"]) for i in summary(latest_run(ws.root))["items"]}
-    assert statuses["1"][0] == statuses["3"][0] == "done"
-    assert statuses["2"] == ("failed", "could not start: OSError: [Errno 24] Too many open files")
+    # One key with one slot, one at a time: item 3 starts only if item 2 gave the key back.
+    run = play(tmp_path, {n: [Worker()] for n in "123"}, keys=("only",),
+               backend_class=Broken)
+    assert run.code == 1
+    items = {i["id"]: (i["status"], i["reason"]) for i in run.summary["items"]}
+    assert items["1"][0] == items["3"][0] == "done"
+    assert items["2"] == ("failed", "could not start: OSError: [Errno 24] Too many open files")
+    assert at(run, "start") == [(0, "lld-1"), (1, "lld-3")]
+    assert _lock_free(run.ws.item_lock(Kind.LLD, "2"))
+
+
+def _lock_free(path: Path) -> bool:
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+    return True
 
 
 def test_a_crash_in_the_loop_kills_every_worker_and_keeps_the_record(tmp_path: Path) -> None:
@@ -311,21 +341,42 @@ def test_a_crash_in_the_loop_kills_every_worker_and_keeps_the_record(tmp_path: P
     assert run.code == 1
     assert at(run, "stop") == [(5, "lld-1")]  # raised: the loop is broken from here
     assert sorted(at(run, "kill")) == [(5, "lld-1"), (5, "lld-2")]
-    assert run.statuses == {"1": "timeout", "2": "timeout"}  # both were past their time
+    # Neither stop was carried out (the first raised), so neither is blamed on the timeout.
+    assert run.statuses == {"1": "interrupted", "2": "interrupted"}
+    assert run.said("LLD-002 timed out") == 0
     errors = run.journal(Event.ERROR)
     assert len(errors) == 1 and "a bug in stop" in errors[0]["error"]
     assert run.backend.log[-1][1] == "close"  # after every worker had ended
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_is_remembered_for_the_exit_code(tmp_path: Path, signum: int) -> None:
+    ws = Workspace.at(make_workspace(tmp_path / "ws", issues=["1"]))
+    timeline = Timeline()
+    backend = ScriptedBackend(timeline, {"1": [Worker(forever=True)]})
+    timeline.at(T0 + 1, Signalled(signum))
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        code = Coordinator(ws, RunOptions(), Console(fd=devnull), clock=timeline.clock,
+                           backend=backend, inbox=timeline).run(scan(ws, Kind.LLD).items,
+                                                                "lld-all")
+    finally:
+        os.close(devnull)
+    assert code == (130 if signum == signal.SIGINT else 143)
+
+
 # --- keys -----------------------------------------------------------------------------------
 
-def _pool(*names: str, max_concurrent: int = 1) -> Pool:
+def _pool(timeline: Timeline, *names: str) -> Pool:
     path = Path(os.environ["ASSEMBLYZERO_CREDENTIALS"])
     path.write_text(json.dumps({"credentials": [
-        {"name": n, "provider": "offline", "max_concurrent": max_concurrent} for n in names]}))
+        {"name": n, "provider": "offline", "max_concurrent": 1} for n in names]}))
     path.chmod(0o600)
-    pool = Pool.for_models(("offline:draft", "offline:review"), creds=credentials.load())
+    store = LeaseStore(clock=timeline.wall)
+    pool = Pool.for_models(("offline:draft", "offline:review"), store=store,
+                           creds=credentials.load())
     assert pool is not None
+    pool.clock = timeline.wall
     return pool
 
 
@@ -333,7 +384,7 @@ def test_a_429_rests_that_key_and_the_item_resumes_at_once_on_the_other(
         tmp_path: Path) -> None:
     limited = Worker(works=2, status=Status.FAILED, code=4,
                      retry={"kind": "rate_limited", "credential": None, "retry_after": 60})
-    run = play(tmp_path, {"1": [limited, Worker(works=3)]}, pool=_pool("key-a", "key-b"),
+    run = play(tmp_path, {"1": [limited, Worker(works=3)]}, keys=("key-a", "key-b"),
                max_attempts=3)
     assert run.code == 0
     assert at(run, "start") == [(0, "lld-1"), (2, "lld-1")]
@@ -343,14 +394,14 @@ def test_a_429_rests_that_key_and_the_item_resumes_at_once_on_the_other(
     assert (item["status"], item["attempts"], item["rate_limited"]) == ("done", 2, 1)
     keys = {k["name"]: k for k in run.summary["credentials"]}
     assert keys["key-a"]["rate_limited"] == 1 and keys["key-b"]["rate_limited"] == 0
-    assert keys["key-a"]["cooldown_seconds"] > 55  # its Retry-After, on the wall clock
+    assert 60 <= keys["key-a"]["cooldown_seconds"] <= 72  # its Retry-After plus 0-20 %
     assert keys["key-a"]["tokens"] == keys["key-b"]["tokens"] == [10, 5]  # each its own calls
 
 
 def test_a_429_with_no_attempts_left_fails_the_item(tmp_path: Path) -> None:
     limited = Worker(status=Status.FAILED, code=4,
                      retry={"kind": "rate_limited", "credential": "key-a", "retry_after": 5})
-    run = play(tmp_path, {"1": [limited]}, pool=_pool("key-a", "key-b"), max_attempts=1)
+    run = play(tmp_path, {"1": [limited]}, keys=("key-a", "key-b"), max_attempts=1)
     assert run.code == 1 and run.statuses == {"1": "failed"}
     assert run.said("no attempts left (1)") == 1 and run.journal(Event.RETRY) == []
 
@@ -358,7 +409,7 @@ def test_a_429_with_no_attempts_left_fails_the_item(tmp_path: Path) -> None:
 def test_a_refused_key_is_disabled_and_the_item_runs_on_the_next(tmp_path: Path) -> None:
     refused = Worker(status=Status.FAILED, code=5,
                      retry={"kind": "auth", "credential": "key-a", "retry_after": None})
-    run = play(tmp_path, {"1": [refused, Worker()]}, pool=_pool("key-a", "key-b"))
+    run = play(tmp_path, {"1": [refused, Worker()]}, keys=("key-a", "key-b"))
     assert run.code == 0
     assert [j.env["ASSEMBLYZERO_CREDENTIAL"] for j in run.backend.jobs] == ["key-a", "key-b"]
     keys = {k["name"]: k for k in run.summary["credentials"]}
@@ -367,18 +418,65 @@ def test_a_refused_key_is_disabled_and_the_item_runs_on_the_next(tmp_path: Path)
 
 def test_every_key_held_pauses_new_starts_until_a_lease_comes_back(tmp_path: Path) -> None:
     run = play(tmp_path, {"1": [Worker(works=5)], "2": [Worker(works=1)]},
-               pool=_pool("only"), parallel=2)
+               keys=("only",), parallel=2)
     assert run.code == 0
     assert at(run, "start") == [(0, "lld-1"), (5, "lld-2")]  # the moment the lease came back
-    assert run.said(PAUSE_MESSAGE) == 1  # once, though item 2 asked again and again
+    assert run.said(PAUSE_MESSAGE) == 1  # once, however often item 2 looked for a key
     assert run.said("a credential is free again; resuming") == 1
     assert [e["event"] for e in journal(latest_run(run.ws.root))
             if e["event"] in (Event.PAUSE, Event.RESUME)] == ["pause", "resume"]
     assert run.summary["wall_seconds"] == 6.0
 
 
+def test_a_429_on_the_only_key_pauses_until_its_rest_is_over_then_resumes_on_it(
+        tmp_path: Path) -> None:
+    limited = Worker(works=2, status=Status.FAILED, code=4,
+                     retry={"kind": "rate_limited", "credential": "only", "retry_after": 60})
+    run = play(tmp_path, {"1": [limited, Worker(works=1)]}, keys=("only",), max_attempts=2)
+    assert run.code == 0
+    rested = run.summary["credentials"][0]["cooldown_seconds"]
+    assert 60 <= rested <= 72
+    (first, _), (again, _) = at(run, "start")
+    assert first == 0 and again == pytest.approx(2 + rested, abs=1e-3)  # no sooner, no later
+    assert run.said(PAUSE_MESSAGE) == 1 and run.said("a credential is free again") == 1
+
+
+def test_held_leases_get_a_heartbeat_every_30_seconds(tmp_path: Path) -> None:
+    beats: list[float] = []
+    run = play(tmp_path, {"1": [Worker(works=70)]}, keys=("only",), heartbeats=beats)
+    assert run.code == 0
+    assert beats == [0.0, 30.0, 60.0]  # while it runs; none after it ended at 70
+
+
+def test_a_429_naming_a_key_the_attempt_did_not_hold_blames_no_key(tmp_path: Path) -> None:
+    stale = Worker(status=Status.FAILED, code=1,
+                   retry={"kind": "rate_limited", "credential": "key-b", "retry_after": 60})
+    run = play(tmp_path, {"1": [stale]}, keys=("key-a", "key-b"))
+    assert run.code == 1 and run.statuses == {"1": "failed"}
+    assert [k["rate_limited"] for k in run.summary["credentials"]] == [0, 0]
+    assert run.journal(Event.RETRY) == []
+
+
+def test_an_earlier_attempts_result_file_is_gone_before_the_next_starts(
+        tmp_path: Path) -> None:
+    seen: list[bool] = []
+
+    class Writing(ScriptedBackend):
+        def start(self, job: Job) -> Handle:
+            seen.append(job.result.exists())
+            job.result.parent.mkdir(parents=True, exist_ok=True)
+            job.result.write_text('{"kind": "lld", "id": "1", "status": "failed"}')
+            return super().start(job)
+
+    limited = Worker(status=Status.FAILED, code=4,
+                     retry={"kind": "rate_limited", "credential": "key-a", "retry_after": 1})
+    run = play(tmp_path, {"1": [limited, Worker()]}, keys=("key-a", "key-b"),
+               backend_class=Writing)
+    assert run.code == 0 and seen == [False, False]
+
+
 def test_ctrl_c_during_a_pause_starts_nothing_more(tmp_path: Path) -> None:
-    run = play(tmp_path, {"1": [Worker(works=50)], "2": [Worker()]}, pool=_pool("only"),
+    run = play(tmp_path, {"1": [Worker(works=50)], "2": [Worker()]}, keys=("only",),
                parallel=2, signals=(3,))
     assert run.code == 130
     assert at(run, "start") == [(0, "lld-1")]
@@ -405,7 +503,7 @@ def test_nothing_due_means_waiting_for_events_only_and_far_deadlines_are_capped(
     assert sched.wait_time() is None  # nothing runs: only an event can change anything
     item = sched.next_item()
     assert item is not None
-    sched.started(item, (), sched.free_hue())
+    sched.started(item, (), sched.free_hue(10))
     assert sched.wait_time() == LOOP_WAIT_MAX
 
 
@@ -435,11 +533,12 @@ def test_running_items_never_share_a_colour() -> None:
     for _ in range(3):
         item = sched.next_item()
         assert item is not None
-        hues.append(sched.started(item, (), sched.free_hue()).hue)
+        hues.append(sched.started(item, (), sched.free_hue(10)).hue)
     assert hues == [0, 1, 2] and sched.next_item() is None  # full
     sched.ended("lld-2")
     item = sched.next_item()
-    assert item is not None and sched.free_hue() == 1  # the one that came free
+    assert item is not None and sched.free_hue(10) == 1  # the one that came free
+    assert sched.free_hue(2) == 1 and sched.free_hue(1) == 0  # more items than colours
 
 
 def test_a_retry_goes_first_in_line_and_only_while_attempts_remain() -> None:
@@ -455,19 +554,3 @@ def test_a_retry_goes_first_in_line_and_only_while_attempts_remain() -> None:
         if attempt < 2:
             assert sched.next_item() == first
     assert sched.next_item() == Item(Kind.LLD, "2")
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_stop_signal_is_remembered_for_the_exit_code(tmp_path: Path, signum: int) -> None:
-    ws = Workspace.at(make_workspace(tmp_path / "ws", issues=["1"]))
-    timeline = Timeline()
-    backend = ScriptedBackend(timeline, {"1": [Worker(forever=True)]})
-    timeline.at(T0 + 1, Signalled(signum))
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        code = Coordinator(ws, RunOptions(), Console(fd=devnull), clock=timeline.clock,
-                           backend=backend, inbox=timeline).run(scan(ws, Kind.LLD).items,
-                                                                "lld-all")
-    finally:
-        os.close(devnull)
-    assert code == (130 if signum == signal.SIGINT else 143)

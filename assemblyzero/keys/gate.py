@@ -3,8 +3,8 @@
 Between the scheduler and the credential pool. `take` answers a grant, or
 how long to wait on the run's own clock (the pool and the lease store think
 in wall-clock time; the scheduler's clock is monotonic and may be a test's).
-`refused` turns a worker's 429 or 401/403 into a resting or disabled key and
-tells the coordinator whether the item may run again on another. `charge`
+`refused` turns a worker's 429 or 401/403 into a resting or disabled key
+(whether the item runs again is the scheduler's: its attempts). `charge`
 counts each key's tokens. A per-key rate limiter (requests and tokens per
 minute) is one more reason for `take` to answer `Wait`.
 """
@@ -45,17 +45,14 @@ class Refusal:
 
 
 class KeyGate:
-    def __init__(self, pool: Pool | None, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
-        self.pool, self.clock, self.wall = pool, clock, wall
+    def __init__(self, pool: Pool | None, clock: Callable[[], float] = time.monotonic) -> None:
+        """`clock`: the run's; the pool's own clock (wall time, shared with its lease
+        store) is the one rests and waits are measured on."""
+        self.pool, self.clock = pool, clock
+        self.wall = pool.clock if pool else time.time
         # Per item: its totals as of its last attempt, overall and per key.
         self._seen: dict[str, list[int]] = {}
         self._seen_by_key: dict[str, dict[str, list[int]]] = {}
-
-    @property
-    def needed(self) -> bool:
-        """Do the models need keys (is there a pool)?"""
-        return self.pool is not None
 
     def stats(self) -> list[KeyStats]:
         return list(self.pool.stats.values()) if self.pool else []
@@ -84,7 +81,8 @@ class KeyGate:
     def refused(self, grant: Grant | None, result: WorkerResult | None,
                 code: int) -> Refusal | None:
         """A 429 or 401/403 (from the result, or from the exit code alone): rest or
-        disable that key, for every process; None if the attempt ended otherwise."""
+        disable that key, for every process; None if the attempt ended otherwise, or the
+        result names a key this attempt did not hold (then no key is blamed)."""
         if grant is None or self.pool is None:
             return None
         retry = result.retry if result else None
@@ -93,7 +91,9 @@ class KeyGate:
             retry = {"kind": kind, "credential": grant.names[0], "retry_after": None}
         if retry is None:
             return None
-        name = retry["credential"] if retry["credential"] in grant.names else grant.names[0]
+        name = retry["credential"] or grant.names[0]
+        if name not in grant.names:
+            return None
         if retry["kind"] == "rate_limited":
             rest = self.pool.rate_limited(name, retry["retry_after"]) - self.wall()
             return Refusal("rate_limited", name, rest)

@@ -63,7 +63,7 @@ class Handle(Protocol):
         """Ask it to stop and save its checkpoint (SIGTERM)."""
 
     def kill(self) -> None:
-        """End it now (SIGKILL)."""
+        """End it now (SIGKILL). Must not block; once called, `wait` must return."""
 
     def wait(self) -> Finished:
         """Block until it is over (used only after its Finished was never posted)."""
@@ -71,7 +71,8 @@ class Handle(Protocol):
 
 class Backend(Protocol):
     def start(self, job: Job) -> Handle:
-        """Start the attempt; raises if it cannot start (nothing of it is left running)."""
+        """Start the attempt; raises if it cannot start, and then nothing of it is left
+        running (the item's lock and keys are given back at once)."""
 
     def close(self) -> None:
         """The run is over: release what the backend holds (every attempt has ended)."""

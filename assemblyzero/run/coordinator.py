@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -54,6 +55,7 @@ from assemblyzero.run.record import Outcome, RunRecord
 from assemblyzero.run.scheduler import Action, Kill, Limits, Scheduler, Slot, Stop, Tick
 from assemblyzero.run.summary import finish
 from assemblyzero.ui.console import COORDINATOR_TAG, Console
+from assemblyzero.ui.prefix_tee import PALETTE
 from assemblyzero.workflow import lld_index
 from assemblyzero.workspace import Workspace
 
@@ -82,7 +84,6 @@ class Coordinator:
         self.ws, self.opts, self.spawn, self.clock = ws, opts, spawn, clock
         self.console = console or Console()
         self.gate = KeyGate(pool, clock)
-        self.pool = pool
         # Every credential listed, leased or not: its variable is hidden from workers and
         # its value masked in everything the coordinator prints or writes.
         creds = creds or (pool.creds if pool else None)
@@ -92,7 +93,7 @@ class Coordinator:
         self.inbox = inbox or Inbox()
         self._backend = backend
         self.crashed = False
-        self.attempts: dict[str, _Attempt] = {}  # the running ones, by item key
+        self.running: dict[str, _Attempt] = {}  # the started attempts, by item key
         self.outcomes: list[Outcome] = []
         live = self.console.live  # a live console shows progress all the time
         self.sched = Scheduler(Limits(
@@ -109,8 +110,8 @@ class Coordinator:
         """
         self.ws.ensure_state_dirs()
         self.record = RunRecord(self.ws.runs, label)
-        if self.pool:
-            self.pool.run_id = self.record.run_id
+        if pool := self.gate.pool:
+            pool.run_id = self.record.run_id
         self.console.width = max(len(f"[{t}]") for t in [COORDINATOR_TAG,
                                                          *(i.tag for i in items)])
         started, wall = time.time(), self.clock()
@@ -140,8 +141,7 @@ class Coordinator:
                 self.say(f"error: {type(exc).__name__}: {exc}; stopping every worker (the "
                          f"traceback is in {journal}); a rerun resumes each item from its "
                          "checkpoint")
-                self.record.event(Event.ERROR, error=self.scrub(repr(exc)),
-                                  traceback=self.scrub(traceback.format_exc()))
+                self._error(exc)
             finally:  # whatever happened, no worker outlives its supervisor
                 try:
                     self._abandon()
@@ -196,54 +196,65 @@ class Coordinator:
             return
         grant: Grant | None = None
         handle: Handle | None = None
+        later: list[Callable[[], None]] = []  # what to say once the lock is given back
         try:
             if not backlog.is_pending(self.ws, item):
-                self._skip(item, "no longer pending (done by another run?)")
+                later.append(partial(self._skip, item, "no longer pending (done by another run?)"))
                 return
-            ready, grant = self._keys(item)
+            ready, grant = self._keys(item, later)
             if not ready:
                 return
             backlog.write_input(self.ws, item)  # a GitHub issue's text, under the lock
-            hue = self.sched.free_hue()
+            hue = self.sched.free_hue(len(PALETTE))
             job = job_for(item, self.ws, self.record, self.opts, grant, self.gate.secrets(grant),
                           hue)
+            self.record.clear_result(job.key)  # an earlier attempt's must not pass for this one's
             handle = self.backend.start(job)
         finally:
             if handle is None:
                 self._release(grant, lock, succeeded=False)
+                for say in later:
+                    say()
         self.sched.started(item, grant.names if grant else (), hue)
-        self.attempts[job.key] = _Attempt(handle, lock, grant, job.log)
+        self.running[job.key] = _Attempt(handle, lock, grant, job.log)
         self.record.event(Event.START, item=item.tag, pid=handle.pid,
                           attempt=self.sched.attempts[job.key],
                           credentials=list(grant.names) if grant else [])
 
-    def _keys(self, item: Item) -> tuple[bool, Grant | None]:
+    def _keys(self, item: Item, later: list[Callable[[], None]]) -> tuple[bool, Grant | None]:
         """(can start now, the item's keys or None if it needs none). It cannot start
-        while it waits for a key, or when none is usable, which fails it."""
+        while it waits for a key, or when none is usable, which fails it. What there is
+        to say goes on `later`."""
         try:
             got = self.gate.take(item.tag)
         except NoCredential as exc:
-            self._outcome(item, Status.FAILED, str(exc))
-            self.say(f"{item.tag} failed: {exc}")
+            later.append(partial(self._no_credential, item, exc))
             return False, None
         if isinstance(got, Wait):
             if self.sched.hold(item, got.until):  # once per pause, however many items wait
-                self.say(PAUSE_MESSAGE)
-                self.record.event(Event.PAUSE, reason=got.reason)
+                later.append(partial(self._paused, got.reason))
             return False, None
         if got is not None:
             self.sched.granted()
         return True, got
 
+    def _no_credential(self, item: Item, exc: NoCredential) -> None:
+        self._outcome(item, Status.FAILED, str(exc))
+        self.say(f"{item.tag} failed: {exc}")
+
+    def _paused(self, reason: str) -> None:
+        self.say(PAUSE_MESSAGE)
+        self.record.event(Event.PAUSE, reason=reason)
+
     def _cannot_start(self, item: Item, exc: Exception) -> None:
-        if slug(item.kind, item.id) in self.attempts:  # started after all: _ended sees it
+        if slug(item.kind, item.id) in self.running:  # started after all: _ended sees it
             return
         self._outcome(item, Status.FAILED, f"could not start: {type(exc).__name__}: {exc}")
         self.say(f"{item.tag} could not start: {self.scrub(str(exc))}; {_start_fix(exc)}, "
                  "then run retry-failed")
 
     def _ended(self, end: Finished) -> None:
-        attempt = self.attempts.pop(end.key, None)
+        attempt = self.running.pop(end.key, None)
         if attempt is None:  # not ours (a second report of one attempt): nothing to do
             return
         slot, duration = self.sched.ended(end.key)
@@ -303,23 +314,33 @@ class Coordinator:
         self._carry_out(self.sched.due())  # a steady stream of ends must not postpone one
 
     def _carry_out(self, actions: list[Action]) -> None:
-        for action in actions:
-            if action is Tick.PROGRESS:
-                self.say(self.sched.progress().line())
-            elif action is Tick.HEARTBEAT:
-                self.gate.heartbeat([a.grant for a in self.attempts.values() if a.grant])
-            elif isinstance(action, Kill):
-                self.attempts[action.key].handle.kill()
-            elif isinstance(action, Stop):
-                if action.why is Status.TIMEOUT:
-                    tag = self.sched.running[action.key].item.tag
-                    self.say(f"{tag} timed out after {self.opts.timeout:g}s; stopping it "
-                             "(raise --timeout if the model is only slow)")
-                self.attempts[action.key].handle.stop()
+        pending = list(actions)
+        try:
+            while pending:
+                self._do(pending[0])
+                pending.pop(0)
+        finally:  # the loop failed: a stop never carried out is not one
+            for action in pending:
+                if isinstance(action, Stop):
+                    self.sched.not_stopped(action.key)
+
+    def _do(self, action: Action) -> None:
+        if action is Tick.PROGRESS:
+            self.say(self.sched.progress().line())
+        elif action is Tick.HEARTBEAT:
+            self.gate.heartbeat([a.grant for a in self.running.values() if a.grant])
+        elif isinstance(action, Kill):
+            self.running[action.key].handle.kill()
+        elif isinstance(action, Stop):
+            if action.why is Status.TIMEOUT:
+                tag = self.sched.running[action.key].item.tag
+                self.say(f"{tag} timed out after {self.opts.timeout:g}s; stopping it "
+                         "(raise --timeout if the model is only slow)")
+            self.running[action.key].handle.stop()
 
     def _on_signal(self, signum: int) -> None:
         name, first = signal.Signals(signum).name, self.sched.stopped_by is None
-        count = len(self.attempts)
+        count = len(self.running)
         if first:
             self.say(f"{name}: stopping {count} worker(s), up to {self.opts.grace:g}s "
                      "for their checkpoints (Ctrl+C again to kill them now)")
@@ -334,9 +355,13 @@ class Coordinator:
         worker's last line was shown; an end that is not posted within
         ABANDON_WAIT is asked of its handle directly.
         """
-        self._carry_out(self.sched.abandon())
+        for action in self.sched.abandon():
+            try:
+                self._do(action)
+            except Exception as exc:  # every other worker must be killed too
+                self._error(exc)
         until = self.clock() + ABANDON_WAIT
-        while self.attempts and (left := until - self.clock()) > 0:
+        while self.running and (left := until - self.clock()) > 0:
             message = self.inbox.get(left)
             if message is None:
                 break
@@ -344,16 +369,20 @@ class Coordinator:
                 self._end_abandoned(message)
             elif self.sched.stopped_by is None:  # the exit code says the user stopped it
                 self.sched.stopped_by = message.signum
-        for attempt in list(self.attempts.values()):
+        for attempt in list(self.running.values()):
             self._end_abandoned(attempt.handle.wait())
 
     def _end_abandoned(self, end: Finished) -> None:
         try:
             self._ended(end)
         except Exception as exc:  # keep going: every other worker must be ended too
-            self.attempts.pop(end.key, None)
-            self.record.event(Event.ERROR, error=self.scrub(repr(exc)),
-                              traceback=self.scrub(traceback.format_exc()))
+            self.running.pop(end.key, None)
+            self._error(exc)
+
+    def _error(self, exc: Exception) -> None:
+        """Our own error, with its traceback, into the journal."""
+        self.record.event(Event.ERROR, error=self.scrub(repr(exc)),
+                          traceback=self.scrub(traceback.format_exc()))
 
     # --- helpers ------------------------------------------------------------
     def _skip(self, item: Item, reason: str) -> None:

@@ -39,8 +39,12 @@ class LocalHandle:
 
 
 def finished(job: Job, code: int) -> Finished:
-    """The attempt's end: its result file, if it wrote one for this item."""
-    result = WorkerResult.read(job.result)
+    """The attempt's end: its result file, if it wrote a readable one. Never raises: the
+    end is posted whatever the file holds."""
+    try:
+        result = WorkerResult.read(job.result)
+    except Exception:
+        result = None
     return Finished(job.key, result, code)
 
 
@@ -77,8 +81,15 @@ class LocalBackend:
             # The secrets pipe and the output's write end are the child's alone now.
             for fd in (*fds[1:], *(output[1:] if output else ())):
                 os.close(fd)
-        procs.watch(proc, lambda code: self.post(finished(job, code)),
-                    (output[0], sink) if output and sink else None, grace=self.grace)
+        try:
+            procs.watch(proc, lambda code: self.post(finished(job, code)),
+                        (output[0], sink) if output and sink else None, grace=self.grace)
+        except BaseException:  # no thread to wait on it (a thread limit): nothing may run on
+            procs.kill_group(proc.pid)
+            proc.wait()
+            if output:
+                os.close(output[0])
+            raise
         return LocalHandle(proc, job)
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ READ_SIZE = 65536
 
 
 class Proc(Protocol):
-    """What the scheduler needs of a started worker (a Popen, or a test double)."""
+    """What the local backend needs of a started worker (a Popen, or a test double)."""
 
     pid: int
 

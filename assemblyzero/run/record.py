@@ -72,6 +72,10 @@ class RunRecord:
     def result_path(self, slug: str) -> Path:
         return self.dir / "results" / f"{slug}.json"
 
+    def clear_result(self, slug: str) -> None:
+        """Remove an earlier attempt's result file, before the next attempt starts."""
+        self.result_path(slug).unlink(missing_ok=True)
+
     def event(self, event: Event, **fields: Any) -> None:
         """Append one event; a journal that cannot be written never stops the run.
 

@@ -22,7 +22,6 @@ from assemblyzero.constants import LOOP_WAIT_MAX
 from assemblyzero.ids import slug
 from assemblyzero.results import Status
 from assemblyzero.ui.console import Active, Progress
-from assemblyzero.ui.prefix_tee import PALETTE
 
 INF = float("inf")
 
@@ -110,9 +109,9 @@ class Scheduler:
     def begin(self, items: Iterable[Item]) -> None:
         self.queue.extend(items)
         self.total, self.began = len(self.queue), self.clock()
-        if self.limits.progress_every is not None:
+        if self.limits.progress_every:
             self.next_progress = self.began + self.limits.progress_every
-        if self.limits.heartbeat_every is not None:
+        if self.limits.heartbeat_every:
             self.next_beat = self.began
 
     # --- what the loop asks -------------------------------------------------
@@ -165,10 +164,9 @@ class Scheduler:
         return s.started + self.limits.timeout if s.ended_by is None else INF
 
     # --- what happened ------------------------------------------------------
-    def free_hue(self) -> int:
-        """The first prefix colour no running item has."""
-        return min(set(range(len(PALETTE))) - {s.hue for s in self.running.values()},
-                   default=0)
+    def free_hue(self, colours: int) -> int:
+        """The first of `colours` prefix colours that no running item has."""
+        return min(set(range(colours)) - {s.hue for s in self.running.values()}, default=0)
 
     def started(self, item: Item, keys: tuple[str, ...], hue: int) -> Slot:
         slot = Slot(item, self.clock(), keys, hue)
@@ -232,6 +230,13 @@ class Scheduler:
         self.stopped_by = signum
         return [self._stop(s, Status.INTERRUPTED) for s in self.running.values()
                 if s.ended_by is None]
+
+    def not_stopped(self, key: str) -> None:
+        """A `Stop` for `key` was never carried out (the loop failed first): it is not
+        ours to blame on a timeout or a signal, and no SIGKILL follows it."""
+        slot = self.running.get(key)
+        if slot is not None:
+            slot.ended_by, slot.kill_at = None, None
 
     def abandon(self) -> list[Action]:
         """The loop failed: every running worker is killed, and counts as interrupted."""

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from assemblyzero.fileio import check_inside
 from assemblyzero.ids import Kind, tag
-from assemblyzero.workflow import lld_index
 from assemblyzero.workflow.state import WorkflowState
 
 if TYPE_CHECKING:
@@ -51,6 +50,8 @@ class LldRules:
         pass
 
     def after_output(self, flow: Workflow, state: WorkflowState, out: Path) -> None:
+        from assemblyzero.workflow import lld_index  # only at the end: the worker starts lean
+
         lld_index.record_or_warn(flow.ws, flow.item_id, "approved", flow.say,
                                  iterations=state["iteration"],
                                  file=str(out.relative_to(flow.ws.root)))
