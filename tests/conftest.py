@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -289,3 +290,13 @@ def group_alive(pgid: int) -> bool:
 def started_groups(run_dir: Path) -> list[int]:
     """Process group ids of the run's workers (each tee leads its group)."""
     return [e["pid"] for e in journal(run_dir) if e["event"] == Event.START]
+
+
+def lock_free(path: Path) -> bool:
+    """Is nobody holding the flock on `path` (an item lock)?"""
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+    return True

@@ -15,6 +15,7 @@ from conftest import (
     group_alive,
     journal,
     latest_run,
+    lock_free,
     make_workspace,
     started_groups,
     summary,
@@ -154,18 +155,7 @@ def test_an_item_that_cannot_start_fails_alone_and_the_run_exits_1(tmp_path: Pat
     assert {k: v["status"] for k, v in items.items()} == {"1": "done", "2": "failed",
                                                           "3": "done"}
     assert "no more processes" in items["2"]["reason"]
-    assert not ws.item_lock(Kind.LLD, "2").exists() or _lock_free(ws.item_lock(Kind.LLD, "2"))
-
-
-def _lock_free(path: Path) -> bool:
-    import fcntl
-
-    with open(path) as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-    return True
+    assert not ws.item_lock(Kind.LLD, "2").exists() or lock_free(ws.item_lock(Kind.LLD, "2"))
 
 
 SLOW = (

@@ -10,7 +10,6 @@ the run record's files.
 
 from __future__ import annotations
 
-import fcntl
 import heapq
 import itertools
 import json
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import journal, latest_run, make_workspace, summary
+from conftest import journal, latest_run, lock_free, make_workspace, summary
 
 from assemblyzero.backlog import Item, scan
 from assemblyzero.constants import LOOP_WAIT_MAX
@@ -323,16 +322,7 @@ def test_an_item_that_cannot_start_fails_alone_and_gives_back_its_lock_and_key(
     assert items["1"][0] == items["3"][0] == "done"
     assert items["2"] == ("failed", "could not start: OSError: [Errno 24] Too many open files")
     assert at(run, "start") == [(0, "lld-1"), (1, "lld-3")]
-    assert _lock_free(run.ws.item_lock(Kind.LLD, "2"))
-
-
-def _lock_free(path: Path) -> bool:
-    with open(path) as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-    return True
+    assert lock_free(run.ws.item_lock(Kind.LLD, "2"))
 
 
 def test_a_crash_in_the_loop_kills_every_worker_and_keeps_the_record(tmp_path: Path) -> None:
