@@ -11,8 +11,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 # provider name -> module that defines `create(model: str) -> Provider`
 REGISTRY: dict[str, str] = {
@@ -40,6 +41,12 @@ class ModelRequest:
     draft: str = ""  # the document under review / revision
     findings: tuple[str, ...] = ()  # what the reviewer asked to change
     iteration: int = 1  # 1 = first draft
+    # A JSON schema the reply must follow (the review's verdict): a provider that can asks
+    # for it natively (OpenAI response_format, an Anthropic tool, Gemini's response schema)
+    # and says so in ModelReply.structured; one that cannot answers in text as before.
+    schema: Mapping[str, Any] | None = None
+    system: str = ""  # the role's system message ("" = none)
+    max_output_tokens: int | None = None  # None: the provider's own default
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,13 @@ class ModelReply:
     text: str
     input_tokens: int | None = None
     output_tokens: int | None = None
+    # The model stopped at the output-token limit (OpenAI finish_reason "length",
+    # Anthropic stop_reason "max_tokens", Gemini finish_reason MAX_TOKENS): `text` is cut.
+    truncated: bool = False
+    structured: bool = False  # `text` is the JSON that `schema` asked for, natively
+    # What the provider retried before this reply ("HTTP 503", "timeout", ...), oldest
+    # first: each becomes a line in the item's log and a count in the summary.
+    retries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
