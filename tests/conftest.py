@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import platform
 import subprocess
 import sys
 from collections.abc import Generator, Iterator
@@ -72,6 +73,9 @@ def _refuse_processes_in_unit_tests(event: str, args: tuple[object, ...]) -> Non
         raise ProcessInUnitTest(f"{_unit_test[0]} is not marked e2e but started {what}")
 
 
+# The SDKs ask `platform.processor()` for their user agent, which runs `uname -p` once per
+# process: asked here first, whichever test makes the first client starts no process.
+platform.processor()
 sys.addaudithook(_refuse_processes_in_unit_tests)
 
 
