@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -501,10 +502,30 @@ def test_take_gives_back_earlier_leases_when_a_later_provider_has_no_key_left(
     assert store.peek("off")["holders"] == []  # the offline lease was given back
 
 
-def test_openai_needs_no_credential_for_a_local_server(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_local_server_needs_no_credential_and_is_a_key_named_for_its_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASSEMBLYZERO_CREDENTIALS", str(tmp_path / "none.json"))
     with pytest.raises(NoCredential):
         Pool.for_models(("openai:llama3",))
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1")
-    assert Pool.for_models(("openai:llama3",)) is None  # no lease needed, none refused
+    pool = Pool.for_models(("openai:llama3",), store=LeaseStore(tmp_path / "leases"))
+    assert pool is not None and list(pool.stats) == ["127.0.0.1-11434"]  # none refused
+    local = pool.credential("127.0.0.1-11434")
+    assert (local.provider, local.base_url, pool.creds.secrets[local.name]) == (
+        "openai", "http://127.0.0.1:11434/v1", "")
+    grant = pool.take("LLD-001")
+    assert not isinstance(grant, Busy) and grant.names == ("127.0.0.1-11434",)
+    until = pool.rate_limited("127.0.0.1-11434", 5)  # its 429s rest it like any key
+    assert until > time.time() and pool.stats["127.0.0.1-11434"].rate_limited == 1
+
+
+def test_a_listed_openai_credential_is_used_instead_of_a_local_server_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "creds.json"
+    path.write_text(json.dumps({"credentials": [
+        {"name": "team", "provider": "openai", "key": "sk-test-1234567890abcdef"}]}))
+    path.chmod(0o600)
+    monkeypatch.setenv("ASSEMBLYZERO_CREDENTIALS", str(path))
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1")
+    pool = Pool.for_models(("openai:llama3",), store=LeaseStore(tmp_path / "leases"))
+    assert pool is not None and list(pool.stats) == ["team"]

@@ -3,17 +3,21 @@
 Each worker needs one lease per provider its models use (drafter and
 reviewer may differ). Leases come from the shared LeaseStore, so the
 limits hold across concurrent runs; keys refused with 401/403 are disabled
-for this run only.
+for this run only. A local OpenAI-compatible server reached without a
+credential (`OPENAI_BASE_URL`) is a key too, named for its host, so its 429s
+rest and retry like a leased key's.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
 
-from assemblyzero.constants import LEASE_RECHECK
+from assemblyzero.constants import LEASE_RECHECK, MAX_PARALLEL
 from assemblyzero.keys import credentials
 from assemblyzero.keys.credentials import Credential, CredentialFile
 from assemblyzero.keys.leases import Busy, Lease, LeaseStore
@@ -66,7 +70,7 @@ class Pool:
         The offline and cmd providers need none, but lease their entries when
         the file lists some (that is how demos and tests exercise leasing).
         """
-        creds = creds or credentials.load()
+        creds = with_local_server(creds or credentials.load(), specs)
         needed = tuple(p for p in dict.fromkeys(s.partition(":")[0] for s in specs)
                        if creds.listed(p) or not _keyless(p))
         if not needed:
@@ -150,6 +154,20 @@ class Pool:
 
     def credential(self, name: str) -> Credential:
         return next(c for c in self.creds.entries if c.name == name)
+
+
+def with_local_server(creds: CredentialFile, specs: tuple[str, ...]) -> CredentialFile:
+    """`creds`, plus a key for the local server that `OPENAI_BASE_URL` names when the models
+    use openai and the file lists no openai credential: no secret, named for its host and
+    port (`127.0.0.1-8080`), as many slots as a run has workers."""
+    url = os.environ.get("OPENAI_BASE_URL", "")
+    if not url or creds.listed("openai") or "openai" not in {s.partition(":")[0] for s in specs}:
+        return creds
+    parts = urlsplit(url)
+    where = f"{parts.hostname or 'local'}-{parts.port}" if parts.port else parts.hostname
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", where or "local-server")[:64]
+    local = Credential(name, "openai", max_concurrent=MAX_PARALLEL, base_url=url)
+    return replace(creds, entries=(*creds.entries, local), secrets={**creds.secrets, name: ""})
 
 
 def _keyless(provider: str) -> bool:
