@@ -146,7 +146,8 @@ def run_item(
     except (RateLimited, AuthFailed) as exc:  # the coordinator retries on another key
         limited = isinstance(exc, RateLimited)
         wait = exc.retry_after if isinstance(exc, RateLimited) else None
-        say(f"{'rate limited' if limited else 'credential refused'} on {exc.credential}: {exc}")
+        where = exc.credential or "a call made without a credential"
+        say(f"{'rate limited' if limited else 'credential refused'} on {where}: {exc}")
         result = ended(Status.FAILED, str(exc), {
             "kind": "rate_limited" if limited else "auth", "credential": exc.credential,
             "retry_after": wait})

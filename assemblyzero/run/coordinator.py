@@ -270,7 +270,8 @@ class Coordinator:
         if slot.ended_by is None and self._retry(item, attempt.grant, result, code):
             return
         self._outcome(item, status, reason, duration, result, slot, attempt)
-        if status is Status.TIMEOUT and item.kind is Kind.LLD:  # the worker only saw a SIGTERM
+        # The worker leaves these to us: it saw only a SIGTERM, or it expected a retry.
+        if item.kind is Kind.LLD and (status is Status.TIMEOUT or (result and result.retry)):
             lld_index.record_or_warn(self.ws, item.id, status.value, self.say, reason=reason)
         self.say(f"{item.tag} {status.value} in {duration:.1f}s"
                  + (f": {self.scrub(reason)}" if status is not Status.DONE else "")

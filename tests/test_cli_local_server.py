@@ -1,0 +1,107 @@
+"""End to end: a local OpenAI-compatible server reached with no credential (OPENAI_BASE_URL)
+is a key like any other: its 429 rests it, the item retries, 429S counts it, and an item
+that runs out of attempts still gets its docs/lld/status.json entry."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import cli, journal, latest_run, make_workspace, summary
+
+pytestmark = pytest.mark.e2e  # the CLI and its workers are real processes
+
+SECTIONS = ("Context & Goal", "Proposed Changes", "Data Structures", "Interfaces",
+            "Alternatives Considered", "Security", "Performance", "Risks", "Testing",
+            "Rollout", "Open Questions", "Definition of Done")
+DRAFT = "# Design\n\n" + "\n\n".join(f"## {name}\n{name} is covered here." for name in SECTIONS)
+REVIEW = "VERDICT: APPROVED\n\nAll good."
+
+
+class LocalServer:
+    """Chat completions with no key; the first `limited` calls answer 429 (Retry-After 1)."""
+
+    def __init__(self, limited: int) -> None:
+        self.calls, self.limited, self.lock = 0, limited, threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.calls += 1
+                    limit = server.calls <= server.limited
+                if limit:
+                    self.reply(429, {"error": {"message": "slow down"}}, {"Retry-After": "1"})
+                    return
+                asked = " ".join(str(m.get("content", "")) for m in body["messages"])
+                review = "response_format" in body or "VERDICT" in asked  # only a review asks
+                text = REVIEW if review else DRAFT
+                self.reply(200, {
+                    "id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": text}}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+
+            def reply(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+                raw = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def local() -> Iterator[LocalServer]:
+    server = LocalServer(limited=1)
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def _run(ws: Path, server: LocalServer, *flags: str) -> tuple[int, str, dict[str, Any]]:
+    run = cli("lld-all", "--drafter=openai:local-model", "--reviewer=openai:local-model",
+              "--repo", str(ws), *flags, timeout=60,
+              env={"OPENAI_BASE_URL": server.url, "ASSEMBLYZERO_CALL_TIMEOUT": "10"})
+    return run.code, run.out + run.err, summary(latest_run(ws))
+
+
+def test_a_429_from_a_keyless_local_server_rests_it_and_the_item_retries(
+        tmp_path: Path, local: LocalServer) -> None:
+    ws = make_workspace(tmp_path / "ws", issues=["1"])
+    code, out, data = _run(ws, local)
+    assert code == 0, out
+    name = f"127.0.0.1-{local.port}"
+    assert "rate limited on None" not in out and f"got a 429 on {name}" in out
+    assert data["items"][0]["status"] == "done" and data["items"][0]["rate_limited"] == 1
+    keys = {k["name"]: k for k in data["credentials"]}
+    assert keys[name]["rate_limited"] == 1 and keys[name]["cooldown_seconds"] >= 1
+    assert [e["credential"] for e in journal(latest_run(ws)) if e["event"] == "retry"] == [name]
+
+
+def test_an_item_out_of_attempts_on_a_local_server_gets_its_status_entry(
+        tmp_path: Path, local: LocalServer) -> None:
+    ws = make_workspace(tmp_path / "ws", issues=["1"])
+    code, out, data = _run(ws, local, "--max-attempts=1")
+    assert code == 1, out
+    assert data["items"][0]["status"] == "failed"
+    index = json.loads((ws / "docs/lld/status.json").read_text())
+    assert index["items"]["1"]["status"] == "failed"
+    assert "429" in index["items"]["1"]["reason"]
