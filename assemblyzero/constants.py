@@ -15,6 +15,12 @@ MAX_TIMEOUT = 604800.0  # --timeout above 7 days is refused (a typo, or a hostil
 MAX_GRACE = 3600.0  # --grace above an hour is refused
 DEFAULT_MODEL = "offline:default"
 
+# Model replies (docs/user-guide.md, Models and settings).
+MAX_CONTINUATIONS = 2  # a reply cut at the output-token limit is continued this often at most
+QUOTE_LIMIT = 200  # characters of an unreadable review quoted in the findings and the reason
+REASON_LIMIT = 500  # characters of the reviewer's words in a halt reason (DISCUSS)
+RETRY_NAME_LIMIT = 40  # characters of a provider's retry label kept as a retries key
+
 # Files shared between processes.
 LOCK_TIMEOUT = 30.0  # seconds to wait for a shared-file lock (status index)
 RECORD_LIMIT = 64 << 20  # bytes of a run's summary or journal that `status` reads at most

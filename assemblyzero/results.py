@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 class Status(StrEnum):
     DONE = "done"
     FAILED = "failed"
-    HALTED = "halted"  # needs a human: same finding twice, or out of iterations
+    HALTED = "halted"  # needs a human: same finding twice, out of iterations, or DISCUSS
     TIMEOUT = "timeout"
     INTERRUPTED = "interrupted"
     SKIPPED = "skipped"  # not run: already done, or taken by another run
@@ -59,6 +59,11 @@ class WorkerResult:
     # Set when the item should run again on another key: {"kind": "rate_limited" or
     # "auth", "credential": name, "retry_after": seconds or None}.
     retry: dict[str, Any] | None = None
+    # What was retried, and how often: a provider's own retries under its label ("HTTP 503",
+    # "timeout"), and the workflow's: "empty" (an empty reply asked again), "cut" (a reply
+    # cut at the output-token limit continued), "re-ask" (an unreadable review asked again
+    # for just the verdict). Cumulative like `tokens`; empty in results of older workers.
+    retries: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -72,6 +77,7 @@ class WorkerResult:
             data = json.loads(path.read_text(encoding="utf-8"))
             data["status"] = Status(data["status"])
             data["tokens_by_key"] = _per_key(data.get("tokens_by_key"))
+            data["retries"] = _counts(data.get("retries"))
             return cls(**data)
         except (OSError, ValueError, KeyError, TypeError, RecursionError):  # nested too deep
             return None
@@ -81,6 +87,19 @@ def tokens_by_key(state: WorkflowState) -> dict[str, list[int]]:
     """A copy of a workflow state's tokens per credential name (empty before a keyed call)."""
     counts = _per_key(state.get("tokens_by_key")) or {}
     return {name: list(used) for name, used in counts.items()}
+
+
+def retries_of(state: WorkflowState) -> dict[str, int]:
+    """A copy of a workflow state's retry counts (empty when nothing was retried)."""
+    return _counts(state.get("retries"))
+
+
+def _counts(value: Any) -> dict[str, int]:
+    """`retries` as read: {label: count}, leaving out what is not one; {} when absent."""
+    if not isinstance(value, dict):
+        return {}
+    return {name: n for name, n in value.items() if isinstance(name, str)
+            and isinstance(n, int) and not isinstance(n, bool) and n >= 0}
 
 
 def _per_key(value: Any) -> dict[str, list[int]] | None:

@@ -47,8 +47,8 @@ def test_010_happy_path_writes_every_lld_with_all_sections_and_lineage(ws: Path,
         assert all(sections.get(name, "").strip() for name in LLD_SECTIONS), lld
         lineage = ws / f"docs/lineage/lld-{item_id}"
         names = sorted(p.name for p in lineage.iterdir())
-        assert names == ["001-draft.md", "001-review.md", "002-draft.md", "002-review.md",
-                         "final.md"]
+        assert names == ["001-draft.md", "001-review.md", "001-verdict.md", "002-draft.md",
+                         "002-review.md", "002-verdict.md", "final.md"]
         assert (lineage / "final.md").read_text() == lld.read_text()
     assert not list((ws / ".assemblyzero/checkpoints").iterdir()), "success deletes checkpoints"
     index = json.loads((ws / "docs/lld/status.json").read_text())

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from assemblyzero.constants import MAX_CONTINUATIONS, QUOTE_LIMIT, REASON_LIMIT, RETRY_NAME_LIMIT
 from assemblyzero.fileio import check_inside
 from assemblyzero.ids import Kind, tag
-from assemblyzero.providers import Provider, ProviderError
-from assemblyzero.results import Status, WorkerResult, tokens_by_key
+from assemblyzero.providers import ModelReply, ModelRequest, Provider, ProviderError
+from assemblyzero.results import Status, WorkerResult, retries_of, tokens_by_key
 from assemblyzero.workflow.checkpoint import Checkpoint
 from assemblyzero.workflow.interrupt import Stop
 from assemblyzero.workflow.kinds import KindRules, rules_for
-from assemblyzero.workflow.prompts import build_request
-from assemblyzero.workflow.state import ENDS, STEPS, WorkflowState, checked, new_state
+from assemblyzero.workflow.prompts import build_request, continued, reask_request
+from assemblyzero.workflow.state import ENDS, STEPS, Round, WorkflowState, checked, new_state
 from assemblyzero.workflow.templates import (
     Template,
     missing_sections,
@@ -32,8 +33,18 @@ from assemblyzero.workflow.templates import (
     split_sections,
     title_of,
 )
-from assemblyzero.workflow.verdict import Verdict
+from assemblyzero.workflow.verdict import Finding, Verdict, quote, shorten
 from assemblyzero.workspace import Workspace
+
+
+class ReplyFailed(ProviderError):
+    """A reply that stayed empty, or stayed cut after every continuation: the item fails."""
+
+
+def _cut_at(reply: ModelReply) -> str:
+    if reply.output_tokens is None:
+        return "the output-token limit"
+    return f"{reply.output_tokens} output tokens"
 
 
 @dataclass
@@ -111,7 +122,7 @@ class Workflow:
             kind=self.kind.value, id=self.item_id, status=status,
             iterations=self.state["iteration"], model_calls=self.state["model_calls"],
             tokens=list(self.state.get("tokens", [0, 0])),
-            tokens_by_key=tokens_by_key(self.state),
+            tokens_by_key=tokens_by_key(self.state), retries=retries_of(self.state),
             resumed_from=resumed, reason=reason, steps=done,
             output=str(output.relative_to(self.ws.root)) if output else None,
         )
@@ -129,7 +140,7 @@ class Workflow:
 
     def _draft(self, state: WorkflowState) -> None:
         state["iteration"] = 1
-        state["draft"] = self._call(self.drafter, "draft", state)
+        state["draft"] = self._call(self.drafter, "draft", state).text
         self.lineage(f"{state['iteration']:03d}-draft.md", state["draft"])
         state["next"] = "validate"
 
@@ -140,33 +151,78 @@ class Workflow:
             state["next"] = "review"
             return
         self.say(f"validate: {len(missing)} section(s) missing or empty: {', '.join(missing)}")
-        self._judge(state, Verdict(False, tuple(
-            f"{name}: section is missing or empty." for name in missing)))
+        self._judge(state, Verdict("REVISE", "", tuple(
+            Finding(name, "blocking", "section is missing or empty.") for name in missing)))
 
     def _review(self, state: WorkflowState) -> None:
+        at = f"{state['iteration']:03d}"
         reply = self._call(self.reviewer, "review", state)
-        self.lineage(f"{state['iteration']:03d}-review.md", reply)
-        verdict = Verdict.from_text(reply)
-        found = len(verdict.findings)
-        self.say(f"review: {verdict.word}" + (f" ({found} finding(s))" if found else ""))
-        self._judge(state, verdict)
+        self.lineage(f"{at}-review.md", reply.text)
+        verdict = Verdict.read(reply.text, reply.structured)
+        said = None
+        if verdict is None:  # once more, for just the verdict
+            self._retried(state, "re-ask", f"review: the reply could not be read as a verdict "
+                          f"({quote(reply.text, QUOTE_LIMIT)}); asking {self.models[1]} once "
+                          f"more for just the verdict")
+            request = build_request("review", self.kind, self.item_id, self.template, state)
+            again = self._call(self.reviewer, "review", state, reask_request(request, reply.text))
+            self.lineage(f"{at}-review-reask.md", again.text)
+            verdict = Verdict.read(again.text, again.structured)
+        if verdict is None:
+            said = quote(reply.text, QUOTE_LIMIT)
+            self.say("review: the reply could not be read as a verdict, even asked again; "
+                     "counted as REVISE")
+            verdict = Verdict("REVISE", f"no verdict could be read; the reviewer said: {said}", (
+                Finding("Review", "major", f"the reviewer's reply could not be read as a "
+                                           f"verdict; it said: {said}"),))
+        self.lineage(f"{at}-verdict.md", verdict.to_markdown())
+        required, minor = len(verdict.required), len(verdict.minor)
+        counts = [f"{required} finding(s)"] if required else []
+        counts += [f"{minor} minor, recorded"] if minor else []
+        self.say(f"review: {verdict.word}" + (f" ({', '.join(counts)})" if counts else ""))
+        self._judge(state, verdict, said)
 
-    def _judge(self, state: WorkflowState, verdict: Verdict) -> None:
-        """Decide what follows a verdict: finalize, revise, or halt."""
+    def _judge(self, state: WorkflowState, verdict: Verdict, said: str | None = None) -> None:
+        """Decide what follows a verdict: finalize, revise, or halt.
+
+        `said`: the review could not be read; the quote of what the reviewer said.
+        """
+        state["minor"] = list(verdict.minor)
         if verdict.approved:
             state["next"] = "finalize"
             return
-        previous = state["history"][-1]["findings"] if state["history"] else []
-        findings = list(verdict.findings)
-        state["history"].append({"iteration": state["iteration"], "findings": findings})
+        last = state["history"][-1] if state["history"] else None
+        previous = last["findings"] if last and "unreadable" not in last else []
+        findings = list(verdict.required) or [
+            f"Review: {shorten(verdict.rationale, REASON_LIMIT) or 'REVISE without findings'}"]
+        done: Round = {"iteration": state["iteration"], "findings": findings,
+                       "verdict": verdict.word}
+        if verdict.minor:
+            done["minor"] = list(verdict.minor)
+        if said is not None:
+            done["unreadable"] = said
+        state["history"].append(done)
         state["findings"] = findings
-        repeated = verdict.repeated(previous)
-        if repeated is not None:
+        repeated = verdict.repeated(previous) if said is None else None
+        if verdict.word == "DISCUSS":
+            question = verdict.rationale or "; ".join(verdict.required) or "(no question given)"
+            self._halt(state, f"the reviewer asks a human to decide: "
+                              f"{shorten(question, REASON_LIMIT)}")
+        elif repeated is not None:
             self._halt(state, f"same blocking finding twice in a row: {repeated}")
         elif state["iteration"] - 1 >= self.max_iterations:
-            self._halt(state, f"not approved after {self.max_iterations} revision(s)")
+            self._halt(state, self._not_approved(state))
         else:
             state["next"] = "revise"
+
+    def _not_approved(self, state: WorkflowState) -> str:
+        """The reason of a halt after the last revision, saying when reviews were unreadable."""
+        unread = [r["unreadable"] for r in state["history"] if "unreadable" in r]
+        if not unread:
+            return f"not approved after {self.max_iterations} revision(s)"
+        return (f"no readable approval after {self.max_iterations} revision(s): {len(unread)} "
+                f"review(s) could not be read as a verdict, even asked again (the last said: "
+                f"{unread[-1]})")
 
     def _halt(self, state: WorkflowState, reason: str) -> None:
         """Needs a human: kept in the checkpoint until the input changes."""
@@ -174,7 +230,7 @@ class Workflow:
 
     def _revise(self, state: WorkflowState) -> None:
         state["iteration"] += 1
-        state["draft"] = self._call(self.drafter, "revise", state)
+        state["draft"] = self._call(self.drafter, "revise", state).text
         self.lineage(f"{state['iteration']:03d}-draft.md", state["draft"])
         state["next"] = "validate"
 
@@ -190,10 +246,35 @@ class Workflow:
         state["next"] = "done"
 
     # --- model calls and files -------------------------------------------------
-    def _call(self, provider: Provider, role: str, state: WorkflowState) -> str:
+    def _call(self, provider: Provider, role: str, state: WorkflowState,
+              request: ModelRequest | None = None) -> ModelReply:
+        """One whole reply of `role` (secrets masked): an empty one asked once more, a cut one
+        continued up to MAX_CONTINUATIONS times; ReplyFailed when neither comes right."""
         spec = self.models[1] if role == "review" else self.models[0]
+        request = request or build_request(role, self.kind, self.item_id, self.template, state)
+        reply = self._once(provider, role, spec, state, request)
+        if not reply.text.strip():
+            self._retried(state, "empty", f"{role}: empty reply from {spec}; asking once more")
+            reply = self._once(provider, role, spec, state, request)
+            if not reply.text.strip():
+                raise self._failed(provider, f"empty reply from {spec}")
+        text, structured = reply.text, reply.structured
+        for n in range(1, MAX_CONTINUATIONS + 1):
+            if not reply.truncated:
+                break
+            self._retried(state, "cut", f"{role}: the reply was cut at {_cut_at(reply)}; asking "
+                          f"{spec} to continue ({n} of {MAX_CONTINUATIONS})")
+            reply = self._once(provider, role, spec, state, continued(request, text))
+            text, structured = text + reply.text, False
+        if reply.truncated:
+            raise self._failed(provider, f"the {role} reply was cut at {_cut_at(reply)} "
+                                         f"(the model's limit for one reply)")
+        return replace(reply, text=self.scrub(text), structured=structured)
+
+    def _once(self, provider: Provider, role: str, spec: str, state: WorkflowState,
+              request: ModelRequest) -> ModelReply:
+        """One model call: counted, its tokens charged, its provider's retries said."""
         self.say(f"{role}: calling {spec} (iteration {state['iteration']})")
-        request = build_request(role, self.kind, self.item_id, self.template, state)
         started = time.monotonic()
         try:
             reply = self.stop.call(lambda: provider.complete(request))
@@ -210,11 +291,26 @@ class Workflow:
             mine = state.setdefault("tokens_by_key", {}).setdefault(key.name, [0, 0])
             mine[0] += reply.input_tokens or 0
             mine[1] += reply.output_tokens or 0
+        for what in reply.retries:
+            label = " ".join(self.scrub(what).split())[:RETRY_NAME_LIMIT] or "retry"
+            self._retried(state, label, f"{role}: {spec} was retried after {label}")
         counted = reply.input_tokens is not None or reply.output_tokens is not None
         tokens = (f", {reply.input_tokens or 0} in / {reply.output_tokens or 0} out tokens"
                   if counted else "")
         self.say(f"{role}: reply in {time.monotonic() - started:.2f}s{tokens}")
-        return self.scrub(reply.text)
+        return reply
+
+    def _retried(self, state: WorkflowState, what: str, line: str) -> None:
+        """Say a retry in the item's log and count it (WorkerResult.retries)."""
+        self.say(line)
+        counts = state.setdefault("retries", {})
+        counts[what] = counts.get(what, 0) + 1
+
+    def _failed(self, provider: Provider, message: str) -> ReplyFailed:
+        failed = ReplyFailed(message)
+        key = getattr(provider, "key", None)
+        failed.credential = key.name if key else None
+        return failed
 
     def lineage(self, name: str, text: str) -> None:
         """Write `name` to the item's lineage folder (every draft, review and the result)."""

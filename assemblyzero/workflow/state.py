@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Required, TypedDict, cast
 
 from assemblyzero.constants import MAX_STATE_ITERATION
+from assemblyzero.workflow.verdict import WORDS
 
 # The steps, each a method `Workflow._<name>`, and the two ends a state's "next" may also name.
 STEPS = ("load", "draft", "validate", "review", "revise", "finalize")
@@ -23,11 +24,14 @@ _NEEDS = {"draft": ("source", "title"), "validate": ("source", "title", "draft")
 _TEXTS = ("source", "title", "draft", "halt_reason")
 
 
-class Round(TypedDict):
-    """One review round that was not approved."""
+class Round(TypedDict, total=False):
+    """One review round that was not approved (older checkpoints hold only the first two)."""
 
     iteration: int
-    findings: list[str]
+    findings: Required[list[str]]  # the changes the revision must make (blocking and major)
+    verdict: str  # REVISE or DISCUSS (a validate round: REVISE)
+    minor: list[str]  # the minor findings: recorded, not sent to the drafter
+    unreadable: str  # the review could not be read, even asked again: what it said, quoted
 
 
 class WorkflowState(TypedDict, total=False):
@@ -41,6 +45,8 @@ class WorkflowState(TypedDict, total=False):
     title: str  # its title (load)
     draft: str  # the latest draft (draft, revise)
     findings: list[str]  # the latest round's findings, for the next revise
+    minor: list[str]  # the latest review's minor findings (approved or not)
+    retries: dict[str, int]  # what was retried, how often (results.WorkerResult.retries)
     halt_reason: str  # why it needs a human (next == "halted")
     tokens: list[int]  # [input, output] of every call, where the API reports them
     tokens_by_key: dict[str, list[int]]  # the same per leased key (older checkpoints: absent)
@@ -78,14 +84,21 @@ def state_problem(state: object) -> str | None:
     if not isinstance(state.get("history"), list) or not all(
             isinstance(h, dict) and _texts(h.get("findings")) for h in state["history"]):
         return "history is not a list of {findings: [text, ...]}"
+    wrong_round = next((_round_problem(h) for h in state["history"] if _round_problem(h)), None)
+    if wrong_round:
+        return f"history: {wrong_round}"
     missing = [key for key in _NEEDS.get(step, ()) if key not in state]
     if missing:
         return f"step {step!r} needs {', '.join(missing)}, missing from the state"
     wrong = [key for key in _TEXTS if key in state and not _text(state[key])]
     if wrong:
         return f"not UTF-8 text: {', '.join(wrong)}"
-    if "findings" in state and not _texts(state["findings"]):
-        return "findings is not a list of text"
+    for key in ("findings", "minor"):
+        if key in state and not _texts(state[key]):
+            return f"{key} is not a list of text"
+    retries = state.get("retries", {})  # absent in checkpoints of older releases
+    if not (isinstance(retries, dict) and all(_text(k) and _count(n) for k, n in retries.items())):
+        return f"retries is {_shown(retries)}, not {{what: count}}"
     tokens = state.get("tokens", [0, 0])
     if not _pair(tokens):
         return f"tokens is {_shown(tokens)}, not [input, output] counts"
@@ -94,6 +107,17 @@ def state_problem(state: object) -> str | None:
         return f"tokens_by_key is {_shown(by_key)}, not {{credential: [input, output]}}"
     if "published" in state and not (_count(state["published"]) and state["published"]):
         return f"published is {_shown(state['published'])}, not a GitHub issue number"
+    return None
+
+
+def _round_problem(round_: dict[str, object]) -> str | None:
+    """What is wrong with the keys a round of this release adds (absent in older ones)."""
+    if "verdict" in round_ and round_["verdict"] not in WORDS:
+        return f"verdict {_shown(round_['verdict'])} is not one of {', '.join(WORDS)}"
+    if "minor" in round_ and not _texts(round_["minor"]):
+        return "minor is not a list of text"
+    if "unreadable" in round_ and not _text(round_["unreadable"]):
+        return "unreadable is not text"
     return None
 
 

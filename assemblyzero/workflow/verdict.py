@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from assemblyzero.constants import QUOTE_LIMIT
+
 WORDS = ("APPROVED", "REVISE", "DISCUSS")
 SEVERITIES = ("blocking", "major", "minor")
 DRIVING = ("blocking", "major")  # the severities a revision must address
@@ -147,10 +149,15 @@ class Verdict:
         return "\n".join(lines)
 
 
-def quote(text: str, limit: int = 200) -> str:
-    """`text` on one line, at most `limit` characters, quoted."""
+def shorten(text: str, limit: int) -> str:
+    """`text` on one line, at most `limit` characters (cut ones end in "...")."""
     flat = " ".join(text.split())
-    return repr(flat if len(flat) <= limit else flat[:limit - 3] + "...")
+    return flat if len(flat) <= limit else flat[:limit - 3] + "..."
+
+
+def quote(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """`text` on one line, at most `limit` characters, quoted."""
+    return repr(shorten(text, limit))
 
 
 def _from_object(data: object) -> Verdict | None:
