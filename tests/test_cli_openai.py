@@ -52,7 +52,8 @@ class ChatServer:
                     self.reply(429, {"error": {"message": "Rate limit reached"}},
                                {"Retry-After": "1"})
                 else:
-                    prompt = body["messages"][0]["content"]
+                    prompt = next(m["content"] for m in body["messages"]  # after the system's
+                                  if m["role"] == "user")
                     text = ("VERDICT: APPROVED\n\nAll good." if prompt.startswith("Review")
                             else DRAFT)
                     self.reply(200, {
