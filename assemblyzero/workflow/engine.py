@@ -7,6 +7,11 @@ Each step reads and updates one `WorkflowState` (state.py) and names the next st
 continues exactly after the last completed step and no model call is repeated. What a
 model is asked is in prompts.py, how a review is read in verdict.py, and what the LLD and
 the issue workflows do differently in kinds.py.
+
+A reply is taken whole or not at all (`_call`): an empty one is asked once more, a cut one
+is continued, and one that stays empty or cut fails the item; an unreadable review is asked
+once more for just its verdict, then counts as REVISE quoting what it said. Every retry is
+a line in the item's log and a count in `state["retries"]` (WorkerResult.retries).
 """
 
 from __future__ import annotations
