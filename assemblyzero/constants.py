@@ -85,3 +85,14 @@ EXIT_RATE_LIMITED = 75  # worker: the model said 429; retry on another key
 EXIT_AUTH_FAILED = 77  # worker: the model said 401/403; the key is disabled
 # Kept out of every worker's environment, with each credential's key_env.
 SECRET_ENV_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+
+# Output-token caps a provider asks for when the request sets none (--max-output-tokens).
+# Anthropic requires one: 16384 fits every Claude 4 model (Sonnet 4.5 allows 64000, Opus 4
+# 32000) and stays under the 21333 at which the anthropic SDK itself calls a non-streaming
+# call too long; an LLD is a few thousand tokens. OpenAI's own API gets gpt-4o's maximum
+# output (16384, the README's model), as max_completion_tokens. An OpenAI-compatible server
+# and Gemini get no cap unless one is set: a local server's context may be smaller than any
+# fixed default (vLLM refuses such a call), and Gemini's default is the model's own limit
+# (65536 for gemini-2.5-pro, thinking included), while a value above it is refused.
+ANTHROPIC_MAX_OUTPUT_TOKENS = 16_384
+OPENAI_MAX_OUTPUT_TOKENS = 16_384

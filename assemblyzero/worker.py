@@ -71,7 +71,8 @@ def read_keys() -> tuple[dict[str, ProviderKey], list[str]]:
         return {}, []
     with os.fdopen(int(fd), "rb") as pipe:
         given = json.loads(pipe.read() or b"{}")
-    keys = {entry["provider"]: ProviderKey(name, entry["secret"], entry.get("base_url"))
+    keys = {entry["provider"]: ProviderKey(name, entry["secret"], entry.get("base_url"),
+                                           entry.get("structured") is not False)
             for name, entry in given.get("keys", {}).items() if name in names}
     return keys, [str(s) for s in given.get("mask", [])]
 

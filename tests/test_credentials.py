@@ -13,6 +13,7 @@ from conftest import T0, Clock
 from assemblyzero.constants import LEASE_RECHECK
 from assemblyzero.keys import credentials
 from assemblyzero.keys.credentials import Credential, CredentialError
+from assemblyzero.keys.gate import KeyGate
 from assemblyzero.keys.leases import Busy, LeaseStore
 from assemblyzero.keys.pool import Grant, NoCredential, Pool
 
@@ -170,6 +171,8 @@ BAD_ENTRIES = {  # each after one good entry: the bad one is entry 2
     "empty-key": ([{"name": "a", "provider": "anthropic", "key": ""}], "entry 2", "key"),
     "key-env-not-str": ([anthropic("a", key_env=5)], "entry 2", "key_env"),
     "base-url-not-str": ([offline("a", base_url=1)], "entry 2", "base_url"),
+    "structured-str": ([offline("a", structured="false")], "entry 2", "structured"),
+    "structured-int": ([offline("a", structured=0)], "entry 2", "structured"),
 }
 
 
@@ -290,6 +293,11 @@ def test_offline_entry_needs_no_key(path: Path) -> None:
     assert creds.secrets == {"o1": ""}
     [cred] = creds.usable("offline")
     assert (cred.name, cred.max_concurrent, cred.enabled) == ("o1", 3, True)
+
+
+def test_structured_defaults_to_true_and_false_is_kept(path: Path) -> None:
+    write(path, [offline("o1"), offline("o2", structured=False), offline("o3", structured=True)])
+    assert [c.structured for c in credentials.load().entries] == [True, False, True]
 
 
 def test_usable_skips_disabled_and_other_providers(path: Path,
@@ -529,3 +537,14 @@ def test_a_listed_openai_credential_is_used_instead_of_a_local_server_key(
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1")
     pool = Pool.for_models(("openai:llama3",), store=LeaseStore(tmp_path / "leases"))
     assert pool is not None and list(pool.stats) == ["team"]
+
+
+def test_the_secrets_payload_carries_each_keys_structured_switch(
+        path: Path, store: LeaseStore, clock: Clock) -> None:
+    write(path, [offline("o1", structured=False, base_url="http://127.0.0.1:9/v1")])
+    gate = KeyGate(make_pool(store, clock, "offline:default"))
+    grant = gate.take("1")
+    assert isinstance(grant, Grant)
+    assert gate.secrets(grant) == {"keys": {"o1": {
+        "secret": "", "provider": "offline", "base_url": "http://127.0.0.1:9/v1",
+        "structured": False}}, "mask": []}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 
+import jsonschema
 import pytest
 from conftest import BRIEF, ISSUE
 
@@ -150,3 +153,43 @@ def test_a_non_numeric_setting_is_a_provider_error_naming_the_variable(
 def test_zero_latency_is_accepted(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ASSEMBLYZERO_OFFLINE_LATENCY", "0")
     assert OfflineProvider("default").latency == 0.0
+
+
+SCHEMA = {"type": "object", "additionalProperties": False,
+          "required": ["verdict", "rationale", "findings"],
+          "properties": {"verdict": {"type": "string", "enum": ["APPROVED", "REVISE", "DISCUSS"]},
+                         "rationale": {"type": "string"},
+                         "findings": {"type": "array", "items": {
+                             "type": "object", "additionalProperties": False,
+                             "required": ["section", "severity", "text"],
+                             "properties": {"section": {"type": "string"},
+                                            "severity": {"type": "string",
+                                                         "enum": ["blocking", "major", "minor"]},
+                                            "text": {"type": "string"}}}}}}
+
+
+@pytest.mark.parametrize("iteration", [1, 2, 3])
+def test_a_review_with_a_schema_is_the_same_verdict_as_json(monkeypatch: pytest.MonkeyPatch,
+                                                           iteration: int):
+    monkeypatch.setenv("ASSEMBLYZERO_OFFLINE_APPROVE_AT", "3")
+    provider = OfflineProvider("default")
+    asked = dataclasses.replace(request("review", iteration=iteration), schema=SCHEMA)
+    reply = provider.complete(asked)
+    text = provider.complete(request("review", iteration=iteration)).text  # no schema: as today
+    assert reply.structured and not provider.complete(request("review")).structured
+    verdict = json.loads(reply.text)
+    jsonschema.validate(verdict, SCHEMA)
+    assert text.startswith(f"VERDICT: {verdict['verdict']}\n")
+    numbered = [line.split(". ", 1)[1] for line in text.splitlines() if line[:1].isdigit()]
+    assert [f"{f['section']}: {f['text']}" for f in verdict["findings"]] == numbered
+    assert {f["severity"] for f in verdict["findings"]} <= {"major"}
+    assert verdict["rationale"]
+    assert (verdict["verdict"] == "APPROVED") == (iteration >= 3)
+    assert reply.output_tokens == len(reply.text.split())
+
+
+def test_a_schema_changes_nothing_but_the_review():
+    provider = OfflineProvider("default")
+    plain = provider.complete(request())
+    asked = provider.complete(dataclasses.replace(request(), schema=SCHEMA))
+    assert asked == plain and not asked.structured

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import importlib
+import json
 import socket
 import threading
 import time
@@ -13,6 +15,7 @@ from types import ModuleType
 import pytest
 from http_fake import FakeServer, Reply
 
+from assemblyzero.constants import ANTHROPIC_MAX_OUTPUT_TOKENS
 from assemblyzero.providers import (
     AuthFailed,
     ModelRequest,
@@ -81,7 +84,8 @@ def test_a_reply_carries_text_and_tokens_and_the_request_model_prompt_and_key(se
     assert (reply.input_tokens, reply.output_tokens) == (11, 22)
     [seen] = server.requests
     assert (seen.method, seen.path) == ("POST", "/v1/messages")
-    assert seen.body["model"] == "claude-x" and seen.body["max_tokens"] == 4096
+    assert seen.body["model"] == "claude-x"
+    assert seen.body["max_tokens"] == ANTHROPIC_MAX_OUTPUT_TOKENS
     assert seen.body["messages"] == [{"role": "user", "content": PROMPT}]
     # anthropic 2.x sends an api_key as a bearer token; older SDKs used x-api-key
     assert (seen.headers.get("x-api-key") == SECRET
@@ -198,3 +202,82 @@ def test_anthropic_base_url_is_honoured_when_the_key_has_none(serve, monkeypatch
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
     assert provider.create("claude-x", ProviderKey("k", SECRET)).complete(REQUEST).text == (
         "from env url")
+
+
+# ----------------------------------------------------------- structured verdicts, limits, retries
+
+SCHEMA = {"type": "object", "additionalProperties": False,
+          "required": ["verdict", "rationale", "findings"],
+          "properties": {"verdict": {"type": "string", "enum": ["APPROVED", "REVISE", "DISCUSS"]},
+                         "rationale": {"type": "string"},
+                         "findings": {"type": "array", "items": {
+                             "type": "object", "additionalProperties": False,
+                             "required": ["section", "severity", "text"],
+                             "properties": {"section": {"type": "string"},
+                                            "severity": {"type": "string",
+                                                         "enum": ["blocking", "major", "minor"]},
+                                            "text": {"type": "string"}}}}}}
+VERDICT = {"verdict": "REVISE", "rationale": "one gap",
+           "findings": [{"section": "Risks", "severity": "major", "text": "add a mitigation"}]}
+REVIEW = dataclasses.replace(REQUEST, role="review", schema=SCHEMA,
+                             system="You review designs.", max_output_tokens=900)
+
+
+def tool_use(verdict: dict, stop: str = "tool_use") -> dict:  # type: ignore[type-arg]
+    body = message()
+    body["content"] = [{"type": "tool_use", "id": "toolu_1", "name": "verdict",
+                        "input": verdict}]
+    body["stop_reason"] = stop
+    return body
+
+
+def test_a_schema_forces_the_verdict_tool_and_its_input_is_the_json_reply(serve):
+    server = serve(Reply(200, tool_use(VERDICT)))
+    reply = provider.create("claude-x", ProviderKey("team-a", SECRET, server.url)).complete(
+        REVIEW)
+    assert json.loads(reply.text) == VERDICT and reply.text == json.dumps(VERDICT)
+    assert (reply.structured, reply.truncated, reply.retries) == (True, False, ())
+    [seen] = server.requests
+    [tool] = seen.body["tools"]
+    assert (tool["name"], tool["input_schema"]) == ("verdict", SCHEMA) and tool["description"]
+    assert seen.body["tool_choice"] == {"type": "tool", "name": "verdict"}
+    assert seen.body["system"] == "You review designs." and seen.body["max_tokens"] == 900
+
+
+def test_without_a_schema_or_system_no_tool_and_the_default_cap(serve):
+    server = serve(Reply(200, message()))
+    reply = call(server)
+    assert not reply.structured
+    body = server.requests[0].body
+    assert not {"tools", "tool_choice", "system"} & set(body)
+    assert body["max_tokens"] == ANTHROPIC_MAX_OUTPUT_TOKENS
+
+
+def test_stop_reason_max_tokens_is_a_truncated_reply(serve):
+    body = message("# Design\n\nthe last sen")
+    body["stop_reason"] = "max_tokens"
+    reply = call(serve(Reply(200, body)))
+    assert reply.truncated and reply.text == "# Design\n\nthe last sen"
+
+
+def test_a_tool_call_cut_at_max_tokens_is_truncated_and_still_structured(serve):
+    reply = provider.create("claude-x", ProviderKey("team-a", SECRET, serve(
+        Reply(200, tool_use({"verdict": "REVISE"}, "max_tokens"))).url)).complete(REVIEW)
+    assert (reply.truncated, reply.structured, reply.text) == (
+        True, True, '{"verdict": "REVISE"}')
+
+
+def test_a_credential_with_structured_false_gets_no_tool(serve):
+    server = serve(Reply(200, message("VERDICT: APPROVED")))
+    key = ProviderKey("proxy", SECRET, server.url, structured=False)
+    reply = provider.create("claude-x", key).complete(REVIEW)
+    assert (reply.text, reply.structured) == ("VERDICT: APPROVED", False)
+    assert "tools" not in server.requests[0].body
+    assert server.requests[0].body["system"] == "You review designs."
+
+
+def test_a_503_then_a_reply_reports_the_retry(serve):
+    server = serve(error(503, "overloaded_error", "Overloaded"), Reply(200, message("ok")))
+    reply = call(server)
+    assert (reply.text, reply.retries) == ("ok", ("HTTP 503",))
+    assert len(server.requests) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import signal
@@ -170,3 +171,16 @@ def test_a_killed_workers_command_ends_before_its_item_is_released(tmp_path: Pat
     assert proc.returncode == 1, out
     assert not _alive(command), out  # ended by the coordinator, not left running
     assert "LLD-041 failed" in out
+
+
+@pytest.mark.e2e
+def test_a_system_message_goes_first_on_stdin_and_a_schema_is_not_structured(
+        tmp_path: Path) -> None:
+    provider = create(script(tmp_path, "echo", ECHO_BYTES))
+    schema = {"type": "object", "properties": {"verdict": {"type": "string"}}}
+    asked = dataclasses.replace(request("review this"), role="review", schema=schema,
+                                system="You review designs.", max_output_tokens=50)
+    reply = provider.complete(asked)
+    assert reply.text == "You review designs.\n\nreview this"
+    assert (reply.structured, reply.truncated, reply.retries) == (False, False, ())
+    assert provider.complete(request("no system")).text == "no system"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import importlib
 import re
@@ -200,3 +201,82 @@ def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("assemblyzero.providers._common.importlib.import_module", no_genai)
     with pytest.raises(ProviderError, match=re.escape('pip install "assemblyzero[gemini]"')):
         create("gemini-x", ProviderKey("team-g", SECRET))
+
+
+# ----------------------------------------------------------- structured verdicts, limits, retries
+
+SCHEMA = {"type": "object", "additionalProperties": False,
+          "required": ["verdict", "rationale", "findings"],
+          "properties": {"verdict": {"type": "string", "enum": ["APPROVED", "REVISE", "DISCUSS"]},
+                         "rationale": {"type": "string"},
+                         "findings": {"type": "array", "items": {
+                             "type": "object", "additionalProperties": False,
+                             "required": ["section", "severity", "text"],
+                             "properties": {"section": {"type": "string"},
+                                            "severity": {"type": "string",
+                                                         "enum": ["blocking", "major", "minor"]},
+                                            "text": {"type": "string"}}}}}}
+VERDICT = '{"verdict": "APPROVED", "rationale": "complete", "findings": []}'
+REVIEW = dataclasses.replace(REQUEST, role="review", schema=SCHEMA,
+                             system="You review designs.", max_output_tokens=900)
+
+
+def answer(text: str, reason: str = "STOP") -> dict[str, Any]:
+    parts = [{"text": text}] if text else []
+    return {"candidates": [{"content": {"parts": parts, "role": "model"},
+                            "finishReason": reason}],
+            "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 5}}
+
+
+def test_a_schema_asks_for_json_with_the_schema_system_instruction_and_limit(serve: Any) -> None:
+    server = serve(Reply(200, answer(VERDICT)))
+    reply = provider(server).complete(REVIEW)
+    assert (reply.text, reply.structured, reply.truncated, reply.retries) == (
+        VERDICT, True, False, ())
+    [seen] = server.requests
+    config = seen.body["generationConfig"]
+    assert config["responseMimeType"] == "application/json"
+    assert config["responseJsonSchema"] == SCHEMA and "responseSchema" not in config
+    assert config["maxOutputTokens"] == 900
+    assert seen.body["systemInstruction"]["parts"] == [{"text": "You review designs."}]
+
+
+def test_without_a_schema_system_or_limit_none_is_sent(serve: Any) -> None:
+    server = serve(Reply(200, OK))
+    reply = provider(server).complete(REQUEST)
+    assert not reply.structured and not reply.truncated
+    body = server.requests[0].body
+    assert "systemInstruction" not in body
+    config = body.get("generationConfig", {})
+    assert not {"responseMimeType", "responseJsonSchema", "maxOutputTokens"} & set(config)
+
+
+def test_finish_reason_max_tokens_is_a_truncated_reply(serve: Any) -> None:
+    reply = provider(serve(Reply(200, answer("# LLD\n\nthe last sen", "MAX_TOKENS")))).complete(
+        REQUEST)
+    assert reply.truncated and reply.text == "# LLD\n\nthe last sen"
+
+
+def test_a_reply_cut_before_any_text_is_empty_and_truncated_not_an_error(serve: Any) -> None:
+    reply = provider(serve(Reply(200, answer("", "MAX_TOKENS")))).complete(REQUEST)
+    assert (reply.text, reply.truncated) == ("", True)
+
+
+def test_a_credential_with_structured_false_is_not_asked_for_json(serve: Any) -> None:
+    server = serve(Reply(200, answer("VERDICT: APPROVED")))
+    key = ProviderKey("team-g", SECRET, server.url, structured=False)
+    reply = create("gemini-x", key).complete(REVIEW)
+    assert (reply.text, reply.structured) == ("VERDICT: APPROVED", False)
+    config = server.requests[0].body["generationConfig"]
+    assert "responseJsonSchema" not in config and "responseMimeType" not in config
+
+
+def test_a_503_then_a_reply_reports_the_retry(serve: Any) -> None:
+    server = serve(Reply(503, error(503, "UNAVAILABLE", "overloaded")), Reply(200, OK))
+    reply = provider(server).complete(REQUEST)
+    assert reply.retries == ("HTTP 503",) and len(server.requests) == 2
+
+
+def test_an_empty_reply_that_was_not_cut_still_fails_with_its_finish_reason(serve: Any) -> None:
+    with pytest.raises(ProviderError, match=r"empty reply \(finish reason .*SAFETY"):
+        provider(serve(Reply(200, answer("", "SAFETY")))).complete(REQUEST)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import importlib
+import json
+import os
 import socket
 import threading
 import time
@@ -13,8 +16,13 @@ from types import ModuleType
 import pytest
 from http_fake import FakeServer, Reply
 
+from assemblyzero.constants import OPENAI_MAX_OUTPUT_TOKENS
+from assemblyzero.keys.gate import KeyGate
+from assemblyzero.keys.leases import LeaseStore
+from assemblyzero.keys.pool import Grant, Pool
 from assemblyzero.providers import (
     AuthFailed,
+    ModelReply,
     ModelRequest,
     ProviderError,
     ProviderKey,
@@ -23,6 +31,7 @@ from assemblyzero.providers import (
     load_provider,
 )
 from assemblyzero.providers import openai as provider
+from assemblyzero.worker import read_keys
 
 SECRET = "sk-proj-test-0123456789secret"
 PROMPT = "Write a low-level design for feature 7."
@@ -223,3 +232,157 @@ def test_the_registry_loads_it_by_spec(serve):
     assert loaded.name == "openai" and loaded.key is not None and loaded.key.name == "k"
     assert loaded.complete(REQUEST).text == "via registry"
     assert server.requests[0].body["model"] == "gpt-x"
+
+
+# ----------------------------------------------------------- structured verdicts, limits, retries
+
+SCHEMA = {"type": "object", "additionalProperties": False,
+          "required": ["verdict", "rationale", "findings"],
+          "properties": {"verdict": {"type": "string", "enum": ["APPROVED", "REVISE", "DISCUSS"]},
+                         "rationale": {"type": "string"},
+                         "findings": {"type": "array", "items": {
+                             "type": "object", "additionalProperties": False,
+                             "required": ["section", "severity", "text"],
+                             "properties": {"section": {"type": "string"},
+                                            "severity": {"type": "string",
+                                                         "enum": ["blocking", "major", "minor"]},
+                                            "text": {"type": "string"}}}}}}
+VERDICT = '{"verdict": "APPROVED", "rationale": "complete", "findings": []}'
+REVIEW = dataclasses.replace(REQUEST, role="review", schema=SCHEMA,
+                             system="You review designs.", max_output_tokens=900)
+RESPONSE_FORMAT = {"type": "json_schema",
+                   "json_schema": {"name": "verdict", "schema": SCHEMA, "strict": True}}
+
+
+def finished(text: str, reason: str) -> dict:  # type: ignore[type-arg]
+    body = completion(text)
+    body["choices"][0]["finish_reason"] = reason
+    return body
+
+
+def test_a_schema_asks_for_a_strict_json_schema_reply_with_the_system_message_and_limit(serve):
+    server = serve(Reply(200, completion(VERDICT)))
+    reply = provider.create("gpt-x", ProviderKey("team-a", SECRET, server.url)).complete(REVIEW)
+    assert (reply.text, reply.structured, reply.truncated, reply.retries) == (
+        VERDICT, True, False, ())
+    [seen] = server.requests
+    assert seen.body["response_format"] == RESPONSE_FORMAT
+    assert seen.body["messages"] == [{"role": "system", "content": "You review designs."},
+                                     {"role": "user", "content": PROMPT}]
+    assert seen.body["max_tokens"] == 900 and "max_completion_tokens" not in seen.body
+
+
+def test_without_a_schema_system_or_limit_the_body_has_none_of_them(serve):
+    server = serve(Reply(200, completion()))
+    reply = call(server)
+    assert not reply.structured and not reply.truncated
+    body = server.requests[0].body
+    assert not {"response_format", "max_tokens", "max_completion_tokens"} & set(body)
+    assert [m["role"] for m in body["messages"]] == ["user"]
+
+
+def test_openais_own_api_gets_max_completion_tokens_with_the_default_cap(serve):
+    official = provider.create("gpt-x", ProviderKey("team-a", SECRET, "https://api.openai.com/v1"))
+    assert official.official
+    assert official._arguments(REQUEST, None)["max_completion_tokens"] == (
+        OPENAI_MAX_OUTPUT_TOKENS)
+    assert official._arguments(REVIEW, SCHEMA)["max_completion_tokens"] == 900
+    assert "max_tokens" not in official._arguments(REVIEW, SCHEMA)
+
+
+def test_finish_reason_length_is_a_truncated_reply(serve):
+    reply = call(serve(Reply(200, finished("# Design\n\nthe last sen", "length"))))
+    assert reply.truncated and reply.text == "# Design\n\nthe last sen"
+
+
+def test_a_400_refusing_response_format_is_asked_again_without_it_and_remembered(serve):
+    refusal = "Invalid parameter: 'response_format' of type 'json_schema' is not supported."
+    server = serve(Reply(400, {"error": {"message": refusal, "type": "invalid_request_error",
+                                         "param": "response_format", "code": None}}),
+                   Reply(200, completion("VERDICT: APPROVED")))
+    openai = provider.create("gpt-x", ProviderKey("team-a", SECRET, server.url))
+    reply = openai.complete(REVIEW)
+    assert (reply.text, reply.structured) == ("VERDICT: APPROVED", False)
+    assert reply.retries == ("HTTP 400 (response_format refused)",)
+    first, second = server.requests
+    assert first.body["response_format"] == RESPONSE_FORMAT
+    assert "response_format" not in second.body
+    assert second.body["messages"] == first.body["messages"]
+    again = openai.complete(REVIEW)  # the same provider asks no more
+    assert len(server.requests) == 3 and "response_format" not in server.requests[2].body
+    assert (again.structured, again.retries) == (False, ())
+
+
+def test_a_400_naming_json_schema_in_its_message_only_is_a_refusal_too(serve):
+    server = serve(error(400, "json_schema is not supported by this server"),
+                   Reply(200, completion("VERDICT: REVISE")))
+    reply = call_review(server)
+    assert not reply.structured and len(server.requests) == 2
+
+
+def test_another_400_with_a_schema_fails_without_asking_again(serve):
+    server = serve(error(400, "This model's maximum context length is 8192 tokens"))
+    with pytest.raises(ProviderError, match="HTTP 400"):
+        call_review(server)
+    assert len(server.requests) == 1
+
+
+def test_a_credential_with_structured_false_is_never_asked_for_json(serve):
+    server = serve(Reply(200, completion("VERDICT: APPROVED")))
+    key = ProviderKey("local", "", server.url, structured=False)
+    reply = provider.create("llama3", key).complete(REVIEW)
+    assert not reply.structured and "response_format" not in server.requests[0].body
+
+
+def test_structured_false_in_the_credentials_file_reaches_the_provider(
+        serve, tmp_path, monkeypatch):
+    server = serve(Reply(200, completion("VERDICT: APPROVED")))
+    path = tmp_path / "credentials.json"
+    path.write_text(json.dumps({"credentials": [
+        {"name": "vllm", "provider": "openai", "key_env": "AZ_TEST_VLLM_KEY",
+         "base_url": server.url, "structured": False},
+        {"name": "cloud", "provider": "openai", "key_env": "AZ_TEST_VLLM_KEY",
+         "base_url": server.url}]}))
+    monkeypatch.setenv("ASSEMBLYZERO_CREDENTIALS", str(path))
+    monkeypatch.setenv("AZ_TEST_VLLM_KEY", SECRET)
+    gate = KeyGate(Pool.for_models(("openai:llama3",), store=LeaseStore(tmp_path / "leases")))
+    sent = []
+    for _ in range(2):
+        grant = gate.take("LLD-1")
+        assert isinstance(grant, Grant)
+        read, write = os.pipe()
+        with os.fdopen(write, "w") as pipe:  # what the coordinator writes on the secrets pipe
+            json.dump(gate.secrets(grant), pipe)
+        monkeypatch.setenv("ASSEMBLYZERO_CREDENTIAL", ",".join(grant.names))
+        monkeypatch.setenv("ASSEMBLYZERO_SECRET_FD", str(read))
+        keys, _ = read_keys()
+        sent.append((keys["openai"].name, keys["openai"].structured))
+        provider.create("llama3", keys["openai"]).complete(REVIEW)
+    assert sorted(sent) == [("cloud", True), ("vllm", False)]
+    asked = {name: "response_format" in seen.body
+             for (name, _), seen in zip(sent, server.requests, strict=True)}
+    assert asked == {"vllm": False, "cloud": True}
+
+
+def test_a_refusal_instead_of_json_is_its_text_unstructured(serve):
+    body = completion(None)
+    body["choices"][0]["message"]["refusal"] = "I cannot review this."
+    reply = call_review(serve(Reply(200, body)))
+    assert (reply.text, reply.structured) == ("I cannot review this.", False)
+
+
+def test_a_503_then_a_reply_reports_the_retry(serve):
+    server = serve(error(503, "overloaded"), Reply(200, completion("ok")))
+    reply = call(server)
+    assert (reply.text, reply.retries) == ("ok", ("HTTP 503",))
+
+
+def test_a_timeout_then_a_5xx_then_a_reply_reports_both_oldest_first(serve, monkeypatch):
+    monkeypatch.setenv("ASSEMBLYZERO_CALL_TIMEOUT", "0.3")
+    server = serve(Reply(200, completion(), delay=2), error(502, "bad gateway"),
+                   Reply(200, completion("ok")))
+    assert call(server).retries == ("timeout", "HTTP 502")
+
+
+def call_review(server: FakeServer) -> ModelReply:
+    return provider.create("gpt-x", ProviderKey("team-a", SECRET, server.url)).complete(REVIEW)

@@ -2,9 +2,11 @@
 
     {"credentials": [{"name": "team-a", "provider": "anthropic",
                       "key_env": "ANTHROPIC_KEY_A", "max_concurrent": 1,
-                      "enabled": true, "base_url": "..."}]}
+                      "enabled": true, "base_url": "...", "structured": true}]}
 
-`key` instead of `key_env` holds a literal secret; then the file must not
+`structured: false` stops the provider asking for a structured (JSON
+schema) reply natively, for a server that rejects it. `key` instead of
+`key_env` holds a literal secret; then the file must not
 be readable by group or others (refused otherwise, as ssh does). Only a
 credential's *name* ever travels in argv or the environment. Messages about
 the file name an entry by its position and never quote a value from it.
@@ -30,7 +32,8 @@ from assemblyzero.ui.prefix_tee import KEY_SHAPES
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,30}")  # an unknown field shown by name
 _KEY_SHAPES = re.compile(KEY_SHAPES.pattern.decode())
-_FIELDS = ("name", "provider", "key_env", "key", "max_concurrent", "enabled", "base_url")
+_FIELDS = ("name", "provider", "key_env", "key", "max_concurrent", "enabled", "base_url",
+           "structured")
 _EXAMPLE = '{"name": "team-a", "provider": "anthropic", "key_env": "ANTHROPIC_API_KEY"}'
 
 
@@ -47,6 +50,7 @@ class Credential:
     max_concurrent: int = 1
     enabled: bool = True
     base_url: str | None = None
+    structured: bool = True  # False: the provider never asks for a structured reply natively
 
 
 @dataclass(frozen=True)
@@ -237,7 +241,13 @@ def _entry(path: Path, index: int, item: Any) -> Credential:
     if base_url is not None and not isinstance(base_url, str):
         raise CredentialError(f"{where}: 'base_url' must be a string (got {_got(base_url)}); write "
                               "e.g. \"base_url\": \"http://127.0.0.1:8000/v1\"")
-    return Credential(name, provider, key_env, "key" in item, limit, enabled, base_url)
+    structured = item.get("structured", True)
+    if not isinstance(structured, bool):
+        raise CredentialError(f"{where}: 'structured' must be true or false "
+                              f"(got {_got(structured)}); write \"structured\": false, without "
+                              "quotes, for a server that rejects structured replies")
+    return Credential(name, provider, key_env, "key" in item, limit, enabled, base_url,
+                      structured)
 
 
 def _unknown(fields: set[str]) -> str:

@@ -102,12 +102,15 @@ class KeyGate:
 
     def secrets(self, grant: Grant | None) -> dict[str, Any] | None:
         """What the worker of `grant` gets on its secrets pipe: its keys (secret, provider,
-        base URL), and every known secret so it can mask any of them in what it writes."""
+        base URL, whether to ask for structured replies), and every known secret so it can
+        mask any of them in what it writes."""
         if grant is None or self.pool is None:
             return None
         keys = {name: {"secret": self.pool.creds.secrets[name],
                        "provider": self.pool.credential(name).provider,
-                       "base_url": self.pool.credential(name).base_url} for name in grant.names}
+                       "base_url": self.pool.credential(name).base_url,
+                       "structured": self.pool.credential(name).structured}
+                for name in grant.names}
         return {"keys": keys, "mask": [v for v in self.pool.creds.secrets.values() if v]}
 
     def charge(self, item: str, grant: Grant | None, result: WorkerResult | None) -> None:

@@ -70,6 +70,9 @@ class ProviderKey:
     name: str
     secret: str = field(repr=False)
     base_url: str | None = None
+    # False: never ask for a structured reply natively (a server that rejects it; the
+    # credentials file's "structured": false); the reply is text, as without a schema.
+    structured: bool = True
 
 
 class Provider(Protocol):

@@ -4,7 +4,8 @@ Provider modules turn their SDK's exceptions into RateLimited (429, with
 Retry-After), AuthFailed (401/403) or a transient ProviderError (5xx,
 timeouts, connection errors); `call_with_retries` retries only the
 transient ones, a bounded number of times, and never a 429 or 401/403,
-which the coordinator handles across keys.
+which the coordinator handles across keys. What it retried comes back in
+`ModelReply.retries` ("HTTP 503", "timeout", "connection error").
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import importlib
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from types import ModuleType
 from typing import Any, TypeVar
 
-from assemblyzero.providers import AuthFailed, ProviderError, RateLimited
+from assemblyzero.providers import AuthFailed, ModelReply, ProviderError, RateLimited
 
 T = TypeVar("T")
 
@@ -27,8 +29,19 @@ ENV_CALL_TIMEOUT = "ASSEMBLYZERO_CALL_TIMEOUT"
 DEFAULT_CALL_TIMEOUT = 300.0  # seconds one HTTP call may take
 
 
+RETRY_TIMEOUT = "timeout"  # the words a retry is reported with (ModelReply.retries)
+RETRY_CONNECTION = "connection error"
+
+
 class Transient(ProviderError):
-    """A failure worth retrying on the same key: 5xx, timeout, connection reset."""
+    """A failure worth retrying on the same key: 5xx, timeout, connection reset.
+
+    `label` is how a retry of it is reported: "HTTP 503", "timeout", "connection error".
+    """
+
+    def __init__(self, message: str, label: str) -> None:
+        super().__init__(message)
+        self.label = label
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -65,18 +78,27 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
     return max(0.0, when.timestamp() - now())
 
 
-def call_with_retries(call: Callable[[], T], retries: int = CALL_RETRIES,
+def call_with_retries(call: Callable[[], ModelReply], retries: int = CALL_RETRIES,
                       base: float | None = None,
-                      sleep: Callable[[float], None] = time.sleep) -> T:
-    """`call()`, retrying a Transient failure `retries` times with doubling pauses."""
+                      sleep: Callable[[float], None] = time.sleep) -> ModelReply:
+    """`call()`, retrying a Transient failure `retries` times with doubling pauses.
+
+    The reply lists what was retried before it (`ModelReply.retries`, oldest first,
+    after any the call itself reported); the last failure, when every try failed,
+    is raised naming the number of tries.
+    """
     base = RETRY_BASE if base is None else base  # read now: tests shorten it
+    retried: list[str] = []
     for attempt in range(retries + 1):
         try:
-            return call()
+            reply = call()
         except Transient as exc:
             if attempt == retries:
                 raise ProviderError(f"{exc} (after {retries + 1} tries)") from exc
+            retried.append(exc.label)
             sleep(base * 2**attempt)
+        else:
+            return replace(reply, retries=(*retried, *reply.retries)) if retried else reply
     raise AssertionError("unreachable")
 
 
@@ -100,7 +122,7 @@ def status_error(provider: str, status: int, detail: str, retry_after: str | Non
     if status in (401, 403):
         return AuthFailed(message)
     if status >= 500:
-        return Transient(message)
+        return Transient(message, f"HTTP {status}")
     return ProviderError(message)
 
 
@@ -118,10 +140,10 @@ def stainless_call(provider: str, sdk: Any, base_error: type[Exception], call: C
                            exc.response.headers.get("retry-after"), secret) from None
     except sdk.APITimeoutError:
         raise Transient(f"{provider}: no reply within {timeout:g}s "
-                        f"({ENV_CALL_TIMEOUT})") from None
+                        f"({ENV_CALL_TIMEOUT})", RETRY_TIMEOUT) from None
     except sdk.APIConnectionError as exc:
         cause = type(exc.__cause__).__name__ if exc.__cause__ else "no detail"
-        raise Transient(f"{provider}: connection error ({cause})") from None
+        raise Transient(f"{provider}: connection error ({cause})", RETRY_CONNECTION) from None
     except base_error as exc:  # e.g. a reply the SDK could not read
         raise ProviderError(f"{provider}: {type(exc).__name__}: "
                             f"{clean(str(exc), secret)}") from None

@@ -3,12 +3,19 @@
 SDK-internal retries are off, so a 429 reaches the coordinator (which rests
 the key); 5xx, timeouts and connection errors are retried here a bounded
 number of times by `call_with_retries`. No message ever carries the key.
+
+A request with a schema forces a tool whose input schema it is: the tool
+call's input, as JSON, is the reply (`structured`), unless the credential
+says `"structured": false`. `max_tokens` is the request's, else
+ANTHROPIC_MAX_OUTPUT_TOKENS; `stop_reason` "max_tokens" marks a cut reply.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from assemblyzero.constants import ANTHROPIC_MAX_OUTPUT_TOKENS
 from assemblyzero.providers import (
     ModelReply,
     ModelRequest,
@@ -19,7 +26,8 @@ from assemblyzero.providers import (
 from assemblyzero.providers._common import call_timeout, clean, require, stainless_call
 
 NAME = "anthropic"
-MAX_TOKENS = 4096
+TOOL = "verdict"  # the forced tool a structured reply comes through
+TOOL_DESCRIPTION = "Record the review's verdict, its rationale and its findings."
 
 
 class AnthropicProvider:
@@ -39,17 +47,34 @@ class AnthropicProvider:
         return _common.call_with_retries(lambda: self._once(request))
 
     def _once(self, request: ModelRequest) -> ModelReply:
+        arguments: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_output_tokens or ANTHROPIC_MAX_OUTPUT_TOKENS,
+            "messages": [{"role": "user", "content": request.prompt}]}
+        if request.system:
+            arguments["system"] = request.system
+        forced = request.schema is not None and self.key.structured
+        if forced:
+            arguments["tools"] = [{"name": TOOL, "description": TOOL_DESCRIPTION,
+                                   "input_schema": dict(request.schema or {})}]
+            arguments["tool_choice"] = {"type": "tool", "name": TOOL}
         message = stainless_call(
             NAME, self._sdk, self._sdk.AnthropicError,
-            lambda: self._client.messages.create(
-                model=self.model, max_tokens=MAX_TOKENS,
-                messages=[{"role": "user", "content": request.prompt}]),
+            lambda: self._client.messages.create(**arguments),
             lambda exc: str(exc.api_message or exc.message), self.timeout, self.key.secret)
         blocks = getattr(message, "content", None) or []
-        text = "".join(b.text for b in blocks if getattr(b, "type", None) == "text")
+        used = [b for b in blocks if getattr(b, "type", None) == "tool_use"
+                and getattr(b, "name", None) == TOOL]
+        if forced and used:
+            text, structured = json.dumps(getattr(used[0], "input", None) or {}), True
+        else:  # no schema, or (should the tool not be called) whatever text came
+            text = "".join(b.text for b in blocks if getattr(b, "type", None) == "text")
+            structured = False
         usage = getattr(message, "usage", None)
         return ModelReply(text, getattr(usage, "input_tokens", None),
-                          getattr(usage, "output_tokens", None))
+                          getattr(usage, "output_tokens", None),
+                          truncated=getattr(message, "stop_reason", None) == "max_tokens",
+                          structured=structured)
 
 
 def create(model: str, key: ProviderKey | None = None) -> AnthropicProvider:

@@ -7,7 +7,9 @@ ends the worker's group (Ctrl+C, a timeout, the coordinator making sure no
 process of an item outlives it) ends the command too; a call that times out
 or is abandoned kills the command and every process it started. It is never
 retried: a failing command fails the call with its exit code and the tail of
-its stderr.
+its stderr. A command has no structured mode: a schema changes nothing (the
+prompt asks for the verdict in text), and a system message goes first on
+stdin, a blank line before the prompt.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class CmdProvider:
         with _lock:
             _running.add(child.pid)
         try:
-            out, err = child.communicate(request.prompt, timeout=timeout)
+            out, err = child.communicate(_stdin(request), timeout=timeout)
         except BaseException as exc:  # a timeout, or the worker stopping mid-call
             _kill_tree(child.pid)  # the command and whatever it started
             child.wait()
@@ -81,6 +83,11 @@ class CmdProvider:
 
 def create(model: str, key: ProviderKey | None = None) -> CmdProvider:
     return CmdProvider(model, key)
+
+
+def _stdin(request: ModelRequest) -> str:
+    """What the command reads: the system message, a blank line, the prompt."""
+    return f"{request.system}\n\n{request.prompt}" if request.system else request.prompt
 
 
 def _tail(stderr: str) -> str:

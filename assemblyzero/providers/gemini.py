@@ -5,6 +5,13 @@ so explicitly where the SDK knows the option) so that a 429 reaches the
 coordinator at once; 5xx, timeouts and connection errors are retried here by
 `call_with_retries`. The key travels in the `x-goog-api-key` header and is
 scrubbed from every message we build.
+
+A request with a schema asks for `application/json` with that schema as
+`response_json_schema` (plain JSON Schema, passed through as is), unless the
+credential says `"structured": false`. The system message goes in
+`system_instruction`; `max_output_tokens` only when the request sets one (the
+API's default is the model's own limit, thinking included); finish reason
+MAX_TOKENS marks a cut reply, which may be empty (thinking used the budget).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from assemblyzero.providers import (
     _common,
 )
 from assemblyzero.providers._common import (
+    RETRY_CONNECTION,
+    RETRY_TIMEOUT,
     Transient,
     call_timeout,
     call_with_retries,
@@ -38,7 +47,7 @@ class GeminiProvider:
         if key is None:
             raise ProviderError("the gemini provider needs a credential: add an entry with "
                                 "\"provider\": \"gemini\" to the credentials file")
-        self.model, self.key = model, key
+        self.model, self.key, self.types = model, key, genai.types
         self.timeout = call_timeout()
         options: dict[str, Any] = {"timeout": max(1, round(self.timeout * 1000))}  # ms
         if key.base_url:
@@ -53,11 +62,22 @@ class GeminiProvider:
 
     def complete(self, request: ModelRequest) -> ModelReply:
         # RETRY_BASE is read now: call_with_retries's default was bound at import
-        return call_with_retries(lambda: self._once(request.prompt), base=_common.RETRY_BASE)
+        return call_with_retries(lambda: self._once(request), base=_common.RETRY_BASE)
 
-    def _once(self, prompt: str) -> ModelReply:
+    def _once(self, request: ModelRequest) -> ModelReply:
+        structured = request.schema is not None and self.key is not None and self.key.structured
+        config: dict[str, Any] = {}
+        if request.system:
+            config["system_instruction"] = request.system
+        if request.max_output_tokens:
+            config["max_output_tokens"] = request.max_output_tokens
+        if structured:
+            config["response_mime_type"] = "application/json"
+            config["response_json_schema"] = dict(request.schema or {})
         try:
-            response = self.client.models.generate_content(model=self.model, contents=prompt)
+            response = self.client.models.generate_content(
+                model=self.model, contents=request.prompt,
+                config=self.types.GenerateContentConfig(**config) if config else None)
         except self.errors.APIError as exc:
             raise self._api_error(exc) from None
         except Exception as exc:
@@ -65,13 +85,15 @@ class GeminiProvider:
                 raise self._transport_error(exc) from None
             raise ProviderError(self._scrub(f"gemini {self.model}: {type(exc).__name__}: "
                                             f"{exc}")) from None
-        text = response.text
-        if not text:
+        text = response.text or ""
+        truncated = _stopped_at_limit(response)
+        if not text and not truncated:
             reason = _finish_reason(response)
             raise ProviderError(f"gemini {self.model}: empty reply ({reason})")
         usage = response.usage_metadata
         return ModelReply(text, usage.prompt_token_count if usage else None,
-                          usage.candidates_token_count if usage else None)
+                          usage.candidates_token_count if usage else None,
+                          truncated=truncated, structured=structured)
 
     def _api_error(self, exc: Any) -> ProviderError:
         code = int(exc.code or 0)
@@ -82,14 +104,15 @@ class GeminiProvider:
         if code in (401, 403) or _error_reason(exc.details) == "API_KEY_INVALID":
             return AuthFailed(message)
         if code == 408 or code >= 500:
-            return Transient(message)
+            return Transient(message, f"HTTP {code}")
         return ProviderError(message)
 
     def _transport_error(self, exc: Exception) -> Transient:
         if "Timeout" in type(exc).__name__:
-            return Transient(f"gemini {self.model}: timed out after {self.timeout:g}s")
+            return Transient(f"gemini {self.model}: timed out after {self.timeout:g}s",
+                             RETRY_TIMEOUT)
         return Transient(self._scrub(f"gemini {self.model}: connection failed: "
-                                     f"{type(exc).__name__}: {exc}"))
+                                     f"{type(exc).__name__}: {exc}"), RETRY_CONNECTION)
 
     def _scrub(self, text: str) -> str:
         secret = self.key.secret if self.key else ""
@@ -143,3 +166,10 @@ def _finish_reason(response: Any) -> str:
     candidates = getattr(response, "candidates", None) or []
     reason = getattr(candidates[0], "finish_reason", None) if candidates else None
     return f"finish reason {reason}" if reason else "no candidates"
+
+
+def _stopped_at_limit(response: Any) -> bool:
+    """The first candidate ended at the output-token limit (finish reason MAX_TOKENS)."""
+    candidates = getattr(response, "candidates", None) or []
+    reason = getattr(candidates[0], "finish_reason", None) if candidates else None
+    return str(getattr(reason, "value", reason)) == "MAX_TOKENS"

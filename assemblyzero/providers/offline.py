@@ -11,10 +11,13 @@ ASSEMBLYZERO_SIMULATE_HANG=<id>[:<role>],... makes that call never return
 credential (each credential, for `*`) with a 429, shared by every worker of
 the run; a count of `<N>s` means every call for N seconds from the first;
 ASSEMBLYZERO_SIMULATE_401=<credential>,... refuses every call made with it.
+A review asked for with a schema is answered as the JSON verdict
+(`structured`), with the same decision and findings as the text one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -65,6 +68,7 @@ _KEYWORDS: dict[str, tuple[str, ...]] = {
 }
 _MAX_FACTS = 6
 
+_APPROVAL = "Every section is complete and matches the source."
 _FINDINGS = (
     "Risks: give every risk a mitigation and a way to notice it in production.",
     "Testing: tie each test to one acceptance criterion by name.",
@@ -105,6 +109,10 @@ class OfflineProvider:
             raise ProviderError(
                 f"simulated failure of the {request.role} call ({ENV_SIMULATE_FAIL})"
             )
+        if request.role == "review" and request.schema is not None:
+            text = json.dumps(self._verdict(request), indent=2)
+            return ModelReply(text, len(request.prompt.split()), len(text.split()),
+                              structured=True)
         if request.role == "review":
             text = self._review(request)
         elif request.role == "revise":
@@ -115,11 +123,24 @@ class OfflineProvider:
 
     def _review(self, request: ModelRequest) -> str:
         if request.iteration >= self.approve_at:
-            return "VERDICT: APPROVED\n\nEvery section is complete and matches the source.\n"
-        first = (request.iteration - 1) * 2
-        picked = [_FINDINGS[(first + k) % len(_FINDINGS)] for k in range(2)]
-        lines = [f"{n}. {text}" for n, text in enumerate(picked, 1)]
+            return f"VERDICT: APPROVED\n\n{_APPROVAL}\n"
+        lines = [f"{n}. {text}" for n, text in enumerate(self._findings(request), 1)]
         return "VERDICT: REVISE\n\n" + "\n".join(lines) + "\n"
+
+    def _verdict(self, request: ModelRequest) -> dict[str, Any]:
+        """The review as the JSON the verdict schema asks for: same decision, same findings."""
+        if request.iteration >= self.approve_at:
+            return {"verdict": "APPROVED", "rationale": _APPROVAL, "findings": []}
+        findings = []
+        for finding in self._findings(request):
+            section, _, text = finding.partition(": ")
+            findings.append({"section": section, "severity": "major", "text": text})
+        return {"verdict": "REVISE", "rationale": f"{len(findings)} findings to address.",
+                "findings": findings}
+
+    def _findings(self, request: ModelRequest) -> list[str]:
+        first = (request.iteration - 1) * 2
+        return [_FINDINGS[(first + k) % len(_FINDINGS)] for k in range(2)]
 
 
 def create(model: str, key: ProviderKey | None = None) -> OfflineProvider:

@@ -1,16 +1,27 @@
-"""The OpenAI provider: the official `openai` SDK, chat completions, one user message.
+"""The OpenAI provider: the official `openai` SDK, chat completions.
 
 It also serves any OpenAI-compatible server (vLLM, Ollama, ...) through the
 credential's `base_url` or the SDK's own OPENAI_BASE_URL; such a server may
 need no key. SDK-internal retries are off, so a 429 reaches the coordinator;
 5xx, timeouts and connection errors are retried by `call_with_retries`.
+
+A request with a schema asks for `response_format` json_schema (strict). A
+server that refuses it (a 400 naming response_format or json_schema) is asked
+again without it, and never again by this provider object; a credential with
+`"structured": false` is never asked. OpenAI's own API gets a cap of
+OPENAI_MAX_OUTPUT_TOKENS unless the request sets one (`max_completion_tokens`,
+which every current OpenAI model takes); another server gets `max_tokens` only
+when the request sets it, since its context may be smaller than any default.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
+from assemblyzero.constants import OPENAI_MAX_OUTPUT_TOKENS
 from assemblyzero.providers import (
     ModelReply,
     ModelRequest,
@@ -22,6 +33,19 @@ from assemblyzero.providers._common import call_timeout, clean, require, stainle
 
 NAME = "openai"
 PLACEHOLDER_KEY = "unused"  # what a keyless OpenAI-compatible server is sent
+OFFICIAL_HOST = "api.openai.com"
+SCHEMA_NAME = "verdict"
+# A 400 (or 422) whose error names one of these refuses the structured-output request.
+REFUSAL_WORDS = ("response_format", "json_schema", "response format")
+REFUSED = "HTTP {status} (response_format refused)"  # how that retry is reported
+
+
+class _Refused(Exception):
+    """The server refused `response_format` (passes through stainless_call unmapped)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class OpenAIProvider:
@@ -38,24 +62,62 @@ class OpenAIProvider:
         except (sdk.OpenAIError, ValueError, TypeError) as exc:
             raise ProviderError(f"{NAME}: cannot set up the client: "
                                 f"{clean(str(exc), secret)}") from None
+        self.structured = key.structured if key else True  # False once a server refused it
+        self.official = getattr(self._client.base_url, "host", None) == OFFICIAL_HOST
 
     def complete(self, request: ModelRequest) -> ModelReply:
-        return _common.call_with_retries(lambda: self._once(request))
+        schema = request.schema if self.structured else None
+        if schema is None:
+            return _common.call_with_retries(lambda: self._once(request, None))
+        try:
+            return _common.call_with_retries(lambda: self._once(request, schema))
+        except _Refused as refused:
+            self.structured = False  # for the rest of this provider's life
+            reply = _common.call_with_retries(lambda: self._once(request, None))
+            return replace(reply, retries=(REFUSED.format(status=refused.status),
+                                           *reply.retries))
 
-    def _once(self, request: ModelRequest) -> ModelReply:
-        completion = stainless_call(
-            NAME, self._sdk, self._sdk.OpenAIError,
-            lambda: self._client.chat.completions.create(
-                model=self.model, messages=[{"role": "user", "content": request.prompt}]),
-            _detail, self.timeout, self._mask)
+    def _once(self, request: ModelRequest, schema: Mapping[str, Any] | None) -> ModelReply:
+        arguments = self._arguments(request, schema)
+
+        def create() -> Any:
+            try:
+                return self._client.chat.completions.create(**arguments)
+            except (self._sdk.BadRequestError, self._sdk.UnprocessableEntityError) as exc:
+                if schema is not None and _refuses_schema(exc):
+                    raise _Refused(exc.status_code) from None
+                raise
+
+        completion = stainless_call(NAME, self._sdk, self._sdk.OpenAIError, create, _detail,
+                                    self.timeout, self._mask)
         choices = getattr(completion, "choices", None) or []
         message = getattr(choices[0], "message", None) if choices else None
         if message is None:
             raise ProviderError(f"{NAME}: the reply has no choices")
+        text = getattr(message, "content", None) or ""
+        refusal = getattr(message, "refusal", None)
+        if not text and isinstance(refusal, str) and refusal:  # the model declined the schema
+            text, schema = refusal, None
         usage = getattr(completion, "usage", None)
-        return ModelReply(getattr(message, "content", None) or "",
-                          getattr(usage, "prompt_tokens", None),
-                          getattr(usage, "completion_tokens", None))
+        return ModelReply(text, getattr(usage, "prompt_tokens", None),
+                          getattr(usage, "completion_tokens", None),
+                          truncated=getattr(choices[0], "finish_reason", None) == "length",
+                          structured=schema is not None)
+
+    def _arguments(self, request: ModelRequest,
+                   schema: Mapping[str, Any] | None) -> dict[str, Any]:
+        messages = [{"role": "system", "content": request.system}] if request.system else []
+        messages.append({"role": "user", "content": request.prompt})
+        arguments: dict[str, Any] = {"model": self.model, "messages": messages}
+        if self.official:
+            arguments["max_completion_tokens"] = (request.max_output_tokens
+                                                  or OPENAI_MAX_OUTPUT_TOKENS)
+        elif request.max_output_tokens:
+            arguments["max_tokens"] = request.max_output_tokens
+        if schema is not None:
+            arguments["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": SCHEMA_NAME, "schema": dict(schema), "strict": True}}
+        return arguments
 
 
 def create(model: str, key: ProviderKey | None = None) -> OpenAIProvider:
@@ -81,3 +143,9 @@ def _detail(exc: Any) -> str:
     body = exc.body
     detail = body.get("message") if isinstance(body, dict) else None
     return str(detail or exc.message)
+
+
+def _refuses_schema(exc: Any) -> bool:
+    """A 400/422 whose error names the structured-output parameter."""
+    said = f"{exc.message} {exc.body}".lower()
+    return any(word in said for word in REFUSAL_WORDS)
