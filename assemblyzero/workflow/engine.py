@@ -36,6 +36,7 @@ from assemblyzero.workflow.templates import (
     missing_sections,
     render,
     split_sections,
+    tidy,
     title_of,
 )
 from assemblyzero.workflow.verdict import Finding, Verdict, quote, shorten
@@ -145,8 +146,9 @@ class Workflow:
 
     def _draft(self, state: WorkflowState) -> None:
         state["iteration"] = 1
-        state["draft"] = self._call(self.drafter, "draft", state).text
-        self.lineage(f"{state['iteration']:03d}-draft.md", state["draft"])
+        raw = self._call(self.drafter, "draft", state).text
+        self.lineage(f"{state['iteration']:03d}-draft.md", raw)  # as the model wrote it
+        state["draft"] = tidy(raw, self.template)  # the template's headings, no chatter
         state["next"] = "validate"
 
     def _validate(self, state: WorkflowState) -> None:
@@ -235,8 +237,9 @@ class Workflow:
 
     def _revise(self, state: WorkflowState) -> None:
         state["iteration"] += 1
-        state["draft"] = self._call(self.drafter, "revise", state).text
-        self.lineage(f"{state['iteration']:03d}-draft.md", state["draft"])
+        raw = self._call(self.drafter, "revise", state).text
+        self.lineage(f"{state['iteration']:03d}-draft.md", raw)  # as the model wrote it
+        state["draft"] = tidy(raw, self.template)  # the template's headings, no chatter
         state["next"] = "validate"
 
     def _finalize(self, state: WorkflowState) -> None:
