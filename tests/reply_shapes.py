@@ -61,6 +61,9 @@ class Shape:
     drafts: tuple[str, ...] = (CLEAN,)  # the drafter's replies in turn (the last repeats)
     reviews: tuple[Any, ...] = (APPROVE_TEXT,)  # str: text; dict: JSON (native if asked)
     cut: bool = False  # the first draft stops at the token limit; the rest comes next
+    always_cut: bool = False  # every draft reply stops at the token limit
+    expect: str = "done"  # the item's status
+    reason: str = ""  # what its reason must say (when not done)
     min_iterations: int = 1  # the reviewer's word must cost at least this many drafts
     revise_must_quote: str = ""  # the revision request must carry this finding
 
@@ -79,6 +82,10 @@ SHAPES = (
     Shape("d-cut", "draft cut off (finish_reason length / stop_reason max_tokens)",
           cut=True),
     Shape("d-empty", "an empty reply, then a draft", drafts=("", CLEAN)),
+    Shape("d-empties", "only empty replies", drafts=("",), expect="failed",
+          reason="empty reply from"),
+    Shape("d-cutcut", "every reply cut at the token limit", always_cut=True, expect="failed",
+          reason="reply was cut at 60 output tokens"),
     Shape("r-line", "review `VERDICT: APPROVED`"),
     Shape("r-bold", "review `**Verdict:** APPROVED`",
           reviews=("**Verdict:** APPROVED\n\nGood work.",)),
@@ -93,6 +100,9 @@ SHAPES = (
     Shape("r-bullets", "review `Verdict: REVISE` with `- ` findings",
           reviews=(f"Verdict: REVISE\n\n- {BULLET_FINDING}\n", APPROVE_TEXT),
           min_iterations=2, revise_must_quote="session tokens are stored"),
+    Shape("r-discuss", "review DISCUSS with a question for a human",
+          reviews=({"verdict": "DISCUSS", "rationale": "Refund to the card or as credit?",
+                    "findings": []},), expect="halted", reason="Refund to the card or as credit?"),
 )
 BY_NAME = {s.name: s for s in SHAPES}
 
@@ -153,6 +163,8 @@ class ShapeServer:
             if shape.cut and item in self.cut_pending:
                 self.cut_pending.discard(item)
                 return 200, self._reply(CLEAN[len(CLEAN) // 2:])
+            if shape.always_cut:
+                return 200, self._reply(CLEAN[:len(CLEAN) // 2], cut=True)
             if shape.cut and turn == 0:
                 self.cut_pending.add(item)
                 return 200, self._reply(CLEAN[:len(CLEAN) // 2], cut=True)
@@ -195,6 +207,10 @@ def _prompt(body: dict[str, Any]) -> str:
 
 def problems(shape: Shape, item: dict[str, Any], lld: Path | None, prompts: list[str]) -> str:
     """What is wrong with how `shape` ended ("" when it ended right)."""
+    if shape.expect != "done":
+        if item["status"] != shape.expect or shape.reason not in item["reason"]:
+            return f"{item['status']}: {item['reason'][:120]} (expected {shape.expect})"
+        return ""
     if item["status"] != "done":
         return f"{item['status']}: {item['reason'][:120]}"
     if lld is None or not lld.is_file():
