@@ -105,6 +105,9 @@ SHAPES = (
                     "findings": []},), expect="halted", reason="Refund to the card or as credit?"),
 )
 BY_NAME = {s.name: s for s in SHAPES}
+# What differs between wire formats: how a cut, an empty reply and a native verdict arrive
+# (documents and text verdicts are read by the engine, the same for every provider).
+WIRE_SHAPES = ("d-cut", "d-cutcut", "d-empty", "r-native", "r-line")
 
 
 class ShapeServer:
@@ -234,14 +237,17 @@ def problems(shape: Shape, item: dict[str, Any], lld: Path | None, prompts: list
     return "; ".join(wrong)
 
 
-def probe(root: Path, wire: str, repeat: int) -> list[tuple[str, str, str]]:
-    """Run every shape `repeat` times through the CLI on `wire`; (shape, what, outcome)."""
+def probe(root: Path, wire: str, repeat: int,
+          names: tuple[str, ...] | None = None) -> list[tuple[str, str, str]]:
+    """Run every shape (or those `names`) `repeat` times through the CLI on `wire`;
+    (shape, what, outcome) for each."""
+    shapes = [s for s in SHAPES if names is None or s.name in names]
     sys.path.insert(0, str(Path(__file__).parent))
     from conftest import cli, latest_run, make_workspace, summary
 
     server = ShapeServer(wire)
     try:
-        ids = [f"{s.name}-{n}" for s in SHAPES for n in range(1, repeat + 1)]
+        ids = [f"{s.name}-{n}" for s in shapes for n in range(1, repeat + 1)]
         ws = make_workspace(root / f"ws-{wire}", issues=ids)
         env = {"ASSEMBLYZERO_CALL_TIMEOUT": "20"}
         if wire == "openai":  # a local server, no credential: the README's recipe
@@ -260,7 +266,7 @@ def probe(root: Path, wire: str, repeat: int) -> list[tuple[str, str, str]]:
             raise RuntimeError(f"the {wire} run left no summary: {run.out[-2000:]}{run.err}")
         items = {i["id"]: i for i in summary(latest_run(ws))["items"]}
         rows = []
-        for shape in SHAPES:
+        for shape in shapes:
             outcomes = []
             for n in range(1, repeat + 1):
                 item_id = f"{shape.name}-{n}"
