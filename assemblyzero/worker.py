@@ -32,7 +32,7 @@ from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import InvalidId, Kind, check_id, slug
 from assemblyzero.keys.redact import Redactor
 from assemblyzero.providers import AuthFailed, Provider, ProviderError, ProviderKey, RateLimited
-from assemblyzero.results import WORKER_EXIT, Status, WorkerResult, tokens_by_key
+from assemblyzero.results import WORKER_EXIT, Status, WorkerResult, retries_of, tokens_by_key
 from assemblyzero.workflow.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -137,7 +137,8 @@ def run_item(
                             iterations=state.get("iteration", 0),
                             model_calls=state.get("model_calls", 0),
                             tokens=list(state.get("tokens", [0, 0])),
-                            tokens_by_key=tokens_by_key(state), retry=retry)
+                            tokens_by_key=tokens_by_key(state), retry=retry,
+                            retries=retries_of(state))
 
     try:
         checkpoint.root = ws.root  # its folder must not lead outside the workspace

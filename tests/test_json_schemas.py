@@ -354,10 +354,11 @@ SUMMARY: dict[str, Any] = {
     "parallel": 3, "drafter": "offline:default", "reviewer": "offline:default", "exit_code": 0,
     "counts": {"done": 1, "failed": 0, "halted": 0, "timeout": 0, "interrupted": 0,
                "skipped": 0},
-    "worker_seconds": 1.0,
+    "worker_seconds": 1.0, "retries": {"HTTP 503": 1},
     "items": [{"kind": "lld", "id": "101", "tag": "LLD-101", "status": "done", "duration": 0.99,
                "iterations": 2, "model_calls": 4, "tokens": [5012, 2186], "attempts": 1,
-               "rate_limited": 0, "credential": "team-a", "reason": "", "log": "/tmp/x.log"}],
+               "rate_limited": 0, "credential": "team-a", "reason": "", "log": "/tmp/x.log",
+               "retries": {"HTTP 503": 1}}],
     "credentials": [{"name": "team-a", "provider": "offline", "attempts": 1,
                      "rate_limited": 0, "tokens": [5012, 2186], "cooldown_seconds": 0.0,
                      "disabled": ""}],
@@ -446,9 +447,11 @@ _ITEM, _KEY = ("items", 0), ("credentials", 0)
     ((*_ITEM, "tokens"), [1, "2"], (*_ITEM, "tokens", 1), "type"),
     ((*_ITEM, "log"), _DROP, _ITEM, "required"),
     ((*_KEY, "disabled"), False, (*_KEY, "disabled"), "type"),
+    ((*_ITEM, "retries", "HTTP 503"), 0, (*_ITEM, "retries", "HTTP 503"), "minimum"),
+    (("retries",), _DROP, (), "required"),
 ], ids=["version-string", "no-credentials", "exit-code-enum", "label-enum", "started-format",
         "counts-missing-key", "item-status-enum", "tokens-three", "tokens-string",
-        "item-no-log", "disabled-bool"])
+        "item-no-log", "disabled-bool", "retries-zero", "no-retries"])
 def test_summary_schema_rejects_wrong_documents(path: tuple[Any, ...], value: Any,
                                                 at: tuple[Any, ...], keyword: str):
     assert_valid("summary", SUMMARY)

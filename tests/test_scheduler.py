@@ -97,6 +97,7 @@ class Worker:
     tokens: tuple[int, int] = (10, 5)
     on_stop: float | None = 0.5  # seconds it takes to save and exit on a stop; None: ignores
     forever: bool = False  # never ends by itself
+    retries: dict[str, int] = field(default_factory=dict)  # what its calls retried
 
 
 @dataclass
@@ -125,7 +126,7 @@ class ScriptedBackend:
         by_key = {name: list(worker.tokens) for name in names}
         return WorkerResult(kind, item_id, worker.status, iterations=1, model_calls=2,
                             tokens=list(worker.tokens), tokens_by_key=by_key or None,
-                            retry=worker.retry)
+                            retry=worker.retry, retries=dict(worker.retries))
 
     def _end_at(self, key: str, when: float, result: WorkerResult | None, code: int) -> None:
         if key in self.pending:
@@ -247,6 +248,15 @@ def test_ten_of_twelve_start_at_once_and_the_last_two_as_the_first_end(tmp_path:
     starts = at(run, "start")
     assert [t for t, _ in starts] == [0.0] * 10 + [1.0, 2.0]
     assert sorted(key for _, key in starts) == sorted(f"lld-{n}" for n in range(1, 13))
+
+
+def test_what_the_calls_retried_is_counted_per_item_and_for_the_run(tmp_path: Path) -> None:
+    run = play(tmp_path, {"1": [Worker(retries={"HTTP 503": 2, "cut": 1})],
+                          "2": [Worker(retries={"HTTP 503": 1})], "3": [Worker()]}, parallel=3)
+    assert [i["retries"] for i in run.summary["items"]] == [
+        {"HTTP 503": 2, "cut": 1}, {"HTTP 503": 1}, {}]
+    assert run.summary["retries"] == {"HTTP 503": 3, "cut": 1}
+    assert run.said("retried: HTTP 503 x3, cut x1") == 1
 
 
 def test_a_timeout_stops_the_worker_and_kills_it_after_the_grace(tmp_path: Path) -> None:

@@ -406,7 +406,8 @@ class Coordinator:
             rate_limited=self.sched.limited.get(key, 0),
             credential=",".join(grant.names) if grant else None,
             reason=" ".join(self.scrub(reason).split()),
-            log=str(attempt.log) if attempt else None))
+            log=str(attempt.log) if attempt else None,
+            retries=dict(result.retries) if result else {}))
         if slot is None:  # no worker ran (skipped, no credential, ...): the journal says so
             self.record.event(Event.END, item=tag or item.tag, status=status.value)
 

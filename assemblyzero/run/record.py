@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,9 @@ class Outcome:
     credential: str | None = None
     reason: str = ""
     log: str | None = None
+    # What was retried within the item's calls ({"HTTP 503": 1, "empty": 1, "cut": 2,
+    # "re-ask": 1}), cumulative for the item like its tokens.
+    retries: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -54,6 +54,7 @@ def summary_data(
         "exit_code": exit_code,
         "counts": counts,
         "worker_seconds": round(sum(o.duration for o in outcomes), 3),
+        "retries": retries(outcomes),
         "items": [o.to_json() for o in sorted(outcomes, key=lambda o: (o.kind, sort_key(o.id)))],
         "credentials": [{**asdict(k), "cooldown_seconds": round(k.cooldown_seconds, 3)}
                         for k in keys],
@@ -79,11 +80,23 @@ def print_summary(say: Callable[[str], None], summary: dict[str, Any], outcomes:
                  for k in summary["credentials"]]
         for line in _aligned(rows):
             say("  " + line)
+    retried = retries(outcomes)
+    if retried:  # what the calls needed besides their answers, so nobody has to read logs
+        say("  retried: " + ", ".join(f"{label} x{n}" for label, n in retried.items()))
     counts = ", ".join(f"{n} {s}" for s, n in summary["counts"].items() if n)
     wall, work = summary["wall_seconds"], summary["worker_seconds"]
     speed = f" ({work / wall:.1f}x)" if wall > 0 else ""
     say(f"{counts or 'nothing run'}; wall {wall:.1f}s, worker time {work:.1f}s{speed}; "
         f"{_rel(str(path), root) if path else 'summary.json not written'}")
+
+
+def retries(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    """Every item's retries, summed by label, most frequent first."""
+    total: dict[str, int] = {}
+    for o in outcomes:
+        for label, n in o.retries.items():
+            total[label] = total.get(label, 0) + n
+    return dict(sorted(total.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 TAIL_LINES = 3  # lines of a failed item's log shown under the summary
