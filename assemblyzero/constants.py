@@ -96,3 +96,6 @@ SECRET_ENV_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOO
 # (65536 for gemini-2.5-pro, thinking included), while a value above it is refused.
 ANTHROPIC_MAX_OUTPUT_TOKENS = 16_384
 OPENAI_MAX_OUTPUT_TOKENS = 16_384
+# --max-output-tokens: a cap on one model reply (default: each provider's own).
+MAX_OUTPUT_TOKENS = 1_000_000  # above any model's output limit: a larger value is a typo
+MAX_OUTPUT_EXAMPLE = 16384  # the value messages suggest

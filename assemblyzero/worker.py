@@ -92,6 +92,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"the reviewing model (default: ${ENV_REVIEWER}, else "
                              f"{DEFAULT_MODEL})")
     parser.add_argument("--max-iterations", type=int, default=DEFAULT_MAX_ITERATIONS)
+    parser.add_argument("--max-output-tokens", type=int, default=None,
+                        help="a cap on one model reply (default: each provider's own)")
     parser.add_argument("--input", type=Path, default=None,
                         help="the input document, when not the workspace's own (GitHub)")
     parser.add_argument("--publish", choices=["github"], default=None,
@@ -234,6 +236,7 @@ def _build(
         drafter=drafter, reviewer=reviewer, models=(args.drafter, args.reviewer),
         max_iterations=args.max_iterations, checkpoint=checkpoint, say=say, stop=stop,
         scrub=scrub, source_path=args.input, publish=args.publish,
+        max_output_tokens=args.max_output_tokens,
     )
 
 

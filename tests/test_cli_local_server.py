@@ -28,12 +28,14 @@ class LocalServer:
 
     def __init__(self, limited: int) -> None:
         self.calls, self.limited, self.lock = 0, limited, threading.Lock()
+        self.bodies: list[dict[str, Any]] = []  # every request, as sent
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
+                    server.bodies.append(body)
                     server.calls += 1
                     limit = server.calls <= server.limited
                 if limit:
@@ -105,3 +107,17 @@ def test_an_item_out_of_attempts_on_a_local_server_gets_its_status_entry(
     index = json.loads((ws / "docs/lld/status.json").read_text())
     assert index["items"]["1"]["status"] == "failed"
     assert "429" in index["items"]["1"]["reason"]
+
+
+def test_max_output_tokens_caps_every_call_and_dry_run_shows_it(
+        tmp_path: Path, local: LocalServer) -> None:
+    ws = make_workspace(tmp_path / "ws", issues=["1"])
+    plan = cli("dry-run", "--kind=lld", "--repo", str(ws), "--max-output-tokens=777",
+               env={"OPENAI_BASE_URL": local.url})
+    assert plan.code == 0 and "at most 777 output tokens per reply" in plan.out, plan.out
+    code, out, _ = _run(ws, local, "--max-output-tokens=777")
+    assert code == 0, out
+    sent = [b.get("max_tokens") for b in local.bodies if "messages" in b]
+    assert len(sent) >= 2 and set(sent) == {777}  # the 429'd call, the draft, the review
+    bad = cli("lld-all", "--repo", str(ws), "--max-output-tokens=0")
+    assert bad.code == 2 and "--max-output-tokens must be at least 1 (got 0)" in bad.out + bad.err

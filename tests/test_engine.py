@@ -503,8 +503,9 @@ def test_a_reply_still_cut_after_every_continuation_fails_the_item(ws: Workspace
     flow = workflow(ws, drafter, Reviewer(lambda r: APPROVED), tmp_path / "cp.db")
     with pytest.raises(ReplyFailed) as failed:
         run(flow)
-    assert str(failed.value) == ("the draft reply was cut at 4096 output tokens (the model's "
-                                 "limit for one reply)")
+    assert str(failed.value) == ("the draft reply was cut at 4096 output tokens (the limit "
+                                 "for one reply): raise --max-output-tokens if the model "
+                                 "allows more")
     assert len(drafter.requests) == 3  # the reply and MAX_CONTINUATIONS continuations
     assert retries_of(flow.state) == {"cut": 2}
     assert "draft" not in flow.state  # never validated

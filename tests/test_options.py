@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -303,3 +304,18 @@ def test_the_settings_defaults_are_the_documented_ones_and_are_floats_where_seco
 def test_settings_are_frozen():
     with pytest.raises(AttributeError):
         Settings().timeout = 1.0  # type: ignore[misc]
+
+
+def test_max_output_tokens_from_each_source_and_its_bounds(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve(repo, NO_FLAGS).max_output_tokens is None  # each provider's default
+    pyproject(repo, "max-output-tokens = 8000\n")
+    assert resolve(repo, NO_FLAGS).max_output_tokens == 8000
+    monkeypatch.setenv("ASSEMBLYZERO_MAX_OUTPUT_TOKENS", "9000")
+    assert resolve(repo, NO_FLAGS).max_output_tokens == 9000
+    assert resolve(repo, {"max_output_tokens": "100"}).max_output_tokens == 100
+    for bad, says in (("0", "must be at least 1 (got 0)"),
+                      ("2000000", "must be at most 1000000 (got 2000000)"),
+                      ("lots", "must be a whole number (got 'lots')")):
+        with pytest.raises(UsageError, match=r"--max-output-tokens " + re.escape(says)):
+            resolve(repo, {"max_output_tokens": bad})

@@ -25,6 +25,8 @@ from assemblyzero.constants import (
     ENV_DRAFTER,
     ENV_REVIEWER,
     MAX_GRACE,
+    MAX_OUTPUT_EXAMPLE,
+    MAX_OUTPUT_TOKENS,
     MAX_PARALLEL,
     MAX_TIMEOUT,
 )
@@ -60,6 +62,7 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT  # seconds one workflow may take before its worker ends
     grace: float = DEFAULT_GRACE  # seconds a stopped worker gets to save before SIGKILL
     max_attempts: int = DEFAULT_MAX_ATTEMPTS  # attempts per item on a 429 or 401/403
+    max_output_tokens: int | None = None  # a cap on one reply; None: each provider's default
 
     @property
     def models(self) -> tuple[str, str]:
@@ -76,6 +79,7 @@ class Flags(TypedDict, total=False):
     timeout: str | None
     grace: str | None
     max_attempts: str | None
+    max_output_tokens: str | None
 
 
 _DEFAULTS = Settings()
@@ -88,6 +92,7 @@ _ENV = {
     "timeout": "ASSEMBLYZERO_TIMEOUT",
     "grace": "ASSEMBLYZERO_GRACE",
     "max_attempts": "ASSEMBLYZERO_MAX_ATTEMPTS",
+    "max_output_tokens": "ASSEMBLYZERO_MAX_OUTPUT_TOKENS",
 }
 
 
@@ -177,7 +182,19 @@ def resolve(repo: Path, flags: Flags) -> Settings:
         grace=parse_seconds(*given("grace"), example=_DEFAULTS.grace, maximum=MAX_GRACE),
         max_attempts=parse_int(*given("max_attempts"), minimum=1,
                                example=_DEFAULTS.max_attempts),
+        max_output_tokens=_tokens(*given("max_output_tokens")),
     )
+
+
+def _tokens(value: object, source: str) -> int | None:
+    """A cap on one reply's output tokens, or None (not given: each provider's default)."""
+    if value is None:
+        return None
+    n = parse_int(value, source, minimum=1, example=MAX_OUTPUT_EXAMPLE)
+    if n > MAX_OUTPUT_TOKENS:
+        raise UsageError(f"{source} must be at most {MAX_OUTPUT_TOKENS} (got {n}); "
+                         f"{fix_hint(source, MAX_OUTPUT_EXAMPLE)}")
+    return n
 
 
 def _given(name: str, flags: Mapping[str, object], config: Mapping[str, object],

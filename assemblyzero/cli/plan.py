@@ -84,7 +84,8 @@ def run_kind(
     opts = RunOptions(parallel=parallel.workers, drafter=settings.drafter,
                       reviewer=settings.reviewer, max_iterations=settings.max_iterations,
                       timeout=settings.timeout, grace=settings.grace,
-                      max_attempts=settings.max_attempts, publish=origin.publish,
+                      max_attempts=settings.max_attempts,
+                      max_output_tokens=settings.max_output_tokens, publish=origin.publish,
                       source=origin.source, label=origin.label)
     coordinator = Coordinator(ws, opts, console, pool=pool, creds=creds)
     return coordinator.run(todo.items, f"{kind.value}-all", todo.skipped)
@@ -156,6 +157,7 @@ def describe(
         "version": PLAN_VERSION, "repo": str(ws.root), "parallel": parallel.workers,
         "drafter": scrub(settings.drafter), "reviewer": scrub(settings.reviewer),
         "max_iterations": settings.max_iterations, "timeout": settings.timeout,
+        "max_output_tokens": settings.max_output_tokens,
         "credentials": credential_states(settings, creds), "kinds": {},
     }
     data["source"], data["publish"] = origin.source, origin.publish
@@ -244,8 +246,10 @@ def _plan_lines(data: dict[str, Any], warning: str) -> list[str]:
     workers = data["parallel"]
     lines.append(f"parallelism: {workers} worker(s)" if workers > 1 else
                  "parallelism: sequential (one at a time; add --parallel for 3)")
+    cap = data.get("max_output_tokens")
     lines.append(f"models: drafter {data['drafter']}, reviewer {data['reviewer']}, "
-                 f"max {data['max_iterations']} revision(s), timeout {data['timeout']:g}s")
+                 f"max {data['max_iterations']} revision(s), timeout {data['timeout']:g}s"
+                 + (f", at most {cap} output tokens per reply" if cap else ""))
     if data.get("publish"):
         lines.append(f"publish: each finished issue is also created on {data['publish']}")
     if data["credentials"]:

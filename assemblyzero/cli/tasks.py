@@ -60,6 +60,8 @@ _SHARED = {
     "max_iterations": "revisions allowed after the first draft (default 3)",
     "max_attempts": "attempts per item when a key answers 429 or 401/403; each resumes "
                     "from the checkpoint on any free key (default 5)",
+    "max_output_tokens": "cap on one model reply's output tokens (default: each provider's "
+                         "own); a reply cut at the cap is continued, at most twice",
 }
 _ONE_HELP = {k: v for k, v in _SHARED.items() if k not in ("only", "limit")}
 _RUN_HELP = {
@@ -159,10 +161,12 @@ def lld_all(c: Context, parallel: Parallelism = None, dry_run: bool = False, rep
             only: str | None = None, limit: str | None = None, timeout: str | None = None,
             grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
             max_iterations: str | None = None, max_attempts: str | None = None,
+            max_output_tokens: str | None = None,
             source: str = "files", label: str | None = None) -> None:
     """Write an LLD for every pending issue (docs/issues/active, or open GitHub issues)."""
     flags = Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
-                   max_iterations=max_iterations, max_attempts=max_attempts)
+                   max_iterations=max_iterations, max_attempts=max_attempts,
+                   max_output_tokens=max_output_tokens)
     _run_all(Kind.LLD, parallel, dry_run, repo, only, limit, flags, Origin(source, label))
 
 
@@ -171,10 +175,12 @@ def issue_all(c: Context, parallel: Parallelism = None, dry_run: bool = False, r
               only: str | None = None, limit: str | None = None, timeout: str | None = None,
               grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
               max_iterations: str | None = None, max_attempts: str | None = None,
+              max_output_tokens: str | None = None,
               publish: str | None = None) -> None:
     """Write an issue for every pending brief (ideas/active), then move the brief to ideas/done."""
     flags = Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
-                   max_iterations=max_iterations, max_attempts=max_attempts)
+                   max_iterations=max_iterations, max_attempts=max_attempts,
+                   max_output_tokens=max_output_tokens)
     _run_all(Kind.ISSUE, parallel, dry_run, repo, only, limit, flags, Origin(publish=publish))
 
 
@@ -208,22 +214,26 @@ def _one(kind: Kind, item_id: str | None, repo: str, flags: Flags) -> None:
     "id": "the id of the issue to design (docs/issues/active/<id>.md)", **_ONE_HELP})
 def lld(c: Context, id: str | None = None, repo: str = ".", timeout: str | None = None,
         grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
-        max_iterations: str | None = None, max_attempts: str | None = None) -> None:
+        max_iterations: str | None = None, max_attempts: str | None = None,
+        max_output_tokens: str | None = None) -> None:
     """Write the LLD of one issue, in the foreground."""
     _one(Kind.LLD, id, repo, Flags(timeout=timeout, grace=grace, drafter=drafter,
                                     reviewer=reviewer, max_iterations=max_iterations,
-                                    max_attempts=max_attempts))
+                                    max_attempts=max_attempts,
+                                    max_output_tokens=max_output_tokens))
 
 
 @task(auto_shortflags=False, help={
     "id": "the id of the brief to turn into an issue (ideas/active/<id>.md)", **_ONE_HELP})
 def issue(c: Context, id: str | None = None, repo: str = ".", timeout: str | None = None,
           grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
-          max_iterations: str | None = None, max_attempts: str | None = None) -> None:
+          max_iterations: str | None = None, max_attempts: str | None = None,
+          max_output_tokens: str | None = None) -> None:
     """Write the issue of one brief, in the foreground."""
     _one(Kind.ISSUE, id, repo, Flags(timeout=timeout, grace=grace, drafter=drafter,
                                       reviewer=reviewer, max_iterations=max_iterations,
-                                      max_attempts=max_attempts))
+                                      max_attempts=max_attempts,
+                                      max_output_tokens=max_output_tokens))
 
 
 @task(optional=["parallel"], auto_shortflags=False, help={
@@ -235,7 +245,8 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Parall
             repo: str = ".", only: str | None = None, limit: str | None = None,
             timeout: str | None = None, grace: str | None = None, drafter: str | None = None,
             reviewer: str | None = None, max_iterations: str | None = None,
-            max_attempts: str | None = None, source: str = "files",
+            max_attempts: str | None = None,
+            max_output_tokens: str | None = None, source: str = "files",
             label: str | None = None, publish: str | None = None) -> None:
     """Show the plan: pending items, skipped ones and why, parallelism. Writes nothing."""
     if kind not in _KINDS:
@@ -243,7 +254,8 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Parall
                    "--kind=lld, or leave it out for both", code=EXIT_USAGE)
     _plan(_KINDS[kind], json_, parallel, repo, only, limit,
           Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
-                 max_iterations=max_iterations, max_attempts=max_attempts),
+                 max_iterations=max_iterations, max_attempts=max_attempts,
+                 max_output_tokens=max_output_tokens),
           Origin(source, label, publish))
 
 
@@ -263,7 +275,8 @@ def status(c: Context, repo: str = ".", json_: bool = False) -> None:
 def retry_failed(c: Context, parallel: Parallelism = None, repo: str = ".",
                  timeout: str | None = None, grace: str | None = None, drafter: str | None = None,
                  reviewer: str | None = None, max_iterations: str | None = None,
-                 max_attempts: str | None = None) -> None:
+                 max_attempts: str | None = None,
+                 max_output_tokens: str | None = None) -> None:
     """Run again what the latest run did not finish, each from its checkpoint."""
     from assemblyzero.cli import history
 
@@ -275,7 +288,8 @@ def retry_failed(c: Context, parallel: Parallelism = None, repo: str = ".",
     _out(f"retrying {len(ids)} {kind.value} item(s): {', '.join(ids)}")
     _run_all(kind, parallel, False, repo, ",".join(ids), None,
              Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
-                    max_iterations=max_iterations, max_attempts=max_attempts), origin)
+                    max_iterations=max_iterations, max_attempts=max_attempts,
+                    max_output_tokens=max_output_tokens), origin)
 
 
 _EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workspace"

@@ -33,6 +33,7 @@ class RunOptions:
     drafter: str = DEFAULT_MODEL
     reviewer: str = DEFAULT_MODEL
     max_iterations: int = DEFAULT_MAX_ITERATIONS
+    max_output_tokens: int | None = None  # a cap on one reply; None: each provider's default
     timeout: float = DEFAULT_TIMEOUT
     grace: float = DEFAULT_GRACE
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
@@ -63,6 +64,8 @@ def worker_args(item: Item, root: Path, run_dir: Path, opts: RunOptions) -> list
     """
     args = [f"--kind={item.kind.value}", f"--id={item.id}", f"--repo={root}",
             f"--run-dir={run_dir}", f"--max-iterations={opts.max_iterations}"]
+    if opts.max_output_tokens is not None:
+        args.append(f"--max-output-tokens={opts.max_output_tokens}")
     if item.source:
         args.append(f"--input={item.source}")
     if opts.publish and item.kind is Kind.ISSUE:

@@ -69,6 +69,7 @@ class Workflow:
     source_path: Path | None = None  # input other than the workspace's file (GitHub)
     publish: str | None = None  # "github": also create the issue there
     scrub: Callable[[str], str] = str  # masks secrets in model text before it is stored
+    max_output_tokens: int | None = None  # a cap on one reply (None: the provider's default)
     state: WorkflowState = field(default_factory=new_state)
 
     def run(self, state: WorkflowState | None = None) -> WorkerResult:
@@ -260,6 +261,8 @@ class Workflow:
         continued up to MAX_CONTINUATIONS times; ReplyFailed when neither comes right."""
         spec = self.models[1] if role == "review" else self.models[0]
         request = request or build_request(role, self.kind, self.item_id, self.template, state)
+        if self.max_output_tokens is not None:
+            request = replace(request, max_output_tokens=self.max_output_tokens)
         reply = self._once(provider, role, spec, state, request)
         if not reply.text.strip():
             self._retried(state, "empty", f"{role}: empty reply from {spec}; asking once more")
@@ -276,7 +279,8 @@ class Workflow:
             text, structured = text + reply.text, False
         if reply.truncated:
             raise self._failed(provider, f"the {role} reply was cut at {_cut_at(reply)} "
-                                         f"(the model's limit for one reply)")
+                                         f"(the limit for one reply): raise "
+                                         f"--max-output-tokens if the model allows more")
         return replace(reply, text=self.scrub(text), structured=structured)
 
     def _once(self, provider: Provider, role: str, spec: str, state: WorkflowState,
