@@ -84,6 +84,11 @@ class Workspace:
     def template_override(self, kind: Kind) -> Path:
         return self.state / "templates" / f"{kind.value}.md"
 
+    @property
+    def prompt_overrides(self) -> Path:
+        """The folder of prompt overrides, `<name>.md` each (workflow/prompts.py)."""
+        return self.state / "prompts"
+
     def ensure_state_dirs(self) -> None:
         """Create the state folders, and a .gitignore keeping them out of git."""
         for sub in ("checkpoints", "locks"):
