@@ -40,6 +40,7 @@ from assemblyzero.workflow.checkpoint import (
     CheckpointUnusable,
 )
 from assemblyzero.workflow.interrupt import Interrupted, Stop, go_quiet
+from assemblyzero.workflow.prompts import load_prompts
 from assemblyzero.workflow.state import InvalidState, WorkflowState, checked, new_state
 from assemblyzero.workspace import Workspace
 
@@ -237,6 +238,7 @@ def _build(
         max_iterations=args.max_iterations, checkpoint=checkpoint, say=say, stop=stop,
         scrub=scrub, source_path=args.input, publish=args.publish,
         max_output_tokens=args.max_output_tokens,
+        prompts=load_prompts(ws.prompt_overrides, ws.root),  # a bad override: no call made
     )
 
 

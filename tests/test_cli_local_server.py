@@ -121,3 +121,27 @@ def test_max_output_tokens_caps_every_call_and_dry_run_shows_it(
     assert len(sent) >= 2 and set(sent) == {777}  # the 429'd call, the draft, the review
     bad = cli("lld-all", "--repo", str(ws), "--max-output-tokens=0")
     assert bad.code == 2 and "--max-output-tokens must be at least 1 (got 0)" in bad.out + bad.err
+
+
+def test_a_workspace_prompt_override_reaches_the_model_and_a_bad_one_stops_the_run(
+        tmp_path: Path) -> None:
+    server = LocalServer(limited=0)
+    try:
+        ws = make_workspace(tmp_path / "ws", issues=["1"])
+        prompts = ws / ".assemblyzero" / "prompts"
+        prompts.mkdir(parents=True)
+        (prompts / "draft.md").write_text("Team rules first. Write the $kind.\n\n$outline\n\n"
+                                          "# Source\n$source\n")
+        code, out, _ = _run(ws, server)
+        assert code == 0, out
+        drafts = [b for b in server.bodies if "Team rules first." in json.dumps(b)]
+        assert len(drafts) == 1  # the draft, not the review
+        (prompts / "draft.md").write_text("Write for $audience.\n")
+        (ws / "docs/issues/active/2.md").write_text((ws / "docs/issues/active/1.md").read_text())
+        calls = len(server.bodies)
+        code, out, _ = _run(ws, server)
+        assert code == 2 and "$audience" in out and "draft.md" in out, out
+        assert len(server.bodies) == calls  # stopped before any worker called the model
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()

@@ -21,6 +21,7 @@ from assemblyzero.keys.leases import LeaseStore
 from assemblyzero.keys.pool import NoCredential, Pool
 from assemblyzero.keys.redact import Redactor
 from assemblyzero.ui.console import for_terminal, printable
+from assemblyzero.workflow.prompts import load_prompts
 from assemblyzero.workflow.templates import load_template
 from assemblyzero.workspace import Workspace
 
@@ -102,7 +103,7 @@ def check_workspace(ws: Workspace) -> None:
 def preflight(ws: Workspace, kinds: list[Kind]) -> str | None:
     """Why every item of these kinds would fail the same way, checked before any worker starts.
 
-    An output folder that leads outside the workspace, or a template the
+    An output folder that leads outside the workspace, or a template or prompt the
     workspace overrides that cannot be used.
     """
     outside = ws.outside_outputs()
@@ -114,6 +115,10 @@ def preflight(ws: Workspace, kinds: list[Kind]) -> str | None:
             load_template(kind, ws.template_override(kind), ws.root)
         except (ValueError, OSError) as exc:
             return str(exc)
+    try:
+        load_prompts(ws.prompt_overrides, ws.root)
+    except (ValueError, OSError) as exc:
+        return str(exc)
     return None
 
 

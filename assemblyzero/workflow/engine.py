@@ -29,7 +29,13 @@ from assemblyzero.results import Status, WorkerResult, retries_of, tokens_by_key
 from assemblyzero.workflow.checkpoint import Checkpoint
 from assemblyzero.workflow.interrupt import Stop
 from assemblyzero.workflow.kinds import KindRules, rules_for
-from assemblyzero.workflow.prompts import build_request, continued, reask_request
+from assemblyzero.workflow.prompts import (
+    Prompts,
+    build_request,
+    builtin_prompts,
+    continued,
+    reask_request,
+)
 from assemblyzero.workflow.state import ENDS, STEPS, Round, WorkflowState, checked, new_state
 from assemblyzero.workflow.templates import (
     Template,
@@ -70,6 +76,7 @@ class Workflow:
     publish: str | None = None  # "github": also create the issue there
     scrub: Callable[[str], str] = str  # masks secrets in model text before it is stored
     max_output_tokens: int | None = None  # a cap on one reply (None: the provider's default)
+    prompts: Prompts = field(default_factory=builtin_prompts)  # the workspace's or built in
     state: WorkflowState = field(default_factory=new_state)
 
     def run(self, state: WorkflowState | None = None) -> WorkerResult:
@@ -172,8 +179,10 @@ class Workflow:
             self._retried(state, "re-ask", f"review: the reply could not be read as a verdict "
                           f"({quote(reply.text, QUOTE_LIMIT)}); asking {self.models[1]} once "
                           f"more for just the verdict")
-            request = build_request("review", self.kind, self.item_id, self.template, state)
-            again = self._call(self.reviewer, "review", state, reask_request(request, reply.text))
+            request = build_request("review", self.kind, self.item_id, self.template, state,
+                                    self.prompts)
+            again = self._call(self.reviewer, "review", state,
+                               reask_request(request, reply.text, self.prompts))
             self.lineage(f"{at}-review-reask.md", again.text)
             verdict = Verdict.read(again.text, again.structured)
         if verdict is None:
@@ -260,7 +269,8 @@ class Workflow:
         """One whole reply of `role` (secrets masked): an empty one asked once more, a cut one
         continued up to MAX_CONTINUATIONS times; ReplyFailed when neither comes right."""
         spec = self.models[1] if role == "review" else self.models[0]
-        request = request or build_request(role, self.kind, self.item_id, self.template, state)
+        request = request or build_request(role, self.kind, self.item_id, self.template, state,
+                                           self.prompts)
         if self.max_output_tokens is not None:
             request = replace(request, max_output_tokens=self.max_output_tokens)
         reply = self._once(provider, role, spec, state, request)
@@ -275,7 +285,8 @@ class Workflow:
                 break
             self._retried(state, "cut", f"{role}: the reply was cut at {_cut_at(reply)}; asking "
                           f"{spec} to continue ({n} of {MAX_CONTINUATIONS})")
-            reply = self._once(provider, role, spec, state, continued(request, text))
+            reply = self._once(provider, role, spec, state,
+                               continued(request, text, self.prompts))
             text, structured = text + reply.text, False
         if reply.truncated:
             raise self._failed(provider, f"the {role} reply was cut at {_cut_at(reply)} "
