@@ -87,15 +87,16 @@ EXIT_AUTH_FAILED = 77  # worker: the model said 401/403; the key is disabled
 SECRET_ENV_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
 
 # Output-token caps a provider asks for when the request sets none (--max-output-tokens).
-# Anthropic requires one: 16384 fits every Claude 4 model (Sonnet 4.5 allows 64000, Opus 4
-# 32000) and stays under the 21333 at which the anthropic SDK itself calls a non-streaming
-# call too long; an LLD is a few thousand tokens. OpenAI's own API gets gpt-4o's maximum
-# output (16384, the README's model), as max_completion_tokens. An OpenAI-compatible server
-# and Gemini get no cap unless one is set: a local server's context may be smaller than any
-# fixed default (vLLM refuses such a call), and Gemini's default is the model's own limit
-# (65536 for gemini-2.5-pro, thinking included), while a value above it is refused.
+# Anthropic requires a cap: 16384 fits Claude 3.7 and every Claude 4 model (Sonnet 4.5
+# allows 64000, Opus 4 32000); the older models allow less and get their own (published
+# limits: claude-3-5-* 8192, the other claude-3-* 4096); an LLD is a few thousand tokens.
+# OpenAI (its own API or a compatible server) and Gemini get no cap unless one is set: the
+# model's own limit applies, and models differ widely (gpt-4-turbo 4096, gpt-4o 16384; a
+# local server's context may be smaller than any fixed default, and a value above a model's
+# limit is refused).
 ANTHROPIC_MAX_OUTPUT_TOKENS = 16_384
-OPENAI_MAX_OUTPUT_TOKENS = 16_384
+ANTHROPIC_OLDER_MAX_OUTPUT_TOKENS = {"claude-3-5-": 8192, "claude-3-haiku": 4096,
+                                     "claude-3-opus": 4096, "claude-3-sonnet": 4096}
 # --max-output-tokens: a cap on one model reply (default: each provider's own).
 MAX_OUTPUT_TOKENS = 1_000_000  # above any model's output limit: a larger value is a typo
 MAX_OUTPUT_EXAMPLE = 16384  # the value messages suggest

@@ -593,3 +593,46 @@ def test_a_checkpoint_of_this_release_resumes_and_its_new_keys_are_checked(ws: W
                         ({"history": [{"findings": [], "minor": [1]}]}, "history: minor"),
                         ({"history": [{"findings": [], "unreadable": 3}]}, "history: unread")):
         assert (state_problem({**new, **change}) or "").startswith(why), change
+
+
+def test_a_cut_reply_followed_by_an_empty_continuation_is_still_cut(ws: Workspace,
+                                                                     tmp_path: Path):
+    first, _ = halves(whole_draft(load_template(Kind.LLD).sections))
+    drafter = Scripted(ModelReply(first, 10, 100, truncated=True), ModelReply("", 5, 0))
+    flow = workflow(ws, drafter, Reviewer(lambda r: APPROVED), tmp_path / "cp.db")
+    with pytest.raises(ReplyFailed, match="the draft reply was cut at"):
+        run(flow)
+    assert "draft" not in flow.state  # never validated, never published
+
+
+def test_a_cut_review_with_an_empty_continuation_is_never_read_as_a_verdict(ws: Workspace,
+                                                                           tmp_path: Path):
+    reviewer = Scripted(ModelReply("VERDICT: APPROVED\n\nAll good, except Security, which",
+                                   truncated=True), "")
+    flow = workflow(ws, Drafter(), reviewer, tmp_path / "cp.db")
+    with pytest.raises(ReplyFailed, match="the review reply was cut at"):
+        run(flow)
+    assert flow.state["next"] != "finalize"
+
+
+def test_an_empty_reply_cut_at_the_limit_says_cut_not_empty(ws: Workspace, tmp_path: Path):
+    drafter = Scripted(ModelReply("", 10, 4096, truncated=True))  # all spent on thinking
+    flow = workflow(ws, drafter, Reviewer(lambda r: APPROVED), tmp_path / "cp.db")
+    with pytest.raises(ReplyFailed) as failed:
+        run(flow)
+    assert str(failed.value).startswith("the draft reply was cut at 4096 output tokens")
+    assert retries_of(flow.state) == {"cut": 2}
+
+
+def test_a_checkpointed_draft_in_the_models_shape_is_published_with_its_content(
+        ws: Workspace, tmp_path: Path):
+    """A checkpoint of an older release holds the draft as the model wrote it (numbered
+    headings): the published document still carries every section's text."""
+    sections = load_template(Kind.LLD).sections
+    numbered = "\n\n".join(f"## {n}. {name}\n{name} text." for n, name in
+                           enumerate(sections, 1))
+    flow = workflow(ws, Drafter(), Reviewer(lambda r: APPROVED), tmp_path / "cp.db")
+    document = flow.document({**flow.state, "title": "Feature 42", "draft": numbered,
+                              "iteration": 1})  # type: ignore[typeddict-item]
+    for name in sections:
+        assert f"## {name}\n\n{name} text." in document or f"## {name}\n{name} text." in document

@@ -281,3 +281,12 @@ def test_a_503_then_a_reply_reports_the_retry(serve):
     reply = call(server)
     assert (reply.text, reply.retries) == ("ok", ("HTTP 503",))
     assert len(server.requests) == 2
+
+
+def test_the_default_output_cap_stays_within_each_models_own_limit() -> None:
+    assert provider.default_max_tokens("claude-3-haiku-20240307") == 4096
+    assert provider.default_max_tokens("claude-3-opus-latest") == 4096
+    assert provider.default_max_tokens("claude-3-5-haiku-latest") == 8192
+    assert provider.default_max_tokens("claude-3-5-sonnet-20241022") == 8192
+    assert provider.default_max_tokens("claude-3-7-sonnet-latest") == 16384
+    assert provider.default_max_tokens("claude-sonnet-4-5") == 16384

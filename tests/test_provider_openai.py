@@ -16,7 +16,6 @@ from types import ModuleType
 import pytest
 from http_fake import FakeServer, Reply
 
-from assemblyzero.constants import OPENAI_MAX_OUTPUT_TOKENS
 from assemblyzero.keys.gate import KeyGate
 from assemblyzero.keys.leases import LeaseStore
 from assemblyzero.keys.pool import Grant, Pool
@@ -281,13 +280,25 @@ def test_without_a_schema_system_or_limit_the_body_has_none_of_them(serve):
     assert [m["role"] for m in body["messages"]] == ["user"]
 
 
-def test_openais_own_api_gets_max_completion_tokens_with_the_default_cap(serve):
+def test_openais_own_api_gets_max_completion_tokens_only_when_a_cap_is_set(serve):
+    """No default cap: the model's own limit applies (gpt-4-turbo allows 4096, gpt-4o 16384;
+    a default above a model's limit is refused on every call)."""
     official = provider.create("gpt-x", ProviderKey("team-a", SECRET, "https://api.openai.com/v1"))
     assert official.official
-    assert official._arguments(REQUEST, None)["max_completion_tokens"] == (
-        OPENAI_MAX_OUTPUT_TOKENS)
+    arguments = official._arguments(REQUEST, None)
+    assert "max_completion_tokens" not in arguments and "max_tokens" not in arguments
     assert official._arguments(REVIEW, SCHEMA)["max_completion_tokens"] == 900
     assert "max_tokens" not in official._arguments(REVIEW, SCHEMA)
+
+
+def test_a_text_reply_to_a_schema_request_is_not_taken_as_structured(serve):
+    """A server that ignores response_format answers in text, maybe quoting JSON in it."""
+    text = ('VERDICT: REVISE\n\n1. Interfaces: the sample below is wrong\n```json\n'
+            '{"verdict": "APPROVED", "rationale": "", "findings": []}\n```')
+    reply = call_review(serve(Reply(200, completion(text))))
+    assert reply.text == text and not reply.structured
+    whole = '{"verdict": "REVISE", "rationale": "r", "findings": []}'
+    assert call_review(serve(Reply(200, completion(whole)))).structured
 
 
 def test_finish_reason_length_is_a_truncated_reply(serve):

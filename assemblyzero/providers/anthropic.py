@@ -6,8 +6,8 @@ number of times by `call_with_retries`. No message ever carries the key.
 
 A request with a schema forces a tool whose input schema it is: the tool
 call's input, as JSON, is the reply (`structured`), unless the credential
-says `"structured": false`. `max_tokens` is the request's, else
-ANTHROPIC_MAX_OUTPUT_TOKENS; `stop_reason` "max_tokens" marks a cut reply.
+says `"structured": false`. `max_tokens` is the request's, else the model's
+default (`default_max_tokens`); `stop_reason` "max_tokens" marks a cut reply.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from assemblyzero.constants import ANTHROPIC_MAX_OUTPUT_TOKENS
+from assemblyzero.constants import ANTHROPIC_MAX_OUTPUT_TOKENS, ANTHROPIC_OLDER_MAX_OUTPUT_TOKENS
 from assemblyzero.providers import (
     ModelReply,
     ModelRequest,
@@ -28,6 +28,12 @@ from assemblyzero.providers._common import call_timeout, clean, require, stainle
 NAME = "anthropic"
 TOOL = "verdict"  # the forced tool a structured reply comes through
 TOOL_DESCRIPTION = "Record the review's verdict, its rationale and its findings."
+
+
+def default_max_tokens(model: str) -> int:
+    """The cap sent when none is set (the API requires one): within the model's own limit."""
+    return next((n for prefix, n in ANTHROPIC_OLDER_MAX_OUTPUT_TOKENS.items()
+                 if model.startswith(prefix)), ANTHROPIC_MAX_OUTPUT_TOKENS)
 
 
 class AnthropicProvider:
@@ -49,7 +55,7 @@ class AnthropicProvider:
     def _once(self, request: ModelRequest) -> ModelReply:
         arguments: dict[str, Any] = {
             "model": self.model,
-            "max_tokens": request.max_output_tokens or ANTHROPIC_MAX_OUTPUT_TOKENS,
+            "max_tokens": request.max_output_tokens or default_max_tokens(self.model),
             "messages": [{"role": "user", "content": request.prompt}]}
         if request.system:
             arguments["system"] = request.system

@@ -8,20 +8,21 @@ need no key. SDK-internal retries are off, so a 429 reaches the coordinator;
 A request with a schema asks for `response_format` json_schema (strict). A
 server that refuses it (a 400 naming response_format or json_schema) is asked
 again without it, and never again by this provider object; a credential with
-`"structured": false` is never asked. OpenAI's own API gets a cap of
-OPENAI_MAX_OUTPUT_TOKENS unless the request sets one (`max_completion_tokens`,
-which every current OpenAI model takes); another server gets `max_tokens` only
-when the request sets it, since its context may be smaller than any default.
+`"structured": false` is never asked, and a reply is structured only when it
+is the JSON object itself (a server may ignore response_format). An output cap
+is sent only when the request sets one (`max_completion_tokens` to OpenAI's own
+API, which every current OpenAI model takes; `max_tokens` to another server):
+otherwise the model's own limit applies.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from assemblyzero.constants import OPENAI_MAX_OUTPUT_TOKENS
 from assemblyzero.providers import (
     ModelReply,
     ModelRequest,
@@ -102,22 +103,29 @@ class OpenAIProvider:
         return ModelReply(text, getattr(usage, "prompt_tokens", None),
                           getattr(usage, "completion_tokens", None),
                           truncated=getattr(choices[0], "finish_reason", None) == "length",
-                          structured=schema is not None)
+                          # Servers that ignore response_format answer in text: structured
+                          # only when the whole reply is the JSON object asked for.
+                          structured=schema is not None and _is_json_object(text))
 
     def _arguments(self, request: ModelRequest,
                    schema: Mapping[str, Any] | None) -> dict[str, Any]:
         messages = [{"role": "system", "content": request.system}] if request.system else []
         messages.append({"role": "user", "content": request.prompt})
         arguments: dict[str, Any] = {"model": self.model, "messages": messages}
-        if self.official:
-            arguments["max_completion_tokens"] = (request.max_output_tokens
-                                                  or OPENAI_MAX_OUTPUT_TOKENS)
-        elif request.max_output_tokens:
-            arguments["max_tokens"] = request.max_output_tokens
+        if request.max_output_tokens:  # else the model's own limit (models differ widely)
+            key = "max_completion_tokens" if self.official else "max_tokens"
+            arguments[key] = request.max_output_tokens
         if schema is not None:
             arguments["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": SCHEMA_NAME, "schema": dict(schema), "strict": True}}
         return arguments
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False
 
 
 def create(model: str, key: ProviderKey | None = None) -> OpenAIProvider:

@@ -274,21 +274,23 @@ class Workflow:
         if self.max_output_tokens is not None:
             request = replace(request, max_output_tokens=self.max_output_tokens)
         reply = self._once(provider, role, spec, state, request)
-        if not reply.text.strip():
+        if not reply.text.strip() and not reply.truncated:  # cut with nothing: the limit's
             self._retried(state, "empty", f"{role}: empty reply from {spec}; asking once more")
             reply = self._once(provider, role, spec, state, request)
-            if not reply.text.strip():
+            if not reply.text.strip() and not reply.truncated:
                 raise self._failed(provider, f"empty reply from {spec}")
-        text, structured = reply.text, reply.structured
+        text, structured, cut = reply.text, reply.structured, reply.truncated
         for n in range(1, MAX_CONTINUATIONS + 1):
-            if not reply.truncated:
+            if not cut:
                 break
             self._retried(state, "cut", f"{role}: the reply was cut at {_cut_at(reply)}; asking "
                           f"{spec} to continue ({n} of {MAX_CONTINUATIONS})")
             reply = self._once(provider, role, spec, state,
                                continued(request, text, self.prompts))
+            # An empty continuation finished nothing: the text is still cut.
             text, structured = text + reply.text, False
-        if reply.truncated:
+            cut = reply.truncated or not reply.text.strip()
+        if cut or not text.strip():
             raise self._failed(provider, f"the {role} reply was cut at {_cut_at(reply)} "
                                          f"(the limit for one reply): raise "
                                          f"--max-output-tokens if the model allows more")
@@ -342,4 +344,6 @@ class Workflow:
     def document(self, state: WorkflowState) -> str:
         """The output document: the latest draft's sections under the kind's heading."""
         title, preface = self.rules.heading(self, state)
-        return render(title, split_sections(state["draft"]), self.template.sections, preface)
+        # Tidied again: a checkpoint of an older release may hold a draft as the model wrote it.
+        sections = split_sections(tidy(state["draft"], self.template))
+        return render(title, sections, self.template.sections, preface)
