@@ -636,3 +636,21 @@ def test_a_checkpointed_draft_in_the_models_shape_is_published_with_its_content(
                               "iteration": 1})  # type: ignore[typeddict-item]
     for name in sections:
         assert f"## {name}\n\n{name} text." in document or f"## {name}\n{name} text." in document
+
+
+def test_what_a_failing_call_retried_is_still_counted(ws: Workspace, tmp_path: Path):
+    class Failing:
+        name = "failing"
+
+        def complete(self, request: ModelRequest) -> ModelReply:
+            failed = ProviderError("test: HTTP 503: overloaded (after 3 tries)")
+            failed.retried = ("HTTP 503", "HTTP 503")
+            raise failed
+
+    flow = workflow(ws, Failing(), Reviewer(lambda r: APPROVED), tmp_path / "cp.db",
+                    lines=(lines := []))
+    with pytest.raises(ProviderError):
+        run(flow)
+    assert retries_of(flow.state) == {"HTTP 503": 2}
+    assert lines.count("draft: test:drafter was retried after HTTP 503") == 2
+

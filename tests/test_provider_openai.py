@@ -158,6 +158,14 @@ def test_three_500s_fail_naming_the_tries(serve):
     assert "after 3 tries" in str(caught.value) and "503" in str(caught.value)
     assert not isinstance(caught.value, (RateLimited, AuthFailed))
     assert len(server.requests) == 3
+    assert caught.value.retried == ("HTTP 503", "HTTP 503")  # said and counted as it fails
+
+
+def test_a_429_after_a_retried_503_carries_the_retry(serve):
+    server = serve(error(503, "overloaded"), error(429, "slow down", {"Retry-After": "1"}))
+    with pytest.raises(RateLimited) as caught:
+        call(server)
+    assert caught.value.retried == ("HTTP 503",)
 
 
 def test_another_client_error_is_a_plain_provider_error_with_status(serve):

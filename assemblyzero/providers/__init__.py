@@ -89,6 +89,7 @@ class ProviderError(Exception):
     """
 
     credential: str | None = None
+    retried: tuple[str, ...] = ()  # what was retried before this failure ("HTTP 503", ...)
 
 
 class RateLimited(ProviderError):

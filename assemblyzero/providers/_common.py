@@ -85,7 +85,8 @@ def call_with_retries(call: Callable[[], ModelReply], retries: int = CALL_RETRIE
 
     The reply lists what was retried before it (`ModelReply.retries`, oldest first,
     after any the call itself reported); the last failure, when every try failed,
-    is raised naming the number of tries.
+    is raised naming the number of tries. A call that fails in the end (every try,
+    or a 429 after a 503) carries what was retried in the error's `retried`.
     """
     base = RETRY_BASE if base is None else base  # read now: tests shorten it
     retried: list[str] = []
@@ -93,10 +94,15 @@ def call_with_retries(call: Callable[[], ModelReply], retries: int = CALL_RETRIE
         try:
             reply = call()
         except Transient as exc:
-            if attempt == retries:
-                raise ProviderError(f"{exc} (after {retries + 1} tries)") from exc
             retried.append(exc.label)
+            if attempt == retries:
+                failed = ProviderError(f"{exc} (after {retries + 1} tries)")
+                failed.retried = tuple(retried[:-1])  # the last try was not retried
+                raise failed from exc
             sleep(base * 2**attempt)
+        except ProviderError as exc:  # a 429 or 401/403 after a retried 5xx
+            exc.retried = (*retried, *exc.retried)
+            raise
         else:
             return replace(reply, retries=(*retried, *reply.retries)) if retried else reply
     raise AssertionError("unreachable")

@@ -306,6 +306,7 @@ class Workflow:
         except ProviderError as exc:
             key = getattr(provider, "key", None)
             exc.credential = key.name if key else None
+            self._say_retries(state, role, spec, exc.retried)  # counted even as it fails
             raise
         state["model_calls"] += 1
         used = state.setdefault("tokens", [0, 0])  # input, output: where the API reports them
@@ -316,14 +317,18 @@ class Workflow:
             mine = state.setdefault("tokens_by_key", {}).setdefault(key.name, [0, 0])
             mine[0] += reply.input_tokens or 0
             mine[1] += reply.output_tokens or 0
-        for what in reply.retries:
-            label = " ".join(self.scrub(what).split())[:RETRY_NAME_LIMIT] or "retry"
-            self._retried(state, label, f"{role}: {spec} was retried after {label}")
+        self._say_retries(state, role, spec, reply.retries)
         counted = reply.input_tokens is not None or reply.output_tokens is not None
         tokens = (f", {reply.input_tokens or 0} in / {reply.output_tokens or 0} out tokens"
                   if counted else "")
         self.say(f"{role}: reply in {time.monotonic() - started:.2f}s{tokens}")
         return reply
+
+    def _say_retries(self, state: WorkflowState, role: str, spec: str,
+                     retries: tuple[str, ...]) -> None:
+        for what in retries:
+            label = " ".join(self.scrub(what).split())[:RETRY_NAME_LIMIT] or "retry"
+            self._retried(state, label, f"{role}: {spec} was retried after {label}")
 
     def _retried(self, state: WorkflowState, what: str, line: str) -> None:
         """Say a retry in the item's log and count it (WorkerResult.retries)."""
