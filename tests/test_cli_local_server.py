@@ -90,7 +90,7 @@ def test_a_429_from_a_keyless_local_server_rests_it_and_the_item_retries(
     ws = make_workspace(tmp_path / "ws", issues=["1"])
     code, out, data = _run(ws, local)
     assert code == 0, out
-    name = f"127.0.0.1-{local.port}"
+    name = f"local.127.0.0.1-{local.port}"
     assert "rate limited on None" not in out and f"got a 429 on {name}" in out
     assert data["items"][0]["status"] == "done" and data["items"][0]["rate_limited"] == 1
     keys = {k["name"]: k for k in data["credentials"]}

@@ -15,7 +15,7 @@ from assemblyzero.keys import credentials
 from assemblyzero.keys.credentials import Credential, CredentialError
 from assemblyzero.keys.gate import KeyGate
 from assemblyzero.keys.leases import Busy, LeaseStore
-from assemblyzero.keys.pool import Grant, NoCredential, Pool
+from assemblyzero.keys.pool import Grant, NoCredential, Pool, local_server_name
 
 ENV = "AZ_TEST_ANTHROPIC_KEY"
 
@@ -517,14 +517,14 @@ def test_a_local_server_needs_no_credential_and_is_a_key_named_for_its_host(
         Pool.for_models(("openai:llama3",))
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1")
     pool = Pool.for_models(("openai:llama3",), store=LeaseStore(tmp_path / "leases"))
-    assert pool is not None and list(pool.stats) == ["127.0.0.1-11434"]  # none refused
-    local = pool.credential("127.0.0.1-11434")
+    assert pool is not None and list(pool.stats) == ["local.127.0.0.1-11434"]  # none refused
+    local = pool.credential("local.127.0.0.1-11434")
     assert (local.provider, local.base_url, pool.creds.secrets[local.name]) == (
         "openai", "http://127.0.0.1:11434/v1", "")
     grant = pool.take("LLD-001")
-    assert not isinstance(grant, Busy) and grant.names == ("127.0.0.1-11434",)
-    until = pool.rate_limited("127.0.0.1-11434", 5)  # its 429s rest it like any key
-    assert until > time.time() and pool.stats["127.0.0.1-11434"].rate_limited == 1
+    assert not isinstance(grant, Busy) and grant.names == ("local.127.0.0.1-11434",)
+    until = pool.rate_limited("local.127.0.0.1-11434", 5)  # its 429s rest it like any key
+    assert until > time.time() and pool.stats["local.127.0.0.1-11434"].rate_limited == 1
 
 
 def test_a_listed_openai_credential_is_used_instead_of_a_local_server_key(
@@ -548,3 +548,18 @@ def test_the_secrets_payload_carries_each_keys_structured_switch(
     assert gate.secrets(grant) == {"keys": {"o1": {
         "secret": "", "provider": "offline", "base_url": "http://127.0.0.1:9/v1",
         "structured": False}}, "mask": []}
+
+
+@pytest.mark.parametrize(("url", "name"), [
+    ("http://127.0.0.1:11434/v1", "local.127.0.0.1-11434"),
+    ("http://user:secret-pass@localhost:8000/v1", "local.localhost-8000"),  # no userinfo
+    ("http://[::1]:8080/v1", "local.__1-8080"),
+    ("http://[fe80::1%25eth0]:8000", "local.fe80__1_25eth0-8000"),
+    ("http://host:abc/v1", "local.host"),  # a bad port is the server's error, not ours
+    ("http://..:1/", "local.server-1"),
+    ("http://" + "a" * 80 + ".example:9/", "local." + "a" * 48 + "-9"),  # the port kept
+])
+def test_a_local_server_key_name_is_safe_and_never_a_credentials_own(url: str,
+                                                                      name: str) -> None:
+    assert local_server_name(url) == name
+

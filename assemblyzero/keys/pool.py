@@ -158,16 +158,28 @@ class Pool:
 
 def with_local_server(creds: CredentialFile, specs: tuple[str, ...]) -> CredentialFile:
     """`creds`, plus a key for the local server that `OPENAI_BASE_URL` names when the models
-    use openai and the file lists no openai credential: no secret, named for its host and
-    port (`127.0.0.1-8080`), as many slots as a run has workers."""
+    use openai and the file lists no openai credential: no secret, as many slots as a run
+    has workers, named `local.<host>-<port>` (a credential's own name has no dot, so none
+    can be taken for it)."""
     url = os.environ.get("OPENAI_BASE_URL", "")
     if not url or creds.listed("openai") or "openai" not in {s.partition(":")[0] for s in specs}:
         return creds
+    local = Credential(local_server_name(url), "openai", max_concurrent=MAX_PARALLEL,
+                       base_url=url)
+    return replace(creds, entries=(*creds.entries, local),
+                   secrets={**creds.secrets, local.name: ""})
+
+
+def local_server_name(url: str) -> str:
+    """`local.127.0.0.1-8080` for `http://127.0.0.1:8080/v1`: the host (IPv6 colons as `_`,
+    user and password never) and the port, safe as a lease file's name."""
     parts = urlsplit(url)
-    where = f"{parts.hostname or 'local'}-{parts.port}" if parts.port else parts.hostname
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", where or "local-server")[:64]
-    local = Credential(name, "openai", max_concurrent=MAX_PARALLEL, base_url=url)
-    return replace(creds, entries=(*creds.entries, local), secrets={**creds.secrets, name: ""})
+    try:
+        port = parts.port
+    except ValueError:  # not a port number: the server's own error says so when called
+        port = None
+    host = re.sub(r"[^a-z0-9.-]", "_", (parts.hostname or "").lower()).strip(".")[:48]
+    return f"local.{host or 'server'}" + (f"-{port}" if port is not None else "")
 
 
 def _keyless(provider: str) -> bool:
