@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import ISSUE
 
@@ -129,6 +131,8 @@ def test_a_preamble_under_the_title_is_dropped_but_a_real_preface_kept() -> None
     "*Let me know if anything should change.*",
     "---\n\nThis covers each section; if you want, I can add diagrams.",
     "---\n\nNotes for you: happy to help further.\n\n" + CHATTER,
+    "Do you want me to revise any section?",
+    "Hope this helps.\n\n---\n\nIs there anything else you need?",
 ])
 def test_closing_chatter_is_dropped(tail: str) -> None:
     assert tidy(f"{CLEAN}\n{tail}\n", LLD) == CLEAN
@@ -141,6 +145,11 @@ def test_closing_chatter_is_dropped(tail: str) -> None:
     "- Let me know is a bullet, so it is content.",
     "---\n\nAppendix: the measurements behind the budgets above.",
     "Let me know " + "in the design channel how the pilot went, " * 12,  # too long for chat
+    "Feel free to extend the schema later; the migration is additive.",
+    "---\n\nIf you need more, see the runbook.",  # after a rule, still only a real closing
+    "Would you like the cache shared across tenants, or one per tenant? The source does not say.",
+    "Do you want me to assume PostgreSQL 15? It affects the migration.",
+    "Should I add rate limiting here, or leave it to the gateway?",
 ])
 def test_the_last_sections_content_is_never_dropped(tail: str) -> None:
     out = tidy(f"{CLEAN}\n{tail}\n", LLD)
@@ -272,3 +281,57 @@ def test_the_tidied_draft_renders_every_section(text: str) -> None:
     out = render("LLD-1: T", split_sections(tidied), LLD.sections)
     assert all(split_sections(out)[name] for name in LLD.sections)
     assert "```" not in out and CHATTER not in out
+
+
+QUESTIONS = (
+    "Would you like the cache shared across tenants, or one per tenant? The source does not say.",
+    "Do you want me to assume PostgreSQL 15? It affects the migration.",
+    "Should I add rate limiting here, or leave it to the gateway?",
+    CHATTER,  # even this: a section of questions keeps every question it asks
+)
+QUESTIONS_LAST = (*[n for n in LLD.sections if n != "Open Questions"], "Open Questions")
+
+
+@pytest.mark.parametrize("only", [False, True], ids=["after-a-paragraph", "only-paragraph"])
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_open_questions_written_last_keep_their_questions(question: str, only: bool) -> None:
+    text = draft(names=QUESTIONS_LAST)
+    text = text.replace(body("Open Questions"), question) if only else f"{text}\n{question}\n"
+    out = tidy(text, LLD)
+    assert split_sections(out)["Open Questions"].endswith(question)
+    assert missing_sections(LLD, text) == [] and tidy(out, LLD) == out
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_a_workspace_template_ending_in_open_questions_keeps_them(
+        question: str, tmp_path: Path) -> None:
+    override = tmp_path / "lld.md"
+    override.write_text("# LLD\n\n## Context & Goal\n\n<!-- why -->\n\n## Open Questions\n\n"
+                        "<!-- what the source leaves open -->\n", encoding="utf-8")
+    template = load_template(Kind.LLD, override, tmp_path)
+    assert template.sections[-1] == "Open Questions"
+    text = f"# T\n\n## Context & Goal\n\nWhy.\n\n## Open Questions\n\n{question}\n"
+    assert tidy(text, template) == text and missing_sections(template, text) == []
+    longer = f"{text}\nAlso: who owns the runbook?\n\n{question}\n"
+    assert split_sections(tidy(longer, template))["Open Questions"].endswith(question)
+
+
+@pytest.mark.parametrize("paragraph", [
+    "I can also be done when QA signs off.",
+    CHATTER,  # chat-like, but all the section says
+])
+def test_the_only_paragraph_of_the_last_section_is_kept(paragraph: str) -> None:
+    text = CLEAN.replace(body("Definition of Done"), paragraph)
+    assert tidy(text, LLD) == text and missing_sections(LLD, text) == []
+    assert tidy(f"{text}\n---\n\n{CHATTER}\n", LLD) == text
+
+
+def test_everything_after_the_closing_wrapper_fence_is_dropped() -> None:
+    after = "The design above follows your template.\n\nQuestions welcome."
+    assert tidy("```markdown\n" + CLEAN + "```\n\n" + after + "\n", LLD) == CLEAN
+
+
+def test_a_forgotten_wrapper_fence_does_not_cut_the_text_after_a_code_block() -> None:
+    code = "```\nmake check\n```\n\nDone when `make check` passes on CI."
+    inner = CLEAN.replace(body("Definition of Done"), code)
+    assert tidy("```markdown\n" + inner, LLD) == inner

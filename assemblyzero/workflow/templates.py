@@ -112,14 +112,21 @@ _NUMBER = re.compile(  # 1. / 1) / 1: / 1 - / 1.2 / (1) / IV. / a)
     r"^\(?(?:\d+(?:\.\d+)*(?:[.):]|\s*[-\u2013\u2014]|(?=\s))|[ivxlcdm]+[.)]|[a-z][.)])\s*", re.I)
 _RULE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _STRUCTURE = re.compile(r"^\s*(?:[-*+]\s|\d+[.)]\s|[|>#<]|`{3}|~{3})")
-_CLOSING = ("let me know", "please let me know", "i hope this helps", "hope this helps",
-            "feel free to", "if you(?:'d| would) like(?: me to|,? i)", "if you want me to",
-            "would you like", "do you want me to", "want me to", "i(?:'m| am) happy to",
-            "i(?:'d| would) be happy to", "happy to help", "i can also",
-            "(?:shall|should) i (?:add|also|expand|include|make|write|revise|change)",
-            "is there anything else", "don't hesitate")
-_LOOSE = (*_CLOSING, "if you have any", "if you need", "if you want", "if you'd like",
-          "let me")
+# A paragraph that starts like one of these speaks to the user about the document or the
+# conversation ("Let me know if ...", "Would you like me to ..."), not about the design:
+# "Would you like the cache shared?" or "Should I add rate limiting?" is an open question.
+_CLOSING = ("(?:please )?let me know", "i hope this helps", "hope this helps", "happy to",
+            "i(?:'m| am) happy to", "i(?:'d| would) be happy to", "(?:i )?hope that helps",
+            "feel free to (?:reach out|ask|let me know|tell me|get in touch)",
+            "would you like me to", "if you(?:'d| would) like me to", "if you want me to",
+            "if you(?:'d| would) like,? i can",
+            "do you want me to (?:revise|change|adjust|expand|add more|make changes)",
+            "is there anything else", "don't hesitate to (?:reach out|ask|let me know)")
+# After a `---` rule these count anywhere in a paragraph ("Notes: happy to help further.").
+_CLOSING_ANYWHERE = ("let me know if", "i hope this helps", "hope this helps", "happy to help",
+                     "if you(?:'d like| would like| want),? i can",
+                     "feel free to (?:reach out|ask|let me know)", "is there anything else",
+                     "don't hesitate to")
 _OPENING = ("(?:sure|certainly|of course|absolutely|okay|ok|great)[!,.:]", "here is",
             "here's", "here are", "below is", "below are", "as requested",
             "i(?:'ve| have) (?:written|drafted|prepared|revised|updated|created|put together)",
@@ -133,10 +140,9 @@ def _phrases(words: tuple[str, ...], anchored: bool) -> re.Pattern[str]:
 
 
 _CHATTER = _phrases(_CLOSING, anchored=True)  # a closing paragraph addressed to the user
-_CHATTER_AFTER_RULE = _phrases(_LOOSE, anchored=False)  # the same, after a `---` or the fence
+_CHATTER_ANYWHERE = _phrases(_CLOSING_ANYWHERE, anchored=False)  # the same, after a `---`
 _PREAMBLE = _phrases(_OPENING + _CLOSING, anchored=True)  # "Sure! Here is the LLD:"
 _CHATTER_MAX = 400  # characters: a longer paragraph is content, whatever it starts with
-_FENCE_END = "\0end of fence"  # marks where a closing fence stood, until chatter is dropped
 
 
 @dataclass
@@ -163,13 +169,12 @@ def tidy(text: str, template: Template) -> str:
     lines = text.splitlines()
     unwrapped = _unwrap(lines, keys)
     if unwrapped is not None:
-        lines = unwrapped[0] + (["", _FENCE_END, *unwrapped[1]] if any(
-            line.strip() for line in unwrapped[1]) else [])
+        lines = unwrapped[0]  # what follows the closing fence is the chat around the document
     draft = _parse(lines, keys)
     if draft is None:
         return text
     name, body = draft.parts[-1]
-    body, dropped = _drop_closing(body)
+    body, dropped = _drop_closing(body, name)
     draft.parts[-1] = (name, body)
     changed = unwrapped is not None or draft.changed or dropped
     names = [name for name, _ in draft.parts]
@@ -180,7 +185,7 @@ def tidy(text: str, template: Template) -> str:
         bodies.setdefault(name, []).extend([text_of] if text_of else [])
     merged = {name: "\n\n".join(texts) for name, texts in bodies.items()}
     last = max(merged, key=template.sections.index)  # the end of the tidied document
-    kept, dropped = _drop_closing(merged[last].split("\n"))
+    kept, dropped = _drop_closing(merged[last].split("\n"), last)
     merged[last] = "\n".join(_trim(kept))
     if not (changed or dropped):
         return text
@@ -241,21 +246,30 @@ def _leading(lines: list[str], heads: dict[int, tuple[int, str]]) -> tuple[
     return (heads[title_at][1] if title_at is not None else None), preface, dropped
 
 
-def _drop_closing(lines: list[str]) -> tuple[list[str], bool]:
-    """`lines` without the chat addressed to the user that ends them (and its `---`)."""
+def _drop_closing(lines: list[str], section: str) -> tuple[list[str], bool]:
+    """`lines` without the closing chat addressed to the user that ends them (and its `---`).
+
+    Conservative: only short prose paragraphs that plainly speak to the user about the
+    document or the conversation go, never the section's only paragraph, and nothing in a
+    section of questions (its questions are addressed to the reader by design).
+    """
+    if "question" in _key(section):
+        return lines, False
     blocks = _blocks(lines)
     cut, dropped = len(lines), False
     while blocks:
         start, end = blocks.pop()
         chunk = lines[start:end]
         after_rule = bool(blocks) and _is_rule(lines[blocks[-1][0]:blocks[-1][1]])
-        if chunk == [_FENCE_END] or (dropped and _is_rule(chunk)):
+        content_left = any(not _is_rule(lines[s:e]) for s, e in blocks)
+        if dropped and _is_rule(chunk):
             cut = start
-        elif _chatty(chunk, _CHATTER_AFTER_RULE if after_rule else _CHATTER):
+        elif content_left and (_chatty(chunk, _CHATTER) or (
+                after_rule and _chatty(chunk, _CHATTER_ANYWHERE))):
             cut, dropped = start, True
         else:
             break
-    return [line for line in lines[:cut] if line != _FENCE_END], dropped
+    return lines[:cut], dropped
 
 
 def _chatty(block: list[str], phrases: re.Pattern[str]) -> bool:
@@ -267,7 +281,7 @@ def _chatty(block: list[str], phrases: re.Pattern[str]) -> bool:
 
 
 def _is_rule(block: list[str]) -> bool:
-    return len(block) == 1 and (block[0] == _FENCE_END or bool(_RULE.match(block[0])))
+    return len(block) == 1 and bool(_RULE.match(block[0]))
 
 
 def _blocks(lines: list[str]) -> list[tuple[int, int]]:
@@ -325,7 +339,10 @@ def _unwrap(lines: list[str], keys: dict[str, str]) -> tuple[list[str], list[str
     if info.lower() not in ("", "markdown", "md"):
         return None
     ends = [i for i in range(start + 1, len(lines)) if _closes(lines[i], mark)]
-    end = ends[-1] if ends else len(lines)
+    # the closing fence: the last one that is no part of a code block of the document's own
+    # (when every one is, the wrapper's was forgotten)
+    own = _fenced(lines[start + 1:])
+    end = next((i for i in reversed(ends) if not own[i - start - 1]), len(lines))
     inside, after = lines[start + 1:end], lines[end + 1:]
     first = next((i for i, line in enumerate(inside) if (m := _ATX.match(line))
                   and len(m.group(1)) in (2, 3) and _key(m.group(2)) in keys), None)
