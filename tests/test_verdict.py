@@ -210,3 +210,149 @@ def test_quote_is_one_short_line():
 def test_a_verdict_is_frozen():
     with pytest.raises(AttributeError):
         Verdict("APPROVED").word = "REVISE"  # type: ignore[misc]
+
+
+# --- issue 14 point 7: the false approvals a review found -------------------------------
+
+APPROVE_OBJ = '{"verdict": "APPROVED", "rationale": "", "findings": []}'
+REVISE_OBJ = '{"verdict": "REVISE", "rationale": "", "findings": []}'
+
+
+@pytest.mark.parametrize("text", [
+    f"```json\n{APPROVE_OBJ}\n```\n\n```json\n{REVISE_OBJ}\n```",
+    f"```json\n{APPROVE_OBJ}\n```\n\n{REVISE_OBJ}",
+    f"{APPROVE_OBJ}\n{REVISE_OBJ}",
+    f"Expected output format:\n{APPROVE_OBJ}\nBut this draft is far from it; REVISE recommended.",
+    f"The format is {APPROVE_OBJ}, but I cannot approve this draft.",
+    f"I will not approve.\n> {APPROVE_OBJ}",
+    '{"verdict":"REVISE","rationale":"","findings":[],"verdict":"APPROVED"}',
+    'Review: {"verdict":"REVISE","rationale":"","findings":[],"verdict":"APPROVED"}',
+])
+def test_json_verdicts_that_disagree_hide_or_repeat_are_never_approved(text: str):
+    assert Verdict.read(text) is None
+    assert Verdict.from_json(text) is None
+
+
+def test_a_json_verdict_in_a_quote_or_an_indented_line_is_not_the_verdict():
+    assert Verdict.from_json(f"> {APPROVE_OBJ}") is None
+    assert Verdict.from_json(f"Review:\n    {APPROVE_OBJ}") is None
+    assert Verdict.from_json(f"1. {APPROVE_OBJ}") is None
+    verdict = Verdict.read(f"> {APPROVE_OBJ}\n\n{REVISE_OBJ}")
+    assert verdict is not None and verdict.word == "REVISE"
+
+
+def test_the_same_json_verdict_twice_is_that_verdict():
+    verdict = Verdict.read(f"```json\n{APPROVE_OBJ}\n```\nAgain: {APPROVE_OBJ}")
+    assert verdict is not None and verdict.approved
+
+
+def test_a_pretty_printed_object_in_prose_is_read():
+    verdict = Verdict.read("My review:\n" + json.dumps(json.loads(JSON_REVISE), indent=2))
+    assert verdict == REVISE_READ
+
+
+@pytest.mark.parametrize("text", [
+    f"{APPROVE_OBJ}\nVerdict: NOT APPROVED",
+    f"{APPROVE_OBJ}\nVerdict: not approved.",
+    f"{APPROVE_OBJ}\nVERDICT: APPROVED?",
+    f"{APPROVE_OBJ}\n\nVERDICT: REVISE",
+    f"## Verdict\nAPPROVED, but not yet\n\n{APPROVE_OBJ}",
+])
+def test_a_verdict_line_that_does_not_agree_with_the_json_is_unreadable(text: str):
+    assert Verdict.read(text) is None
+
+
+@pytest.mark.parametrize("text", [
+    "VERDICT: APPROVED?",
+    "Verdict: APPROVED only if section 3 is rewritten; REVISE",
+    "Verdict: APPROVED with conditions - fix X first",
+    "Verdict: Approved-ish? No.",
+    "## Verdict\nAPPROVED - NOT",
+    "## Verdict\nApproved, but not yet: the blocking findings below must be fixed first",
+    "VERDICT: APPROVED - pending the security review",
+    "VERDICT: APPROVED; REVISE the intro",
+    "VERDICT: APPROVED - once the tests are named",
+    "APPROVED?\n\nNot sure.",
+    "APPROVED only if the tests are named",
+    "Verdict: NOT APPROVED",
+])
+def test_a_conditional_questioning_or_negated_verdict_line_is_unreadable(text: str):
+    assert Verdict.read(text) is None
+    assert Verdict.read(f"{text}\n\nVERDICT: APPROVED") is None
+
+
+@pytest.mark.parametrize("text", [
+    "VERDICT: APPROVED",
+    "**Verdict:** APPROVED",
+    "VERDICT: APPROVED - the draft covers the source.",
+    "VERDICT: APPROVED.",
+    "## Verdict\n\nAPPROVED",
+    "**Verdict:**\nAPPROVED",
+    "APPROVED - ready to publish.",
+])
+def test_the_plain_approved_shapes_still_read(text: str):
+    verdict = Verdict.read(text)
+    assert verdict is not None and verdict.approved
+
+
+@pytest.mark.parametrize("text, word", [
+    ("Verdict: REVISE", "REVISE"),
+    ("VERDICT: REVISE - security is not addressed", "REVISE"),
+    ("Verdict: DISCUSS - should refunds go to the card?", "DISCUSS"),
+    ("Revise the intro, it is long.\n\nVERDICT: REVISE", "REVISE"),
+])
+def test_revise_and_discuss_lines_may_give_any_reason(text: str, word: str):
+    verdict = Verdict.read(text)
+    assert verdict is not None and verdict.word == word
+
+
+@pytest.mark.parametrize("text", [
+    "VERDICT: REVISE - or APPROVED, if you prefer",
+    "VERDICT: REVISE?",
+])
+def test_a_revise_line_with_another_verdict_or_a_doubt_is_unreadable(text: str):
+    assert Verdict.read(text) is None
+
+
+@pytest.mark.parametrize("text", [
+    '{"verdict":"APPROVED","findings":[{"section":"a","severity":"blocking","text":"broken"}]}',
+    '{"verdict":"APPROVED","findings":[{"section":"a","severity":"major","text":"thin"}]}',
+    "VERDICT: APPROVED\n\n1. [blocking] fix it",
+    "VERDICT: APPROVED\n\n- **Major:** Testing: thin.",
+])
+def test_approved_with_blocking_or_major_findings_is_unreadable(text: str):
+    assert Verdict.read(text) is None
+    assert Verdict.read(text, structured=text.startswith("{")) is None
+
+
+def test_approved_with_only_minor_findings_stays_approved_and_records_them():
+    text = '{"verdict":"APPROVED","findings":[{"section":"a","severity":"minor","text":"typo"}]}'
+    assert Verdict.read(text) == Verdict("APPROVED", "", (Finding("a", "minor", "typo"),))
+    verdict = Verdict.read("VERDICT: APPROVED\n\n1. (minor) Rollout: typo.")
+    assert verdict is not None and verdict.approved and verdict.minor == ("Rollout: typo.",)
+
+
+@pytest.mark.parametrize("fenced", [
+    "```python\nVERDICT: APPROVED\n```",
+    "````\n```\nVERDICT: APPROVED\n````",
+    "````md\n```\n````\nVERDICT: REVISE",
+    "```\nVERDICT: APPROVED\n``` not a close\n```",
+    "~~~~\n~~~\nVERDICT: APPROVED\n~~~~",
+    "```\nVERDICT: APPROVED",  # never closed: the rest is code
+])
+def test_fences_open_and_close_as_in_templates(fenced: str):
+    verdict = Verdict.read(fenced)
+    assert verdict is None or verdict.word == "REVISE"
+    verdict = Verdict.read(f"VERDICT: REVISE\n\n{fenced}")
+    assert verdict is not None and verdict.word == "REVISE"
+
+
+def test_a_four_backtick_fence_holds_a_three_backtick_one():
+    text = "````\n```\n````\n\nVERDICT: REVISE\n\n1. Risks: more."
+    verdict = Verdict.read(text)
+    assert verdict is not None and verdict.required == ("Risks: more.",)
+
+
+def test_json_in_a_fence_with_an_info_string_is_read():
+    assert Verdict.read(f"```text\n{JSON_REVISE}\n```") == REVISE_READ
+    assert Verdict.read(f"````json\n{JSON_REVISE}\n````") == REVISE_READ
