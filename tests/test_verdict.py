@@ -356,3 +356,23 @@ def test_a_four_backtick_fence_holds_a_three_backtick_one():
 def test_json_in_a_fence_with_an_info_string_is_read():
     assert Verdict.read(f"```text\n{JSON_REVISE}\n```") == REVISE_READ
     assert Verdict.read(f"````json\n{JSON_REVISE}\n````") == REVISE_READ
+
+
+@pytest.mark.parametrize("line", [
+    "VERDICT: APPROVED - no issues found",
+    "VERDICT: APPROVED. No further changes needed.",
+    "Verdict: APPROVED, nothing to fix",
+    "VERDICT: APPROVED - no blocking issues remain",
+])
+def test_an_approval_saying_nothing_is_left_is_an_approval(line: str) -> None:
+    verdict = Verdict.read(line, False)
+    assert verdict is not None and verdict.approved
+
+
+@pytest.mark.parametrize("line", [
+    "VERDICT: APPROVED - no issues, but fix section 3 first",
+    "VERDICT: APPROVED - not ready",
+    "VERDICT: APPROVED - nothing to add once the API is rewritten",
+])
+def test_nothing_left_does_not_excuse_a_condition_beside_it(line: str) -> None:
+    assert Verdict.read(line, False) is None

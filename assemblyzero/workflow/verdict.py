@@ -55,6 +55,13 @@ _NOT_APPROVED = re.compile(
     r"\?|n't\b|\b(?:not|no|never|nor|cannot|only\s+if|if|unless|once|until|but|pending|"
     r"provided|assuming|subject\s+to|except|however|yet|first|must|fix\w*|blocking|"
     r"revise|discuss)\b|condition", re.I)
+# ... except the usual ways of saying there is nothing left: "no issues found", "no further
+# changes needed", "nothing to fix" are an approval's reason, not a doubt of it.
+_NOTHING_LEFT = re.compile(
+    r"\b(?:no|nothing|without)\s+(?:(?:further|more|other|remaining|open|outstanding|major|"
+    r"blocking|significant)\s+)?(?:issues?|problems?|findings?|changes?|concerns?|blockers?|"
+    r"comments?|objections?|gaps?|to\s+(?:add|fix|change))\b(?:\s+(?:found|needed|required|"
+    r"remain(?:ing)?|left))?", re.I)
 _DENIED = re.compile(  # prose around an embedded JSON approval that denies it
     r"\b(?:revise|discuss|unapprov\w*|disapprov\w*)\b|"
     r"(?:\b(?:not|never|cannot|no)|n't)\s+(?:\w+\s+){0,2}approv", re.I)
@@ -385,7 +392,8 @@ def _claim(rest: str, first: bool = False) -> str | None:
         return _UNREADABLE  # "APPROVED?", "APPROVED only if ...", "APPROVED with conditions"
     reason = tail[1:]
     others = {w.upper() for w in re.findall(r"\b(?:APPROVED|REVISE|DISCUSS)\b", reason, re.I)}
-    if others - {word} or (word == "APPROVED" and _NOT_APPROVED.search(reason)):
+    if others - {word} or (word == "APPROVED"
+                           and _NOT_APPROVED.search(_NOTHING_LEFT.sub("", reason))):
         return _UNREADABLE
     return word
 
