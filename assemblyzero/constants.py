@@ -20,6 +20,7 @@ MAX_CONTINUATIONS = 2  # a reply cut at the output-token limit is continued this
 QUOTE_LIMIT = 200  # characters of an unreadable review quoted in the findings and the reason
 REASON_LIMIT = 500  # characters of the reviewer's words in a halt reason (DISCUSS)
 RETRY_NAME_LIMIT = 40  # characters of a provider's retry label kept as a retries key
+RETRY_COUNT_MAX = 1_000_000  # a stored retry count above this is not one of ours
 
 # Files shared between processes.
 LOCK_TIMEOUT = 30.0  # seconds to wait for a shared-file lock (status index)

@@ -8,7 +8,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assemblyzero.constants import EXIT_INTERRUPTED, EXIT_TERMINATED
+from assemblyzero.constants import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    RETRY_COUNT_MAX,
+    RETRY_NAME_LIMIT,
+)
 
 if TYPE_CHECKING:
     from assemblyzero.workflow.state import WorkflowState
@@ -95,11 +100,13 @@ def retries_of(state: WorkflowState) -> dict[str, int]:
 
 
 def _counts(value: Any) -> dict[str, int]:
-    """`retries` as read: {label: count}, leaving out what is not one; {} when absent."""
+    """`retries` as read: {label: count}, leaving out what is not one (a label longer than
+    ours, a count out of range); {} when absent."""
     if not isinstance(value, dict):
         return {}
-    return {name: n for name, n in value.items() if isinstance(name, str)
-            and isinstance(n, int) and not isinstance(n, bool) and n >= 0}
+    return {name: n for name, n in value.items()
+            if isinstance(name, str) and 0 < len(name) <= RETRY_NAME_LIMIT
+            and isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= RETRY_COUNT_MAX}
 
 
 def _per_key(value: Any) -> dict[str, list[int]] | None:

@@ -82,3 +82,32 @@ class FakeServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A request handler for the hand-written servers of the end-to-end tests: JSON replies,
+    no log lines."""
+
+    def reply(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+        raw = json.dumps(data).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def read_json(self) -> Any:
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def start(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """Serve `handler` on 127.0.0.1 (a free port) from a daemon thread."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd

@@ -19,9 +19,10 @@ import re
 import sys
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from http_fake import JsonHandler, start
 
 SECTIONS = ("Context & Goal", "Proposed Changes", "Data Structures", "Interfaces",
             "Alternatives Considered", "Security", "Performance", "Risks", "Testing",
@@ -119,25 +120,13 @@ class ShapeServer:
         self.cut_pending: set[str] = set()  # items whose last draft was cut
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                status, data = server.answer(body)
-                raw = json.dumps(data).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+                self.reply(*server.answer(self.read_json()))
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = start(Handler)
         port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{port}" + ("/v1" if wire == "openai" else "")
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self.httpd.shutdown()

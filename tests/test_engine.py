@@ -588,6 +588,8 @@ def test_a_checkpoint_of_this_release_resumes_and_its_new_keys_are_checked(ws: W
     assert state_problem(new) is None
     for change, why in (({"retries": {"cut": -1}}, "retries is"),
                         ({"retries": ["cut"]}, "retries is"),
+                        ({"retries": {"cut": 10**30}}, "retries is"),
+                        ({"retries": {"x" * 500: 1}}, "retries is"),
                         ({"minor": "Scope"}, "minor is not a list of text"),
                         ({"history": [{"findings": [], "verdict": "MAYBE"}]}, "history: verdict"),
                         ({"history": [{"findings": [], "minor": [1]}]}, "history: minor"),

@@ -14,7 +14,7 @@ from assemblyzero.ids import Kind
 from assemblyzero.providers import ModelRequest, ProviderError, load_provider
 from assemblyzero.providers.offline import OfflineProvider, create
 from assemblyzero.workflow.templates import load_template, split_sections
-from assemblyzero.workflow.verdict import Verdict
+from assemblyzero.workflow.verdict import VERDICT_SCHEMA, Verdict
 
 LLD_SECTIONS = load_template(Kind.LLD).sections
 ISSUE_SECTIONS = load_template(Kind.ISSUE).sections
@@ -155,17 +155,7 @@ def test_zero_latency_is_accepted(monkeypatch: pytest.MonkeyPatch):
     assert OfflineProvider("default").latency == 0.0
 
 
-SCHEMA = {"type": "object", "additionalProperties": False,
-          "required": ["verdict", "rationale", "findings"],
-          "properties": {"verdict": {"type": "string", "enum": ["APPROVED", "REVISE", "DISCUSS"]},
-                         "rationale": {"type": "string"},
-                         "findings": {"type": "array", "items": {
-                             "type": "object", "additionalProperties": False,
-                             "required": ["section", "severity", "text"],
-                             "properties": {"section": {"type": "string"},
-                                            "severity": {"type": "string",
-                                                         "enum": ["blocking", "major", "minor"]},
-                                            "text": {"type": "string"}}}}}}
+SCHEMA = VERDICT_SCHEMA  # the review's schema, as the engine sends it
 
 
 @pytest.mark.parametrize("iteration", [1, 2, 3])

@@ -26,6 +26,7 @@ from assemblyzero.providers import (
     load_provider,
 )
 from assemblyzero.providers import anthropic as provider
+from assemblyzero.workflow.verdict import VERDICT_SCHEMA
 
 SECRET = "sk-ant-test-0123456789secret"
 PROMPT = "Write a low-level design for feature 7."
@@ -206,17 +207,7 @@ def test_anthropic_base_url_is_honoured_when_the_key_has_none(serve, monkeypatch
 
 # ----------------------------------------------------------- structured verdicts, limits, retries
 
-SCHEMA = {"type": "object", "additionalProperties": False,
-          "required": ["verdict", "rationale", "findings"],
-          "properties": {"verdict": {"type": "string", "enum": ["APPROVED", "REVISE", "DISCUSS"]},
-                         "rationale": {"type": "string"},
-                         "findings": {"type": "array", "items": {
-                             "type": "object", "additionalProperties": False,
-                             "required": ["section", "severity", "text"],
-                             "properties": {"section": {"type": "string"},
-                                            "severity": {"type": "string",
-                                                         "enum": ["blocking", "major", "minor"]},
-                                            "text": {"type": "string"}}}}}}
+SCHEMA = VERDICT_SCHEMA  # the review's schema, as the engine sends it
 VERDICT = {"verdict": "REVISE", "rationale": "one gap",
            "findings": [{"section": "Risks", "severity": "major", "text": "add a mitigation"}]}
 REVIEW = dataclasses.replace(REQUEST, role="review", schema=SCHEMA,

@@ -23,6 +23,7 @@ from assemblyzero.providers import (
     load_provider,
 )
 from assemblyzero.providers.gemini import GeminiProvider, create
+from assemblyzero.workflow.verdict import VERDICT_SCHEMA
 
 SECRET = "AIzaSy-test-secret-0123456789"
 PATH = re.compile(r"^/v1(beta)?/models/gemini-x:generateContent$")
@@ -205,17 +206,7 @@ def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ----------------------------------------------------------- structured verdicts, limits, retries
 
-SCHEMA = {"type": "object", "additionalProperties": False,
-          "required": ["verdict", "rationale", "findings"],
-          "properties": {"verdict": {"type": "string", "enum": ["APPROVED", "REVISE", "DISCUSS"]},
-                         "rationale": {"type": "string"},
-                         "findings": {"type": "array", "items": {
-                             "type": "object", "additionalProperties": False,
-                             "required": ["section", "severity", "text"],
-                             "properties": {"section": {"type": "string"},
-                                            "severity": {"type": "string",
-                                                         "enum": ["blocking", "major", "minor"]},
-                                            "text": {"type": "string"}}}}}}
+SCHEMA = VERDICT_SCHEMA  # the review's schema, as the engine sends it
 VERDICT = '{"verdict": "APPROVED", "rationale": "complete", "findings": []}'
 REVIEW = dataclasses.replace(REQUEST, role="review", schema=SCHEMA,
                              system="You review designs.", max_output_tokens=900)

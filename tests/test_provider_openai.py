@@ -31,6 +31,7 @@ from assemblyzero.providers import (
 )
 from assemblyzero.providers import openai as provider
 from assemblyzero.worker import read_keys
+from assemblyzero.workflow.verdict import VERDICT_SCHEMA
 
 SECRET = "sk-proj-test-0123456789secret"
 PROMPT = "Write a low-level design for feature 7."
@@ -243,17 +244,7 @@ def test_the_registry_loads_it_by_spec(serve):
 
 # ----------------------------------------------------------- structured verdicts, limits, retries
 
-SCHEMA = {"type": "object", "additionalProperties": False,
-          "required": ["verdict", "rationale", "findings"],
-          "properties": {"verdict": {"type": "string", "enum": ["APPROVED", "REVISE", "DISCUSS"]},
-                         "rationale": {"type": "string"},
-                         "findings": {"type": "array", "items": {
-                             "type": "object", "additionalProperties": False,
-                             "required": ["section", "severity", "text"],
-                             "properties": {"section": {"type": "string"},
-                                            "severity": {"type": "string",
-                                                         "enum": ["blocking", "major", "minor"]},
-                                            "text": {"type": "string"}}}}}}
+SCHEMA = VERDICT_SCHEMA  # the review's schema, as the engine sends it
 VERDICT = '{"verdict": "APPROVED", "rationale": "complete", "findings": []}'
 REVIEW = dataclasses.replace(REQUEST, role="review", schema=SCHEMA,
                              system="You review designs.", max_output_tokens=900)

@@ -554,3 +554,11 @@ def test_a_retry_goes_first_in_line_and_only_while_attempts_remain() -> None:
         if attempt < 2:
             assert sched.next_item() == first
     assert sched.next_item() == Item(Kind.LLD, "2")
+
+
+def test_retry_counts_out_of_range_in_a_result_file_are_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "lld-1.json"
+    path.write_text(json.dumps({"kind": "lld", "id": "1", "status": "done", "retries": {
+        "HTTP 503": 2, "cut": 10**30, "empty": -1, "x" * 500: 1, "re-ask": True}}))
+    result = WorkerResult.read(path)
+    assert result is not None and result.retries == {"HTTP 503": 2}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Required, TypedDict, cast
 
-from assemblyzero.constants import MAX_STATE_ITERATION
+from assemblyzero.constants import MAX_STATE_ITERATION, RETRY_COUNT_MAX, RETRY_NAME_LIMIT
 from assemblyzero.workflow.verdict import WORDS
 
 # The steps, each a method `Workflow._<name>`, and the two ends a state's "next" may also name.
@@ -97,7 +97,9 @@ def state_problem(state: object) -> str | None:
         if key in state and not _texts(state[key]):
             return f"{key} is not a list of text"
     retries = state.get("retries", {})  # absent in checkpoints of older releases
-    if not (isinstance(retries, dict) and all(_text(k) and _count(n) for k, n in retries.items())):
+    if not (isinstance(retries, dict) and all(
+            _text(k) and len(k) <= RETRY_NAME_LIMIT and _count(n, RETRY_COUNT_MAX)
+            for k, n in retries.items())):
         return f"retries is {_shown(retries)}, not {{what: count}}"
     tokens = state.get("tokens", [0, 0])
     if not _pair(tokens):
