@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -205,4 +206,18 @@ def test_a_prompts_folder_leading_outside_is_refused(ws: Workspace, tmp_path: Pa
     ws.state.mkdir(parents=True, exist_ok=True)
     ws.prompt_overrides.symlink_to(outside)
     with pytest.raises(ValueError, match=r"prompts folder .* leads outside the workspace"):
+        load_prompts(ws.prompt_overrides, ws.root)
+
+
+def test_an_override_that_is_a_fifo_is_refused_not_read(ws: Workspace):
+    ws.prompt_overrides.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(ws.prompt_overrides / "draft.md")  # a read would block for ever
+    with pytest.raises(ValueError, match=r"draft\.md is not a plain file"):
+        load_prompts(ws.prompt_overrides, ws.root)
+
+
+def test_an_absurdly_large_override_is_refused(ws: Workspace):
+    path = write(ws, "draft", "")
+    path.write_text("Write the $kind. " * 20_000)  # 340 KB
+    with pytest.raises(ValueError, match=r"draft\.md is over 256 KiB"):
         load_prompts(ws.prompt_overrides, ws.root)

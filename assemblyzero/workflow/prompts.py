@@ -50,6 +50,7 @@ _TEXT_FALLBACK = ("If you cannot answer in JSON, write a first line 'VERDICT: AP
                   "starting with the section name and a colon.")
 _NOTE = re.compile(r"\A<!--.*?-->\s*", re.S)  # a leading comment: for people, not sent
 _FIX = "or delete it to use the built-in prompt"
+PROMPT_LIMIT = 256 * 1024  # bytes: a prompt file larger than this is not a prompt
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,11 @@ def _read(path: Path, root: Path | None) -> str:
                          f"{os.path.realpath(path)}); replace the symlink with the file "
                          f"itself, {_FIX}")
     try:
+        if not path.is_file():  # a FIFO or a device would hang the read, or never end
+            raise ValueError(f"prompt {path} is not a plain file; make it one, {_FIX}")
+        if path.stat().st_size > PROMPT_LIMIT:
+            raise ValueError(f"prompt {path} is over {PROMPT_LIMIT // 1024} KiB; shorten it, "
+                             f"{_FIX}")
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValueError(f"prompt {path} is not UTF-8 text (byte {exc.start}); save it as "
