@@ -120,6 +120,17 @@ def is_pending(ws: Workspace, item: Item) -> bool:
     return source.is_file() and inside(ws.root, source) and not done
 
 
+def input_size(ws: Workspace, item: Item) -> int:
+    """The size of the item's input in characters, about (0 when it cannot be told): what
+    the estimate of its cost starts from. A symlink is not followed."""
+    if item.document is not None:
+        return len(item.document)
+    try:
+        return os.lstat(item.source or ws.input_file(item.kind, item.id)).st_size
+    except OSError:
+        return 0
+
+
 def from_github(ws: Workspace, label: str | None) -> tuple[Plan, dict[str, str]]:
     """Open GitHub issues without an approved LLD, and each one's input document.
 

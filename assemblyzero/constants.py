@@ -13,6 +13,7 @@ DEFAULT_TIMEOUT = 1800.0  # seconds per workflow before its group is ended
 DEFAULT_GRACE = 5.0  # seconds between SIGTERM and SIGKILL on stop
 MAX_TIMEOUT = 604800.0  # --timeout above 7 days is refused (a typo, or a hostile pyproject)
 MAX_GRACE = 3600.0  # --grace above an hour is refused
+MAX_BUDGET = 1_000_000.0  # USD: a --budget above this is a typo
 DEFAULT_MODEL = "offline:default"
 
 # Model replies (docs/user-guide.md, Models and settings).
@@ -57,6 +58,7 @@ DEFAULT_OFFLINE_APPROVE_AT = 2
 # Output.
 PROGRESS_EVERY = 10.0  # seconds between the coordinator's one-line progress reports
 LIVE_REFRESH = 0.25  # seconds between redraws of the live area (elapsed times, ETA)
+SPEND_EVERY = 1.0  # seconds between the coordinator's reads of its workers' spend (a budget)
 LOOP_WAIT_MAX = 3600.0  # the coordinator's longest single wait (its deadlines may be far off)
 GROUP_POLL = 0.02  # seconds between looks at a worker group that outlived its tee
 KILL_WAIT = 5.0  # seconds a group may take to vanish after SIGKILL

@@ -58,12 +58,14 @@ def read_record(path: Path, limit: int = RECORD_LIMIT) -> bytes:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: str | bytes, root: Path | None = None) -> None:
+def atomic_write(path: Path, data: str | bytes, root: Path | None = None,
+                 fsync: bool = True) -> None:
     """Write `path` so that readers see the old or the new content, never half.
 
     Temp file in the same folder, fsync, `os.replace` (which replaces a
     symlink at `path` itself, never its target). With `root`, the folder must
-    stay inside it (checked before any folder is made).
+    stay inside it (checked before any folder is made). `fsync=False`: for a file
+    that only lives as long as the run (a worker's current spend), whole but not synced.
     """
     if root is not None:
         check_inside(root, path.parent)
@@ -74,7 +76,8 @@ def atomic_write(path: Path, data: str | bytes, root: Path | None = None) -> Non
         with os.fdopen(fd, "wb") as handle:
             handle.write(raw)
             handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

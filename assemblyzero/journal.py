@@ -20,5 +20,6 @@ class Event(StrEnum):
     RETRY = "retry"  # a 429 or 401/403: the item runs again on another key
     PAUSE = "pause"  # every key held or resting: items wait
     RESUME = "resume"
+    BUDGET = "budget"  # the spend reached --budget: nothing more starts, running items wind down
     ERROR = "error"  # the coordinator's own error (with its traceback)
     RUN_END = "run-end"

@@ -14,6 +14,7 @@ from assemblyzero.constants import (
     RETRY_COUNT_MAX,
     RETRY_NAME_LIMIT,
 )
+from assemblyzero.cost import Spend
 
 if TYPE_CHECKING:
     from assemblyzero.workflow.state import WorkflowState
@@ -69,6 +70,19 @@ class WorkerResult:
     # cut at the output-token limit continued), "re-ask" (an unreadable review asked again
     # for just the verdict). Cumulative like `tokens`; empty in results of older workers.
     retries: dict[str, int] = field(default_factory=dict)
+    # What this attempt's calls cost: [USD of the calls with a known cost, calls whose cost
+    # is unknown] (cost.Spend), overall and per leased key. Not cumulative: an attempt's own.
+    spent: list[float | int] = field(default_factory=lambda: [0.0, 0])
+    spent_by_key: dict[str, list[float | int]] = field(default_factory=dict)
+
+    @property
+    def spend(self) -> Spend:
+        return Spend.read(self.spent) or Spend(0.0, 1)
+
+    @property
+    def spend_by_key(self) -> dict[str, Spend]:
+        return {name: Spend.read(pair) or Spend(0.0, 1)
+                for name, pair in self.spent_by_key.items()}
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -83,6 +97,10 @@ class WorkerResult:
             data["status"] = Status(data["status"])
             data["tokens_by_key"] = _per_key(data.get("tokens_by_key"))
             data["retries"] = _counts(data.get("retries"))
+            data["spent"] = _spend(data.get("spent", [0.0, 0]))
+            by_key = data.get("spent_by_key", {})
+            data["spent_by_key"] = {name: _spend(pair) for name, pair in by_key.items()
+                                    if isinstance(name, str)} if isinstance(by_key, dict) else {}
             return cls(**data)
         except (OSError, ValueError, KeyError, TypeError, RecursionError):  # nested too deep
             return None
@@ -97,6 +115,11 @@ def tokens_by_key(state: WorkflowState) -> dict[str, list[int]]:
 def retries_of(state: WorkflowState) -> dict[str, int]:
     """A copy of a workflow state's retry counts (empty when nothing was retried)."""
     return _counts(state.get("retries"))
+
+
+def _spend(value: Any) -> list[float | int]:
+    """A stored spend as read; one that is not ours counts as one call of unknown cost."""
+    return (Spend.read(value) or Spend(0.0, 1)).pair()
 
 
 def _counts(value: Any) -> dict[str, int]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,7 @@ from assemblyzero.constants import (
     EXIT_RATE_LIMITED,
     EXIT_USAGE,
 )
+from assemblyzero.cost import PRICE_MAX, Price, Spend
 from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import InvalidId, Kind, check_id, slug
 from assemblyzero.keys.redact import Redactor
@@ -39,7 +42,7 @@ from assemblyzero.workflow.checkpoint import (
     CheckpointUnavailable,
     CheckpointUnusable,
 )
-from assemblyzero.workflow.interrupt import Interrupted, Stop, go_quiet
+from assemblyzero.workflow.interrupt import Interrupted, Stop, StoppedAfterStep, go_quiet
 from assemblyzero.workflow.prompts import load_prompts
 from assemblyzero.workflow.state import InvalidState, WorkflowState, checked, new_state
 from assemblyzero.workspace import Workspace
@@ -99,7 +102,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the input document, when not the workspace's own (GitHub)")
     parser.add_argument("--publish", choices=["github"], default=None,
                         help="issue workflow: also create the issue on GitHub")
+    parser.add_argument("--drafter-price", type=_price, default=None, metavar="IN,OUT",
+                        help="the drafter's price, USD per million input,output tokens "
+                             "(default: its cost is unknown)")
+    parser.add_argument("--reviewer-price", type=_price, default=None, metavar="IN,OUT",
+                        help="the reviewer's price, likewise")
+    parser.add_argument("--spend-file", type=Path, default=None,
+                        help="where this attempt's spend is kept current, after every call")
+    parser.add_argument("--stop-file", type=Path, default=None,
+                        help="once this file exists, stop after the current step")
     return parser.parse_args(argv)
+
+
+def _price(value: str) -> Price:
+    """`IN,OUT` USD per million tokens, as the coordinator passes a model's price."""
+    try:
+        rates = [float(part) for part in value.split(",")]
+    except ValueError:
+        rates = []
+    if len(rates) != 2 or not all(math.isfinite(r) and 0 <= r <= PRICE_MAX for r in rates):
+        raise argparse.ArgumentTypeError(f"not a price IN,OUT in USD per million tokens: "
+                                         f"{value!r}")
+    return Price(rates[0], rates[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     keys, secrets = read_keys()
     scrub = Redactor(secrets)
     args = parse_args(argv)
+    stop.stop_file = args.stop_file
     try:
         item_id = check_id(args.item_id)
     except InvalidId as exc:
@@ -141,7 +166,9 @@ def run_item(
                             model_calls=state.get("model_calls", 0),
                             tokens=list(state.get("tokens", [0, 0])),
                             tokens_by_key=tokens_by_key(state), retry=retry,
-                            retries=retries_of(state))
+                            retries=retries_of(state),
+                            spent=workflow.spend.pair() if workflow else [0.0, 0],
+                            spent_by_key=workflow.spent_by_key() if workflow else {})
 
     try:
         checkpoint.root = ws.root  # its folder must not lead outside the workspace
@@ -159,6 +186,9 @@ def run_item(
     except Interrupted as why:
         say(f"interrupted by {why}")
         result = ended(Status.INTERRUPTED, f"interrupted by {why}")
+    except StoppedAfterStep as why:  # the run's budget was reached
+        say(f"{why}; checkpoint kept, a rerun resumes after it")
+        result = ended(Status.INTERRUPTED, str(why))
     except CheckpointError as exc:  # mid-run, or the disk cannot serve it at all
         result = ended(Status.FAILED, _checkpoint_failed(checkpoint, exc))
     except FileNotFoundError as exc:
@@ -239,7 +269,17 @@ def _build(
         scrub=scrub, source_path=args.input, publish=args.publish,
         max_output_tokens=args.max_output_tokens,
         prompts=load_prompts(ws.prompt_overrides, ws.root),  # a bad override: no call made
+        prices=(args.drafter_price, args.reviewer_price),
+        on_spend=partial(_write_spend, args.spend_file) if args.spend_file else None,
     )
+
+
+def _write_spend(path: Path, spend: Spend) -> None:
+    """This attempt's spend so far, for the coordinator's budget (read while it runs)."""
+    try:
+        atomic_write(path, json.dumps(spend.pair()) + "\n", fsync=False)
+    except OSError as exc:
+        say(f"warning: could not write {path}: {exc.strerror or exc}")
 
 
 def _settle(ws: Workspace, kind: Kind, checkpoint: Checkpoint, result: WorkerResult) -> None:

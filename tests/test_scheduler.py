@@ -25,6 +25,7 @@ from conftest import journal, latest_run, lock_free, make_workspace, summary
 
 from assemblyzero.backlog import Item, scan
 from assemblyzero.constants import LOOP_WAIT_MAX
+from assemblyzero.cost import Spend
 from assemblyzero.ids import Kind
 from assemblyzero.journal import Event
 from assemblyzero.keys import credentials
@@ -98,6 +99,10 @@ class Worker:
     on_stop: float | None = 0.5  # seconds it takes to save and exit on a stop; None: ignores
     forever: bool = False  # never ends by itself
     retries: dict[str, int] = field(default_factory=dict)  # what its calls retried
+    cost: float = 0.0  # USD its attempt spent, as its result says
+    # (seconds after its start, USD spent so far): what its spend file says meanwhile
+    spending: tuple[tuple[float, float], ...] = ()
+    on_wind: float = 0.5  # seconds until its current step ends, once asked to stop after it
 
 
 @dataclass
@@ -118,7 +123,7 @@ class ScriptedBackend:
         if not worker.forever:
             self._end_at(job.key, self.timeline.now + worker.works, self._result(job, worker),
                          worker.code)
-        return Handle(self, job, worker)
+        return Handle(self, job, worker, self.timeline.now)
 
     def _result(self, job: Job, worker: Worker) -> WorkerResult:
         kind, item_id = job.key.split("-", 1)
@@ -126,7 +131,9 @@ class ScriptedBackend:
         by_key = {name: list(worker.tokens) for name in names}
         return WorkerResult(kind, item_id, worker.status, iterations=1, model_calls=2,
                             tokens=list(worker.tokens), tokens_by_key=by_key or None,
-                            retry=worker.retry, retries=dict(worker.retries))
+                            retry=worker.retry, retries=dict(worker.retries),
+                            spent=[worker.cost, 0],
+                            spent_by_key={name: [worker.cost, 0] for name in names})
 
     def _end_at(self, key: str, when: float, result: WorkerResult | None, code: int) -> None:
         if key in self.pending:
@@ -145,6 +152,7 @@ class Handle:
     backend: ScriptedBackend
     job: Job
     worker: Worker
+    started: float
 
     @property
     def pid(self) -> int | None:
@@ -167,6 +175,22 @@ class Handle:
 
     def wait(self) -> Finished:
         return Finished(self.job.key, None, -signal.SIGKILL)
+
+    def spent(self) -> Spend | None:
+        now = self.backend.timeline.now - self.started
+        said = [usd for after, usd in self.worker.spending if after <= now]
+        return Spend(said[-1]) if said else None
+
+    def stop_after_step(self, reason: str) -> None:
+        """It finishes its step (`on_wind`), saves, and exits 130 with what it spent."""
+        b = self.backend
+        b.log.append((b.timeline.now, "wind", self.job.key))
+        kind, item_id = self.job.key.split("-", 1)
+        at = b.timeline.now + self.worker.on_wind
+        spent = [usd for after, usd in self.worker.spending if self.started + after <= at]
+        b._end_at(self.job.key, at, WorkerResult(
+            kind, item_id, Status.INTERRUPTED, reason=f"stopped after step 'review': {reason}",
+            spent=[spent[-1] if spent else 0.0, 0]), 130)
 
 
 @dataclass
@@ -562,3 +586,76 @@ def test_retry_counts_out_of_range_in_a_result_file_are_left_out(tmp_path: Path)
         "HTTP 503": 2, "cut": 10**30, "empty": -1, "x" * 500: 1, "re-ask": True}}))
     result = WorkerResult.read(path)
     assert result is not None and result.retries == {"HTTP 503": 2}
+
+
+# --- the budget -----------------------------------------------------------------------------
+
+def test_no_item_starts_once_the_spend_and_the_running_estimate_reach_the_budget(
+        tmp_path: Path) -> None:
+    # No prior estimate (no prices): all three start. Once LLD-1 is done at $4, each running
+    # item is expected to cost $4 too: 4 + 4 + 4 >= 10, so LLD-4 waits; at 12 spent the
+    # budget is reached and LLD-4 and LLD-5 never start.
+    script = {"1": [Worker(works=1, cost=4)], "2": [Worker(works=2, cost=4)],
+              "3": [Worker(works=3, cost=4)], "4": [Worker()], "5": [Worker()]}
+    run = play(tmp_path, script, parallel=3, budget=10.0)
+    assert at(run, "start") == [(0, "lld-1"), (0, "lld-2"), (0, "lld-3")]
+    assert run.code == 1
+    assert run.statuses == {"1": "done", "2": "done", "3": "done", "4": "skipped",
+                            "5": "skipped"}
+    items = {i["id"]: i for i in run.summary["items"]}
+    assert items["4"]["reason"] == "not started: the budget was reached"
+    assert run.summary["budget"] == {"usd": 10.0, "spent_usd": 12.0, "reached": True,
+                                     "not_started": 2, "stopped": 0}
+    assert run.summary["cost"] == {"usd": 12.0, "priced_usd": 12.0, "unpriced_calls": 0}
+    assert [e["spent"] for e in run.journal(Event.BUDGET)] == [12.0]
+    assert run.said("budget reached: $12.00 of $10.00 spent") == 2  # as it happens, and after
+
+
+def test_a_slot_freed_under_the_budget_starts_the_next_item(tmp_path: Path) -> None:
+    # $1 per item against $10: the estimate never blocks a start; every item runs, exit 0.
+    script = {str(n): [Worker(works=1, cost=1)] for n in range(1, 6)}
+    run = play(tmp_path, script, parallel=2, budget=10.0)
+    assert run.code == 0
+    assert [t for t, _ in at(run, "start")] == [0, 0, 1, 1, 2]
+    assert run.summary["budget"]["reached"] is False
+    assert run.summary["budget"]["spent_usd"] == 5.0
+    assert run.said("budget $10.00: $5.00 spent") == 1
+
+
+def test_the_running_spend_reaching_the_budget_winds_every_worker_down(tmp_path: Path) -> None:
+    # LLD-1 says $6 spent at 1.5 s; the spend is read each second, so at 2 s the budget is
+    # reached: LLD-1 and LLD-2 finish their step (0.5 s) and stop; LLD-3 never starts.
+    script = {"1": [Worker(works=10, spending=((0.5, 2.0), (1.5, 6.0)))],
+              "2": [Worker(works=10, spending=((1.0, 1.0),))], "3": [Worker()]}
+    run = play(tmp_path, script, parallel=2, budget=5.0)
+    assert at(run, "wind") == [(2, "lld-1"), (2, "lld-2")]
+    assert at(run, "stop") == [] and at(run, "kill") == []  # nothing is cut short
+    assert run.code == 1
+    assert run.statuses == {"1": "interrupted", "2": "interrupted", "3": "skipped"}
+    items = {i["id"]: i for i in run.summary["items"]}
+    assert items["1"]["stopped_by_budget"] is True
+    assert items["1"]["reason"] == ("stopped after step 'review': the run's budget ($5.00) "
+                                    "was reached")
+    assert items["1"]["cost"]["usd"] == 6.0 and items["2"]["cost"]["usd"] == 1.0
+    assert run.summary["budget"] == {"usd": 5.0, "spent_usd": 7.0, "reached": True,
+                                     "not_started": 1, "stopped": 2}
+    assert run.summary["wall_seconds"] == 2.5
+
+
+def test_an_attempt_that_left_no_result_has_an_unknown_cost(tmp_path: Path) -> None:
+    # Killed after its timeout: what its last call cost is unknown, never $0.
+    run = play(tmp_path, {"1": [Worker(forever=True, on_stop=None)], "2": [Worker(cost=0.25)]},
+               parallel=2, timeout=3.0, grace=1.0)
+    items = {i["id"]: i for i in run.summary["items"]}
+    assert items["1"]["cost"] == {"usd": None, "priced_usd": 0.0, "unpriced_calls": 1}
+    assert run.summary["cost"] == {"usd": None, "priced_usd": 0.25, "unpriced_calls": 1}
+    assert run.said("cost $0.25+unknown") == 1
+    assert any("LLD-001  timeout" in line and " unknown " in line for line in run.lines)
+
+
+def test_each_key_is_charged_the_cost_of_its_own_calls(tmp_path: Path) -> None:
+    run = play(tmp_path, {"1": [Worker(cost=0.5)], "2": [Worker(cost=0.25)]},
+               keys=("k1", "k2"), parallel=2)
+    costs = {k["name"]: k["cost"]["usd"] for k in run.summary["credentials"]}
+    assert costs == {"k1": 0.5, "k2": 0.25} or costs == {"k1": 0.25, "k2": 0.5}
+    assert run.summary["cost"]["usd"] == 0.75

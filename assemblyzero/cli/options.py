@@ -11,7 +11,7 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -24,12 +24,14 @@ from assemblyzero.constants import (
     DEFAULT_TIMEOUT,
     ENV_DRAFTER,
     ENV_REVIEWER,
+    MAX_BUDGET,
     MAX_GRACE,
     MAX_OUTPUT_EXAMPLE,
     MAX_OUTPUT_TOKENS,
     MAX_PARALLEL,
     MAX_TIMEOUT,
 )
+from assemblyzero.cost import Price, PriceError, Prices, parse_prices
 from assemblyzero.fileio import inside
 from assemblyzero.providers import check_spec
 
@@ -63,11 +65,18 @@ class Settings:
     grace: float = DEFAULT_GRACE  # seconds a stopped worker gets to save before SIGKILL
     max_attempts: int = DEFAULT_MAX_ATTEMPTS  # attempts per item on a 429 or 401/403
     max_output_tokens: int | None = None  # a cap on one reply; None: each provider's default
+    budget: float | None = None  # USD the run may spend; None: no limit
+    prices: Prices = field(default_factory=Prices)  # built in, and [tool.assemblyzero.prices]
 
     @property
     def models(self) -> tuple[str, str]:
         """The drafter's and the reviewer's model specs."""
         return self.drafter, self.reviewer
+
+    @property
+    def model_prices(self) -> tuple[Price | None, Price | None]:
+        """The drafter's and the reviewer's prices (None: not known)."""
+        return self.prices.of(self.drafter), self.prices.of(self.reviewer)
 
 
 class Flags(TypedDict, total=False):
@@ -80,6 +89,7 @@ class Flags(TypedDict, total=False):
     grace: str | None
     max_attempts: str | None
     max_output_tokens: str | None
+    budget: str | None
 
 
 _DEFAULTS = Settings()
@@ -93,6 +103,7 @@ _ENV = {
     "grace": "ASSEMBLYZERO_GRACE",
     "max_attempts": "ASSEMBLYZERO_MAX_ATTEMPTS",
     "max_output_tokens": "ASSEMBLYZERO_MAX_OUTPUT_TOKENS",
+    "budget": "ASSEMBLYZERO_BUDGET",
 }
 
 
@@ -172,7 +183,7 @@ def resolve(repo: Path, flags: Flags) -> Settings:
         return _given(name, flags, config, repo)
 
     # Checked in this order: the first bad one is the error.
-    return Settings(
+    settings = Settings(
         drafter=_model("drafter", *given("drafter")),
         reviewer=_model("reviewer", *given("reviewer")),
         max_iterations=parse_int(*given("max_iterations"), minimum=0,
@@ -183,7 +194,57 @@ def resolve(repo: Path, flags: Flags) -> Settings:
         max_attempts=parse_int(*given("max_attempts"), minimum=1,
                                example=_DEFAULTS.max_attempts),
         max_output_tokens=_tokens(*given("max_output_tokens")),
+        budget=_budget(*given("budget")),
+        prices=_prices(config, repo),
     )
+    if settings.budget is not None:
+        _check_budget(settings, given("budget")[1])
+    return settings
+
+
+def _budget(value: object, source: str) -> float | None:
+    """USD the run may spend (`5`, `2.50`, `$5`), or None (not given: no limit)."""
+    if value is None:
+        return None
+    fix = fix_hint(source, 5)
+    text = value.strip().removeprefix("$") if isinstance(value, str) else value
+    if isinstance(text, bool) or not isinstance(text, (int, float, str)):
+        raise UsageError(f"{source} must be an amount of USD (got {value!r}); {fix}")
+    try:
+        usd = float(text)
+    except ValueError:
+        raise UsageError(f"{source} must be an amount of USD (got {value!r}); {fix}") from None
+    if not math.isfinite(usd) or not 0 < usd <= MAX_BUDGET:
+        raise UsageError(f"{source} must be more than 0 and at most {MAX_BUDGET:g} USD "
+                         f"(got {value!r}); {fix}")
+    return usd
+
+
+def _prices(config: Mapping[str, object], repo: Path) -> Prices:
+    """The price table: built in, with the workspace's [tool.assemblyzero.prices] over it."""
+    if "prices" not in config:
+        return Prices()
+    source = f"[tool.assemblyzero.prices] in {repo / 'pyproject.toml'}"
+    try:
+        return Prices(parse_prices(config["prices"], source))
+    except PriceError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _check_budget(settings: Settings, source: str) -> None:
+    """A budget needs every call's cost: each model priced, and able to count tokens."""
+    for role, spec, price in zip(("drafter", "reviewer"), settings.models,
+                                 settings.model_prices, strict=True):
+        if spec.startswith("cmd:"):  # the spec may hold a key: not echoed
+            raise UsageError(f"{source}: the {role} is a cmd: model, whose replies carry no "
+                             "token counts, so what it spends cannot be counted; run it "
+                             "without a budget")
+        if price is None:
+            raise UsageError(
+                f"{source}: the {role} {spec} has no price, so what it spends cannot be "
+                f"counted; add it to [tool.assemblyzero.prices] in the workspace's "
+                f"pyproject.toml, e.g. \"{spec}\" = {{ input = 2.5, output = 10.0 }} (USD "
+                f"per million tokens), or run without a budget")
 
 
 def _tokens(value: object, source: str) -> int | None:

@@ -87,7 +87,8 @@ def run_kind(
                       timeout=settings.timeout, grace=settings.grace,
                       max_attempts=settings.max_attempts,
                       max_output_tokens=settings.max_output_tokens, publish=origin.publish,
-                      source=origin.source, label=origin.label)
+                      source=origin.source, label=origin.label, budget=settings.budget,
+                      prices=settings.model_prices)
     coordinator = Coordinator(ws, opts, console, pool=pool, creds=creds)
     return coordinator.run(todo.items, f"{kind.value}-all", todo.skipped)
 

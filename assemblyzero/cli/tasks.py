@@ -62,6 +62,9 @@ _SHARED = {
                     "from the checkpoint on any free key (default 5)",
     "max_output_tokens": "cap on one model reply's output tokens (default: each provider's "
                          "own); a reply cut at the cap is continued, at most twice",
+    "budget": "USD the run may spend, e.g. --budget=5: no item starts once what was spent "
+              "plus the running items' estimate reaches it, and running items stop after "
+              "their current step once the spend does (exit 1); needs a price for both models",
 }
 _ONE_HELP = {k: v for k, v in _SHARED.items() if k not in ("only", "limit")}
 _RUN_HELP = {
@@ -161,12 +164,12 @@ def lld_all(c: Context, parallel: Parallelism = None, dry_run: bool = False, rep
             only: str | None = None, limit: str | None = None, timeout: str | None = None,
             grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
             max_iterations: str | None = None, max_attempts: str | None = None,
-            max_output_tokens: str | None = None,
+            max_output_tokens: str | None = None, budget: str | None = None,
             source: str = "files", label: str | None = None) -> None:
     """Write an LLD for every pending issue (docs/issues/active, or open GitHub issues)."""
     flags = Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                    max_iterations=max_iterations, max_attempts=max_attempts,
-                   max_output_tokens=max_output_tokens)
+                   max_output_tokens=max_output_tokens, budget=budget)
     _run_all(Kind.LLD, parallel, dry_run, repo, only, limit, flags, Origin(source, label))
 
 
@@ -175,12 +178,12 @@ def issue_all(c: Context, parallel: Parallelism = None, dry_run: bool = False, r
               only: str | None = None, limit: str | None = None, timeout: str | None = None,
               grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
               max_iterations: str | None = None, max_attempts: str | None = None,
-              max_output_tokens: str | None = None,
+              max_output_tokens: str | None = None, budget: str | None = None,
               publish: str | None = None) -> None:
     """Write an issue for every pending brief (ideas/active), then move the brief to ideas/done."""
     flags = Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                    max_iterations=max_iterations, max_attempts=max_attempts,
-                   max_output_tokens=max_output_tokens)
+                   max_output_tokens=max_output_tokens, budget=budget)
     _run_all(Kind.ISSUE, parallel, dry_run, repo, only, limit, flags, Origin(publish=publish))
 
 
@@ -215,12 +218,12 @@ def _one(kind: Kind, item_id: str | None, repo: str, flags: Flags) -> None:
 def lld(c: Context, id: str | None = None, repo: str = ".", timeout: str | None = None,
         grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
         max_iterations: str | None = None, max_attempts: str | None = None,
-        max_output_tokens: str | None = None) -> None:
+        max_output_tokens: str | None = None, budget: str | None = None) -> None:
     """Write the LLD of one issue, in the foreground."""
     _one(Kind.LLD, id, repo, Flags(timeout=timeout, grace=grace, drafter=drafter,
                                     reviewer=reviewer, max_iterations=max_iterations,
                                     max_attempts=max_attempts,
-                                    max_output_tokens=max_output_tokens))
+                                    max_output_tokens=max_output_tokens, budget=budget))
 
 
 @task(auto_shortflags=False, help={
@@ -228,12 +231,12 @@ def lld(c: Context, id: str | None = None, repo: str = ".", timeout: str | None 
 def issue(c: Context, id: str | None = None, repo: str = ".", timeout: str | None = None,
           grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
           max_iterations: str | None = None, max_attempts: str | None = None,
-          max_output_tokens: str | None = None) -> None:
+          max_output_tokens: str | None = None, budget: str | None = None) -> None:
     """Write the issue of one brief, in the foreground."""
     _one(Kind.ISSUE, id, repo, Flags(timeout=timeout, grace=grace, drafter=drafter,
                                       reviewer=reviewer, max_iterations=max_iterations,
                                       max_attempts=max_attempts,
-                                      max_output_tokens=max_output_tokens))
+                                      max_output_tokens=max_output_tokens, budget=budget))
 
 
 @task(optional=["parallel"], auto_shortflags=False, help={
@@ -246,7 +249,7 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Parall
             timeout: str | None = None, grace: str | None = None, drafter: str | None = None,
             reviewer: str | None = None, max_iterations: str | None = None,
             max_attempts: str | None = None,
-            max_output_tokens: str | None = None, source: str = "files",
+            max_output_tokens: str | None = None, budget: str | None = None, source: str = "files",
             label: str | None = None, publish: str | None = None) -> None:
     """Show the plan: pending items, skipped ones and why, parallelism. Writes nothing."""
     if kind not in _KINDS:
@@ -255,7 +258,7 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Parall
     _plan(_KINDS[kind], json_, parallel, repo, only, limit,
           Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                  max_iterations=max_iterations, max_attempts=max_attempts,
-                 max_output_tokens=max_output_tokens),
+                 max_output_tokens=max_output_tokens, budget=budget),
           Origin(source, label, publish))
 
 
@@ -276,7 +279,7 @@ def retry_failed(c: Context, parallel: Parallelism = None, repo: str = ".",
                  timeout: str | None = None, grace: str | None = None, drafter: str | None = None,
                  reviewer: str | None = None, max_iterations: str | None = None,
                  max_attempts: str | None = None,
-                 max_output_tokens: str | None = None) -> None:
+                 max_output_tokens: str | None = None, budget: str | None = None) -> None:
     """Run again what the latest run did not finish, each from its checkpoint."""
     from assemblyzero.cli import history
 
@@ -289,7 +292,7 @@ def retry_failed(c: Context, parallel: Parallelism = None, repo: str = ".",
     _run_all(kind, parallel, False, repo, ",".join(ids), None,
              Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                     max_iterations=max_iterations, max_attempts=max_attempts,
-                    max_output_tokens=max_output_tokens), origin)
+                    max_output_tokens=max_output_tokens, budget=budget), origin)
 
 
 _EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workspace"

@@ -5,7 +5,7 @@ how long to wait on the run's own clock (the pool and the lease store think
 in wall-clock time; the scheduler's clock is monotonic and may be a test's).
 `refused` turns a worker's 429 or 401/403 into a resting or disabled key
 (whether the item runs again is the scheduler's: its attempts). `charge`
-counts each key's tokens. A per-key rate limiter (requests and tokens per
+counts each key's tokens and cost. A per-key rate limiter (requests and tokens per
 minute) is one more reason for `take` to answer `Wait`.
 """
 
@@ -114,13 +114,17 @@ class KeyGate:
         return {"keys": keys, "mask": [v for v in self.pool.creds.secrets.values() if v]}
 
     def charge(self, item: str, grant: Grant | None, result: WorkerResult | None) -> None:
-        """Charge each key of the grant the tokens its own calls used in this attempt.
+        """Charge each key of the grant the tokens and cost of its own calls in this attempt.
 
         The result holds the item's running totals, per key too: what grew since the
         item's previous attempt is this attempt's.
         """
         if not (grant and self.pool and result):
             return
+        for name, spend in result.spend_by_key.items():  # this attempt's own, not cumulative
+            if name in grant.names and name in self.pool.stats:
+                stats = self.pool.stats[name]
+                stats.cost = stats.cost.plus(spend)
         before = self._seen.get(item, [0, 0])
         self._seen[item] = list(result.tokens)
         if result.tokens_by_key is None:

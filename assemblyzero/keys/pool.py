@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from assemblyzero.constants import LEASE_RECHECK, MAX_PARALLEL
+from assemblyzero.cost import Spend
 from assemblyzero.keys import credentials
 from assemblyzero.keys.credentials import Credential, CredentialFile
 from assemblyzero.keys.leases import Busy, Lease, LeaseStore
@@ -37,6 +38,7 @@ class KeyStats:
     attempts: int = 0
     rate_limited: int = 0
     tokens: list[int] = field(default_factory=lambda: [0, 0])  # input, output
+    cost: Spend = field(default_factory=Spend)  # what its calls cost in this run
     cooldown_seconds: float = 0.0
     disabled: str = ""
 

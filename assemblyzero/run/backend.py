@@ -15,6 +15,7 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any, Protocol
 
+from assemblyzero.cost import Spend
 from assemblyzero.results import WorkerResult
 
 
@@ -30,6 +31,8 @@ class Job:
     log: Path  # where its raw output goes
     result: Path  # where it writes its WorkerResult
     hue: int = 0  # its prefix colour
+    spend_file: Path | None = None  # where the worker keeps its spend current (a budget)
+    stop_file: Path | None = None  # its "stop after your current step" (a budget)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,12 @@ class Handle(Protocol):
 
     def kill(self) -> None:
         """End it now (SIGKILL). Must not block; once called, `wait` must return."""
+
+    def stop_after_step(self, reason: str) -> None:
+        """Ask it to stop once its current step is saved (its call in flight finishes)."""
+
+    def spent(self) -> Spend | None:
+        """What this attempt has spent so far, as the worker last said (None: not yet)."""
 
     def wait(self) -> Finished:
         """Block until it is over (used only after its Finished was never posted)."""

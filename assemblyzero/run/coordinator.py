@@ -36,6 +36,7 @@ from assemblyzero.constants import (
     LEASE_HEARTBEAT,
     SECRET_ENV_VARS,
 )
+from assemblyzero.cost import Spend, estimate_item, money
 from assemblyzero.fileio import OutsideWorkspace
 from assemblyzero.ids import Kind, slug
 from assemblyzero.journal import Event
@@ -49,10 +50,11 @@ from assemblyzero.keys.redact import Redactor
 from assemblyzero.results import Status, WorkerResult, status_from_exit
 from assemblyzero.run import procs
 from assemblyzero.run.backend import Backend, Finished, Handle, Inbox, Signalled
+from assemblyzero.run.budget import Budget
 from assemblyzero.run.jobs import RunOptions, job_for
 from assemblyzero.run.local import LocalBackend
 from assemblyzero.run.record import Outcome, RunRecord
-from assemblyzero.run.scheduler import Action, Kill, Limits, Scheduler, Slot, Stop, Tick
+from assemblyzero.run.scheduler import Action, Kill, Limits, Scheduler, Slot, Stop, Tick, Wind
 from assemblyzero.run.summary import finish
 from assemblyzero.ui.console import COORDINATOR_TAG, Console
 from assemblyzero.ui.prefix_tee import PALETTE
@@ -100,6 +102,10 @@ class Coordinator:
             opts.parallel, opts.timeout, opts.grace, opts.max_attempts,
             progress_every=None if live else opts.progress_every,
             heartbeat_every=LEASE_HEARTBEAT if pool else None), clock)
+        self.budget = Budget(opts.budget) if opts.budget is not None else None
+        self.sched.budget = self.budget
+        self.spend: dict[str, Spend] = {}  # what each item's attempts spent in this run
+        self.unstarted_by_budget = 0
 
     # --- the run ------------------------------------------------------------
     def run(self, items: list[Item], label: str, skipped: Sequence[Skipped] = ()) -> int:
@@ -127,6 +133,7 @@ class Coordinator:
             self.say(f"skipped {refused.name}: {refused.reason}")
             self._outcome(Item(refused.kind, refused.name), Status.SKIPPED, refused.reason,
                           tag=refused.name)
+        self._plan_budget(items)
         self.sched.begin(items)
         self.backend = self._backend or LocalBackend(
             self.inbox.put, self.console, self.scrub, self.hidden_env, self.opts.grace,
@@ -146,12 +153,33 @@ class Coordinator:
                 try:
                     self._abandon()
                     self.backend.close()
-                    for item in self.sched.unstarted():  # the run was stopped first
-                        self._outcome(item, Status.SKIPPED, "not started: the run was interrupted")
+                    self._unstarted()
                     self._show()
                 finally:  # the terminal gets its cursor back
                     self.console.stop()
         return self._finish(label, started, self.clock() - wall)
+
+    def _plan_budget(self, items: list[Item]) -> None:
+        """Each item's estimate, for the budget's reserve until an item is done."""
+        if self.budget is None:
+            return
+        for item in items:
+            usd = estimate_item(*self.opts.prices, backlog.input_size(self.ws, item))
+            self.budget.priors[slug(item.kind, item.id)] = usd or 0.0
+        mean = sum(self.budget.priors.values()) / max(1, len(self.budget.priors))
+        self.say(f"budget {money(self.budget.limit)}: about {money(mean)} per item "
+                 "(an estimate); no item starts once what was spent and what the running "
+                 "items are expected to spend reach it")
+
+    def _unstarted(self) -> None:
+        """The items never started: the run was stopped, or its budget reached, first."""
+        reached = self.budget is not None and self.budget.reached
+        items = self.sched.unstarted()
+        if reached:
+            self.unstarted_by_budget = len(items)
+        why = "the budget was reached" if reached else "the run was interrupted"
+        for item in items:
+            self._outcome(item, Status.SKIPPED, f"not started: {why}")
 
     def _finish(self, label: str, started: float, wall: float) -> int:
         """Write summary.json, print the summary; the run's exit code."""
@@ -159,9 +187,19 @@ class Coordinator:
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
                 "wall_seconds": round(wall, 3), "parallel": self.opts.parallel,
                 "drafter": self.scrub(self.opts.drafter),
-                "reviewer": self.scrub(self.opts.reviewer)}
+                "reviewer": self.scrub(self.opts.reviewer),
+                "budget": self._budget_data()}
         return finish(self.record, self.outcomes, self.gate.stats(), meta, self._exit_code(),
                       self.say, self.ws.root)
+
+    def _budget_data(self) -> dict[str, Any] | None:
+        """summary.json's `budget`: the limit, what was spent, whether it was reached."""
+        if self.budget is None:
+            return None
+        stopped = sum(1 for o in self.outcomes if o.stopped_by_budget)
+        return {"usd": self.budget.limit, "spent_usd": round(self.budget.total(), 6),
+                "reached": self.budget.reached, "not_started": self.unstarted_by_budget,
+                "stopped": stopped}
 
     def _loop(self) -> None:
         while self.sched.active:
@@ -181,7 +219,7 @@ class Coordinator:
     def _exit_code(self) -> int:
         if self.sched.stopped_by is not None:
             return EXIT_TERMINATED if self.sched.stopped_by == signal.SIGTERM else EXIT_INTERRUPTED
-        if self.crashed:
+        if self.crashed or self.unstarted_by_budget:
             return EXIT_NOT_DONE
         ok = (Status.DONE, Status.SKIPPED)
         return EXIT_OK if all(o.status in ok for o in self.outcomes) else EXIT_NOT_DONE
@@ -265,6 +303,7 @@ class Coordinator:
             status, reason = slot.ended_by, _why(slot.ended_by, code)
         self._release(attempt.grant, attempt.lock, succeeded=status is Status.DONE)
         self.gate.charge(end.key, attempt.grant, result)
+        self._spent(end.key, attempt, result, status)
         self.record.event(Event.END, item=item.tag, status=status.value, exit_code=code,
                           duration=round(duration, 3))
         if slot.ended_by is None and self._retry(item, attempt.grant, result, code):
@@ -276,6 +315,33 @@ class Coordinator:
         self.say(f"{item.tag} {status.value} in {duration:.1f}s"
                  + (f": {self.scrub(reason)}" if status is not Status.DONE else "")
                  + f" [{len(self.outcomes)} finished]")
+
+    def _spent(self, key: str, attempt: _Attempt, result: WorkerResult | None,
+               status: Status) -> None:
+        """Count what the attempt spent: its result says; without one, what it last said
+        while it ran, and one call of unknown cost (it may have been in flight)."""
+        if result is not None:
+            spend = result.spend
+        else:
+            live = attempt.handle.spent() or Spend()
+            spend = Spend(live.usd, live.unpriced + 1)
+        self.spend[key] = self.spend.get(key, Spend()).plus(spend)
+        if self.budget is not None:
+            self.budget.ended(key, spend.usd, done=status is Status.DONE)
+            self._check_budget()
+
+    def _check_budget(self) -> None:
+        """Once the spend reaches the budget: say so, and wind every running item down."""
+        if self.budget is None or not self.budget.check():
+            return
+        running = len(self.running)
+        self.say(f"budget reached: {money(self.budget.total())} of {money(self.budget.limit)} "
+                 f"spent; no new item starts"
+                 + (f", and {running} running item(s) stop after their current step"
+                    if running else ""))
+        self.record.event(Event.BUDGET, spent=round(self.budget.total(), 6),
+                          limit=self.budget.limit)
+        self._carry_out(self.sched.budget_reached())
 
     def _retry(self, item: Item, grant: Grant | None, result: WorkerResult | None,
                code: int) -> bool:
@@ -330,6 +396,14 @@ class Coordinator:
             self.say(self.sched.progress().line())
         elif action is Tick.HEARTBEAT:
             self.gate.heartbeat([a.grant for a in self.running.values() if a.grant])
+        elif action is Tick.SPEND and self.budget is not None:
+            for key, attempt in self.running.items():
+                if (live := attempt.handle.spent()) is not None:
+                    self.budget.spending(key, live.usd)
+            self._check_budget()
+        elif isinstance(action, Wind) and self.budget is not None:
+            self.running[action.key].handle.stop_after_step(
+                f"the run's budget ({money(self.budget.limit)}) was reached")
         elif isinstance(action, Kill):
             self.running[action.key].handle.kill()
         elif isinstance(action, Stop):
@@ -407,7 +481,9 @@ class Coordinator:
             credential=",".join(grant.names) if grant else None,
             reason=" ".join(self.scrub(reason).split()),
             log=str(attempt.log) if attempt else None,
-            retries=dict(result.retries) if result else {}))
+            retries=dict(result.retries) if result else {},
+            cost=self.spend.get(key, Spend()),
+            stopped_by_budget=bool(slot and slot.winding and status is Status.INTERRUPTED)))
         if slot is None:  # no worker ran (skipped, no credential, ...): the journal says so
             self.record.event(Event.END, item=tag or item.tag, status=status.value)
 

@@ -20,6 +20,7 @@ from assemblyzero.constants import (
     ENV_WORKFLOW_DB,
     PROGRESS_EVERY,
 )
+from assemblyzero.cost import Price
 from assemblyzero.ids import Kind, slug
 from assemblyzero.keys.pool import Grant
 from assemblyzero.run.backend import Job
@@ -41,6 +42,8 @@ class RunOptions:
     source: str = "files"  # recorded so that retry-failed reruns from the same place
     label: str | None = None
     progress_every: float = PROGRESS_EVERY  # seconds between progress lines
+    budget: float | None = None  # USD the run may spend; None: no limit
+    prices: tuple[Price | None, Price | None] = (None, None)  # drafter's, reviewer's
 
 
 def job_for(item: Item, ws: Workspace, record: RunRecord, opts: RunOptions,
@@ -52,8 +55,12 @@ def job_for(item: Item, ws: Workspace, record: RunRecord, opts: RunOptions,
            ENV_DRAFTER: opts.drafter, ENV_REVIEWER: opts.reviewer}
     if grant is not None:
         env[ENV_CREDENTIAL] = ",".join(grant.names)
-    return Job(key, item.tag, tuple(worker_args(item, ws.root, record.dir, opts)), env,
-               secrets, record.log_path(key), record.result_path(key), hue)
+    spend, stop = ((record.spend_path(key), record.stop_path(key)) if opts.budget is not None
+                   else (None, None))
+    args = worker_args(item, ws.root, record.dir, opts)
+    args += [f"--spend-file={spend}", f"--stop-file={stop}"] if spend and stop else []
+    return Job(key, item.tag, tuple(args), env, secrets, record.log_path(key),
+               record.result_path(key), hue, spend, stop)
 
 
 def worker_args(item: Item, root: Path, run_dir: Path, opts: RunOptions) -> list[str]:
@@ -66,6 +73,9 @@ def worker_args(item: Item, root: Path, run_dir: Path, opts: RunOptions) -> list
             f"--run-dir={run_dir}", f"--max-iterations={opts.max_iterations}"]
     if opts.max_output_tokens is not None:
         args.append(f"--max-output-tokens={opts.max_output_tokens}")
+    for role, price in zip(("drafter", "reviewer"), opts.prices, strict=True):
+        if price is not None:  # repr: the float exactly, as the worker parses it back
+            args.append(f"--{role}-price={price.input!r},{price.output!r}")
     if item.source:
         args.append(f"--input={item.source}")
     if opts.publish and item.kind is Kind.ISSUE:

@@ -2,6 +2,8 @@
 
     logs/parallel/<run-id>/<kind>-<id>.log    raw output of one worker
     logs/parallel/<run-id>/results/*.json     what each worker reported
+    logs/parallel/<run-id>/spend/*.json       a running worker's spend (with a budget)
+    logs/parallel/<run-id>/stop/<kind>-<id>   "stop after your current step" (budget reached)
     logs/parallel/<run-id>/journal.jsonl      one JSON event per line
     logs/parallel/<run-id>/summary.json       the outcome of the run
     logs/parallel/latest -> <run-id>
@@ -17,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assemblyzero.cost import Spend
 from assemblyzero.fileio import append_line, atomic_write
 from assemblyzero.journal import Event
 from assemblyzero.results import Status
@@ -43,10 +46,13 @@ class Outcome:
     # What was retried within the item's calls ({"HTTP 503": 1, "empty": 1, "cut": 2,
     # "re-ask": 1}), cumulative for the item like its tokens.
     retries: dict[str, int] = field(default_factory=dict)
+    cost: Spend = field(default_factory=Spend)  # what its attempts spent in this run
+    stopped_by_budget: bool = False  # stopped after a step: the run's budget was reached
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = self.status.value
+        data["cost"] = self.cost.to_json()
         data["duration"] = round(self.duration, 3)
         return data
 
@@ -75,9 +81,19 @@ class RunRecord:
     def result_path(self, slug: str) -> Path:
         return self.dir / "results" / f"{slug}.json"
 
+    def spend_path(self, slug: str) -> Path:
+        """Where a running worker keeps its attempt's spend current (with a budget)."""
+        return self.dir / "spend" / f"{slug}.json"
+
+    def stop_path(self, slug: str) -> Path:
+        """The file that asks a worker to stop after its current step (budget reached)."""
+        return self.dir / "stop" / slug
+
     def clear_result(self, slug: str) -> None:
-        """Remove an earlier attempt's result file, before the next attempt starts."""
-        self.result_path(slug).unlink(missing_ok=True)
+        """Remove an earlier attempt's result, spend and stop files, before the next
+        attempt starts."""
+        for path in (self.result_path(slug), self.spend_path(slug), self.stop_path(slug)):
+            path.unlink(missing_ok=True)
 
     def event(self, event: Event, **fields: Any) -> None:
         """Append one event; a journal that cannot be written never stops the run.

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from assemblyzero.backlog import Item
-from assemblyzero.constants import LOOP_WAIT_MAX
+from assemblyzero.constants import LOOP_WAIT_MAX, SPEND_EVERY
 from assemblyzero.ids import slug
 from assemblyzero.results import Status
+from assemblyzero.run.budget import Budget
 from assemblyzero.ui.console import Active, Progress
 
 INF = float("inf")
@@ -34,6 +35,7 @@ class Limits:
     max_attempts: int  # starts per item, 429 retries included
     progress_every: float | None  # seconds between progress lines; None: never
     heartbeat_every: float | None  # seconds between lease heartbeats; None: no keys
+    spend_every: float = SPEND_EVERY  # seconds between reads of the running spend (a budget)
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Slot:
     keys: tuple[str, ...] = ()  # the credentials it holds
     hue: int = 0  # its prefix colour: no two running items share one
     ended_by: Status | None = None  # TIMEOUT or INTERRUPTED once we stopped it
+    winding: bool = False  # asked to stop after its current step (the budget was reached)
     kill_at: float | None = None  # when the SIGKILL follows our stop
 
     @property
@@ -67,12 +70,20 @@ class Kill:
     key: str
 
 
+@dataclass(frozen=True)
+class Wind:
+    """Ask the worker `key` to stop once its current step is saved (no SIGKILL follows)."""
+
+    key: str
+
+
 class Tick(Enum):
     PROGRESS = "progress"  # print a progress line
     HEARTBEAT = "heartbeat"  # renew the running items' leases
+    SPEND = "spend"  # read what the running items have spent (a budget)
 
 
-Action = Stop | Kill | Tick
+Action = Stop | Kill | Wind | Tick
 
 
 @dataclass
@@ -96,6 +107,7 @@ class Scheduler:
     attempts: dict[str, int] = field(default_factory=dict)  # starts per item key
     limited: dict[str, int] = field(default_factory=dict)  # 429s per item key
     pause: Pause = field(default_factory=Pause)
+    budget: Budget | None = None  # --budget: no start it does not admit
     stopped_by: int | None = None  # the signal that stopped the run
     total: int = 0
     began: float = 0.0
@@ -105,6 +117,7 @@ class Scheduler:
     worked: float = 0.0  # summed durations of the done items, for the ETA
     next_progress: float = INF
     next_beat: float = INF
+    next_spend: float = INF
 
     def begin(self, items: Iterable[Item]) -> None:
         self.queue.extend(items)
@@ -113,17 +126,22 @@ class Scheduler:
             self.next_progress = self.began + self.limits.progress_every
         if self.limits.heartbeat_every:
             self.next_beat = self.began
+        if self.budget is not None:
+            self.next_spend = self.began + self.limits.spend_every
 
     # --- what the loop asks -------------------------------------------------
     @property
     def active(self) -> bool:
-        """Is there anything left: an item waiting (and the run not stopped) or running?"""
-        return bool(self.running) or (bool(self.queue) and self.stopped_by is None)
+        """Is there anything left: an item waiting that may still start, or one running?
+        (With nothing running, what the budget does not admit now it never will.)"""
+        return bool(self.running) or (bool(self.queue) and self.stopped_by is None
+                                      and (self.budget is None or self.budget.admits()))
 
     def next_item(self) -> Item | None:
         """The item to start now, taken off the queue; None while none may start."""
         if (self.stopped_by is not None or not self.queue or self.pause.holds(self.clock())
-                or len(self.running) >= self.limits.parallel):
+                or len(self.running) >= self.limits.parallel
+                or (self.budget is not None and not self.budget.admits())):
             return None
         return self.queue.popleft()
 
@@ -133,7 +151,7 @@ class Scheduler:
         if self.queue and self.pause.until is not None and self.stopped_by is None:
             deadlines.append(self.pause.until)
         if self.running:
-            deadlines += [self.next_beat, self.next_progress]
+            deadlines += [self.next_beat, self.next_progress, self._spend_due()]
         deadline = min(deadlines, default=INF)
         if deadline == INF:
             return None
@@ -150,6 +168,9 @@ class Scheduler:
         if self.running and now >= self.next_beat and self.limits.heartbeat_every:
             actions.append(Tick.HEARTBEAT)
             self.next_beat = now + self.limits.heartbeat_every
+        if self.running and now >= self._spend_due():
+            actions.append(Tick.SPEND)
+            self.next_spend = now + self.limits.spend_every
         for s in self.running.values():
             if s.kill_at is not None and now >= s.kill_at:
                 actions.append(Kill(s.key))
@@ -157,6 +178,10 @@ class Scheduler:
             elif s.ended_by is None and now >= s.started + self.limits.timeout:
                 actions.append(self._stop(s, Status.TIMEOUT))
         return actions
+
+    def _spend_due(self) -> float:
+        """When the running spend is read next: never without a budget, or once reached."""
+        return INF if self.budget is None or self.budget.reached else self.next_spend
 
     def _deadline(self, s: Slot) -> float:
         if s.kill_at is not None:
@@ -172,6 +197,8 @@ class Scheduler:
         slot = Slot(item, self.clock(), keys, hue)
         self.attempts[slot.key] = self.attempts.get(slot.key, 0) + 1
         self.running[slot.key] = slot
+        if self.budget is not None:
+            self.budget.started(slot.key)
         return slot
 
     def ended(self, key: str) -> tuple[Slot, float]:
@@ -230,6 +257,14 @@ class Scheduler:
         self.stopped_by = signum
         return [self._stop(s, Status.INTERRUPTED) for s in self.running.values()
                 if s.ended_by is None]
+
+    def budget_reached(self) -> list[Action]:
+        """The spend reached the budget: nothing more starts (`admits`), and every running
+        worker not already stopping finishes its current step and stops."""
+        winding = [s for s in self.running.values() if s.ended_by is None and not s.winding]
+        for s in winding:
+            s.winding = True
+        return [Wind(s.key) for s in winding]
 
     def not_stopped(self, key: str) -> None:
         """A `Stop` for `key` was never carried out (the loop failed first): it is not

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from assemblyzero.constants import EXIT_NOT_DONE, EXIT_OK
+from assemblyzero.cost import Spend, money
 from assemblyzero.ids import sort_key
 from assemblyzero.journal import Event
 from assemblyzero.results import Status
@@ -55,10 +56,19 @@ def summary_data(
         "counts": counts,
         "worker_seconds": round(sum(o.duration for o in outcomes), 3),
         "retries": retries(outcomes),
+        "cost": total_cost(outcomes).to_json(),
         "items": [o.to_json() for o in sorted(outcomes, key=lambda o: (o.kind, sort_key(o.id)))],
-        "credentials": [{**asdict(k), "cooldown_seconds": round(k.cooldown_seconds, 3)}
-                        for k in keys],
+        "credentials": [{**asdict(k), "cooldown_seconds": round(k.cooldown_seconds, 3),
+                         "cost": k.cost.to_json()} for k in keys],
     }
+
+
+def total_cost(outcomes: Sequence[Outcome]) -> Spend:
+    """What the run spent: every item's attempts."""
+    total = Spend()
+    for o in outcomes:
+        total = total.plus(o.cost)
+    return total
 
 
 def print_summary(say: Callable[[str], None], summary: dict[str, Any], outcomes: list[Outcome],
@@ -73,9 +83,9 @@ def print_summary(say: Callable[[str], None], summary: dict[str, Any], outcomes:
             for line in _tail(Path(o.log), TAIL_LINES):
                 say(f"  {o.tag} | {line}")
     if summary["credentials"]:
-        rows = [("KEY", "PROVIDER", "STARTS", "TOKENS", "429S", "RESTED", "DISABLED")]
+        rows = [("KEY", "PROVIDER", "STARTS", "TOKENS", "COST", "429S", "RESTED", "DISABLED")]
         rows += [(k["name"], k["provider"], str(k["attempts"]),
-                  f"{k['tokens'][0]}/{k['tokens'][1]}", str(k["rate_limited"]),
+                  f"{k['tokens'][0]}/{k['tokens'][1]}", _cost(k["cost"]), str(k["rate_limited"]),
                   f"{k['cooldown_seconds']:.1f}s", k["disabled"] or "-")
                  for k in summary["credentials"]]
         for line in _aligned(rows):
@@ -83,11 +93,32 @@ def print_summary(say: Callable[[str], None], summary: dict[str, Any], outcomes:
     retried = retries(outcomes)
     if retried:  # what the calls needed besides their answers, so nobody has to read logs
         say("  retried: " + ", ".join(f"{label} x{n}" for label, n in retried.items()))
+    budget = summary.get("budget")
+    if budget:
+        say("  " + _budget_line(budget))
     counts = ", ".join(f"{n} {s}" for s, n in summary["counts"].items() if n)
     wall, work = summary["wall_seconds"], summary["worker_seconds"]
     speed = f" ({work / wall:.1f}x)" if wall > 0 else ""
     say(f"{counts or 'nothing run'}; wall {wall:.1f}s, worker time {work:.1f}s{speed}; "
+        f"cost {_cost(summary['cost'])}; "
         f"{_rel(str(path), root) if path else 'summary.json not written'}")
+
+
+def _cost(data: dict[str, Any]) -> str:
+    """A summary.json cost as the table shows it (unknown is never shown as 0)."""
+    return Spend(data["priced_usd"], data["unpriced_calls"]).shown()
+
+
+def _budget_line(budget: dict[str, Any]) -> str:
+    spent, limit = money(budget["spent_usd"]), money(budget["usd"])
+    if not budget["reached"]:
+        return f"budget {limit}: {spent} spent"
+    left = [f"{n} item(s) {what}" for n, what in (
+        (budget["not_started"], "not started"),
+        (budget["stopped"], "stopped after their current step")) if n]
+    return (f"budget reached: {spent} of {limit} spent"
+            + (f"; {', '.join(left)}: raise --budget and run retry-failed to go on (each "
+               f"resumes from its checkpoint)" if left else ""))
 
 
 def retries(outcomes: Sequence[Outcome]) -> dict[str, int]:
@@ -118,13 +149,14 @@ _ORDER = {Status.FAILED: 0, Status.TIMEOUT: 1, Status.HALTED: 2, Status.INTERRUP
 
 def table(outcomes: list[Outcome], root: Path) -> list[str]:
     """The items as aligned rows, failures first."""
-    rows = [("ITEM", "STATUS", "TIME", "ITER", "CALLS", "TOKENS", "TRIES", "429S", "KEY",
-             "LOG / REASON")]
+    rows = [("ITEM", "STATUS", "TIME", "ITER", "CALLS", "TOKENS", "COST", "TRIES", "429S",
+             "KEY", "LOG / REASON")]
     for o in sorted(outcomes, key=lambda o: (_ORDER[o.status], o.tag)):
         note = o.reason if o.status is not Status.DONE else ""
         where = _rel(o.log, root) if o.log else ""
         rows.append((o.tag, o.status.value, f"{o.duration:.1f}s", str(o.iterations),
-                     str(o.model_calls), f"{o.tokens[0]}/{o.tokens[1]}", str(o.attempts),
+                     str(o.model_calls), f"{o.tokens[0]}/{o.tokens[1]}", o.cost.shown(),
+                     str(o.attempts),
                      str(o.rate_limited),
                      o.credential or "-", "  ".join(filter(None, (where, note)))))
     return _aligned(rows)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from assemblyzero.constants import MAX_CONTINUATIONS, QUOTE_LIMIT, REASON_LIMIT, RETRY_NAME_LIMIT
+from assemblyzero.cost import Price, Spend, money
 from assemblyzero.fileio import check_inside
 from assemblyzero.ids import Kind, tag
 from assemblyzero.providers import ModelReply, ModelRequest, Provider, ProviderError
@@ -36,7 +37,15 @@ from assemblyzero.workflow.prompts import (
     continued,
     reask_request,
 )
-from assemblyzero.workflow.state import ENDS, STEPS, Round, WorkflowState, checked, new_state
+from assemblyzero.workflow.state import (
+    ENDS,
+    PAID_STEPS,
+    STEPS,
+    Round,
+    WorkflowState,
+    checked,
+    new_state,
+)
 from assemblyzero.workflow.templates import (
     Template,
     missing_sections,
@@ -77,7 +86,13 @@ class Workflow:
     scrub: Callable[[str], str] = str  # masks secrets in model text before it is stored
     max_output_tokens: int | None = None  # a cap on one reply (None: the provider's default)
     prompts: Prompts = field(default_factory=builtin_prompts)  # the workspace's or built in
+    prices: tuple[Price | None, Price | None] = (None, None)  # drafter's, reviewer's; None: unknown
+    on_spend: Callable[[Spend], None] | None = None  # told this attempt's spend after each call
     state: WorkflowState = field(default_factory=new_state)
+    # What this attempt's calls cost, overall and per leased key (not checkpointed: a rerun
+    # is another attempt, and what the run spent is the sum of its attempts').
+    spend: Spend = field(default_factory=Spend)
+    spend_by_key: dict[str, Spend] = field(default_factory=dict)
 
     def run(self, state: WorkflowState | None = None) -> WorkerResult:
         """Run from `state` (a loaded checkpoint) or from the start.
@@ -105,7 +120,8 @@ class Workflow:
             self.checkpoint.save(name, self.state)
             done.append(name)
             if self.state["next"] not in ENDS:  # finished is finished
-                self.stop.check()
+                # Asked to stop after this step (a budget): only before one that spends.
+                self.stop.between_steps(name, self.state["next"] in PAID_STEPS)
         if self.state["next"] == "halted":
             return self._result(Status.HALTED, resumed, done, self.state["halt_reason"])
         return self._result(Status.DONE, resumed, done, "")
@@ -137,6 +153,7 @@ class Workflow:
             iterations=self.state["iteration"], model_calls=self.state["model_calls"],
             tokens=list(self.state.get("tokens", [0, 0])),
             tokens_by_key=tokens_by_key(self.state), retries=retries_of(self.state),
+            spent=self.spend.pair(), spent_by_key=self.spent_by_key(),
             resumed_from=resumed, reason=reason, steps=done,
             output=str(output.relative_to(self.ws.root)) if output else None,
         )
@@ -321,8 +338,28 @@ class Workflow:
         counted = reply.input_tokens is not None or reply.output_tokens is not None
         tokens = (f", {reply.input_tokens or 0} in / {reply.output_tokens or 0} out tokens"
                   if counted else "")
-        self.say(f"{role}: reply in {time.monotonic() - started:.2f}s{tokens}")
+        cost = self._charge(role, spec, reply, key.name if key is not None else None)
+        self.say(f"{role}: reply in {time.monotonic() - started:.2f}s{tokens}, {cost}")
         return reply
+
+    def _charge(self, role: str, spec: str, reply: ModelReply, key: str | None) -> str:
+        """Add one call's cost to this attempt's spend (and its key's); how it reads."""
+        price = self.prices[1] if role == "review" else self.prices[0]
+        usd = price.of(reply.input_tokens, reply.output_tokens) if price else None
+        self.spend = self.spend.call(usd)
+        if key is not None:
+            self.spend_by_key[key] = self.spend_by_key.get(key, Spend()).call(usd)
+        if self.on_spend is not None:
+            self.on_spend(self.spend)
+        if usd is not None:
+            return f"cost {money(usd)}"
+        if price is None:
+            return f"cost unknown (no price for {spec}: add it to [tool.assemblyzero.prices])"
+        return "cost unknown (the reply reported no token counts)"
+
+    def spent_by_key(self) -> dict[str, list[float | int]]:
+        """This attempt's spend per leased key, as a result file stores it."""
+        return {name: spend.pair() for name, spend in self.spend_by_key.items()}
 
     def _say_retries(self, state: WorkflowState, role: str, spec: str,
                      retries: tuple[str, ...]) -> None:

@@ -6,6 +6,10 @@ while the main thread waits on that queue, so whichever comes first wins:
 a reply that arrived is kept (and checkpointed before the worker stops); a
 call still in flight is abandoned. Between steps, `check()` stops the run.
 
+The coordinator may also ask a worker to stop once its current step is
+saved (its run's budget is reached): it writes the worker's stop file, which
+`between_steps` looks for; a call in flight then runs to its end.
+
 A worker also stops when its coordinator dies (the lifeline) or its tee does
 (its output pipe loses its reader); it then goes on quietly, see `go_quiet`.
 """
@@ -19,6 +23,7 @@ import signal
 import stat
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from queue import SimpleQueue
 from types import FrameType
 from typing import Any, TypeVar
@@ -34,9 +39,21 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+class StoppedAfterStep(BaseException):  # a stop, like Interrupted: not an Exception
+    """The coordinator asked this worker to stop after its current step (its stop file)."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"stopped after step '{step}': {reason}")
+        self.step, self.reason = step, reason
+
+
+STOP_FILE_LIMIT = 200  # bytes of a stop file's reason read
+
+
 class Stop:
-    def __init__(self) -> None:
+    def __init__(self, stop_file: Path | None = None) -> None:
         self.signum: int | None = None
+        self.stop_file = stop_file  # its existence: stop after the current step
         self._events: SimpleQueue[tuple[str, int, Any]] = SimpleQueue()
         self._calls = 0
 
@@ -91,6 +108,28 @@ class Stop:
         """Raise Interrupted if a stop signal has arrived."""
         if self.signum is not None:
             raise Interrupted(self.signum)
+
+    def between_steps(self, step: str, spends: bool = True) -> None:
+        """After step `step` was saved: raise Interrupted on a stop signal, StoppedAfterStep
+        when the stop file is there (its first line is the reason) and the next step
+        `spends` (calls a model: a step that costs nothing runs on)."""
+        self.check()
+        if self.stop_file is None or not spends:
+            return
+        try:
+            fd = os.open(self.stop_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return
+        except OSError:  # there, but not a file we read (a symlink...): a stop all the same
+            raise StoppedAfterStep(step, "the coordinator asked for it") from None
+        try:
+            raw = os.read(fd, STOP_FILE_LIMIT)
+        except OSError:
+            raw = b""
+        finally:
+            os.close(fd)
+        line = raw.decode("utf-8", "replace").splitlines()[0] if raw.strip() else ""
+        raise StoppedAfterStep(step, line.strip() or "the coordinator asked for it")
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` (a model call) so that a stop signal abandons it at once."""

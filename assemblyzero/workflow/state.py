@@ -16,6 +16,7 @@ from assemblyzero.workflow.verdict import WORDS
 # The steps, each a method `Workflow._<name>`, and the two ends a state's "next" may also name.
 STEPS = ("load", "draft", "validate", "review", "revise", "finalize")
 ENDS = ("done", "halted")
+PAID_STEPS = ("draft", "review", "revise")  # the steps that call a model
 # What a state must hold before its next step and every step that may follow it,
 # besides what every state holds (validate may lead to revise: it needs the source).
 _NEEDS = {"draft": ("source", "title"), "validate": ("source", "title", "draft"),
