@@ -656,3 +656,84 @@ def test_what_a_failing_call_retried_is_still_counted(ws: Workspace, tmp_path: P
     assert retries_of(flow.state) == {"HTTP 503": 2}
     assert lines.count("draft: test:drafter was retried after HTTP 503") == 2
 
+
+
+# --- cost and the stop file -------------------------------------------------------------------
+
+def test_each_call_says_its_cost_and_the_attempt_adds_them_up(ws: Workspace, tmp_path: Path):
+    from assemblyzero.cost import Price, Spend
+
+    sections = load_template(Kind.LLD).sections
+    drafter = Scripted(ModelReply(whole_draft(sections), 1000, 2000))
+    reviewer = Scripted(ModelReply(APPROVED, 3000, None))  # no output count: unknown
+    flow = workflow(ws, drafter, reviewer, tmp_path / "cp.db", lines=(lines := []))
+    flow.prices = (Price(1.0, 10.0), Price(2.0, 2.0))
+    told: list[Spend] = []
+    flow.on_spend = told.append
+    result = run(flow)
+    assert result.status is Status.DONE
+    assert "draft: reply in" in lines[2] and lines[2].endswith(
+        "1000 in / 2000 out tokens, cost $0.02")
+    assert any(line.endswith("cost unknown (the reply reported no token counts)")
+               for line in lines)
+    assert told == [Spend(0.021), Spend(0.021, 1)]
+    assert result.spend == Spend(0.021, 1)
+    written = WorkerResult.read(_written(tmp_path, result))
+    assert written is not None and written.spend == Spend(0.021, 1)
+
+
+def test_a_model_without_a_price_says_so_in_each_reply_line(ws: Workspace, tmp_path: Path):
+    sections = load_template(Kind.LLD).sections
+    flow = workflow(ws, Scripted(ModelReply(whole_draft(sections), 10, 10)),
+                    Scripted(ModelReply(APPROVED, 10, 10)), tmp_path / "cp.db",
+                    lines=(lines := []))
+    result = run(flow)
+    assert sum(line.endswith("cost unknown (no price for test:drafter: add it to "
+                             "[tool.assemblyzero.prices])") for line in lines) == 1
+    assert result.spend.unpriced == 2 and result.spend.usd == 0
+
+
+def test_the_stop_file_stops_the_item_before_its_next_paid_step(ws: Workspace, tmp_path: Path):
+    from assemblyzero.workflow.interrupt import Stop, StoppedAfterStep
+
+    sections = load_template(Kind.LLD).sections
+    stop_file = tmp_path / "stop"
+    drafter = Scripted(whole_draft(sections))
+
+    class Reviewer:
+        def __init__(self) -> None:
+            self.requests: list[ModelRequest] = []
+
+        def complete(self, request: ModelRequest) -> ModelReply:
+            self.requests.append(request)
+            stop_file.write_text("the run's budget ($1) was reached\n")  # during the review
+            return ModelReply("VERDICT: REVISE\n\n1. Risks: more.\n")
+
+    reviewer = Reviewer()
+    flow = workflow(ws, drafter, reviewer, tmp_path / "cp.db")
+    flow.stop = Stop(stop_file)
+    with pytest.raises(StoppedAfterStep) as caught:
+        run(flow)
+    # The review in flight finished and was saved; the revise (a paid step) never ran.
+    assert str(caught.value) == "stopped after step 'review': the run's budget ($1) was reached"
+    assert len(drafter.requests) == 1 and len(reviewer.requests) == 1
+    saved = Checkpoint(tmp_path / "cp.db", f"lld-{ITEM}").load()
+    assert saved is not None and saved[0] == "review" and saved[1]["next"] == "revise"
+
+
+def test_the_stop_file_lets_an_approved_item_finish(ws: Workspace, tmp_path: Path):
+    from assemblyzero.workflow.interrupt import Stop
+
+    sections = load_template(Kind.LLD).sections
+    stop_file = tmp_path / "stop"
+
+    class Approver:
+        def complete(self, request: ModelRequest) -> ModelReply:
+            stop_file.write_text("budget\n")  # asked to stop while the review runs
+            return ModelReply(APPROVED)
+
+    flow = workflow(ws, Scripted(whole_draft(sections)), Approver(), tmp_path / "cp.db")
+    flow.stop = Stop(stop_file)
+    result = run(flow)  # finalize calls no model: it runs, and the approved LLD is written
+    assert result.status is Status.DONE and result.steps[-1] == "finalize"
+    assert (ws.root / "docs/lld/active/LLD-042.md").is_file()

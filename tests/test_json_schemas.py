@@ -355,13 +355,18 @@ SUMMARY: dict[str, Any] = {
     "counts": {"done": 1, "failed": 0, "halted": 0, "timeout": 0, "interrupted": 0,
                "skipped": 0},
     "worker_seconds": 1.0, "retries": {"HTTP 503": 1},
+    "cost": {"usd": None, "priced_usd": 0.02, "unpriced_calls": 1},
+    "budget": {"usd": 5.0, "spent_usd": 0.02, "reached": False, "not_started": 0, "stopped": 0},
     "items": [{"kind": "lld", "id": "101", "tag": "LLD-101", "status": "done", "duration": 0.99,
                "iterations": 2, "model_calls": 4, "tokens": [5012, 2186], "attempts": 1,
                "rate_limited": 0, "credential": "team-a", "reason": "", "log": "/tmp/x.log",
-               "retries": {"HTTP 503": 1}}],
+               "retries": {"HTTP 503": 1},
+               "cost": {"usd": None, "priced_usd": 0.02, "unpriced_calls": 1},
+               "stopped_by_budget": False}],
     "credentials": [{"name": "team-a", "provider": "offline", "attempts": 1,
-                     "rate_limited": 0, "tokens": [5012, 2186], "cooldown_seconds": 0.0,
-                     "disabled": ""}],
+                     "rate_limited": 0, "tokens": [5012, 2186],
+                     "cost": {"usd": 0.02, "priced_usd": 0.02, "unpriced_calls": 0},
+                     "cooldown_seconds": 0.0, "disabled": ""}],
 }
 EVENTS: dict[str, dict[str, Any]] = {
     "run-start": {"event": "run-start", "ids": ["101"], "items": ["LLD-101"],
@@ -374,6 +379,7 @@ EVENTS: dict[str, dict[str, Any]] = {
     "retry": {"credential": "team-a", "event": "retry", "item": "LLD-101",
               "kind": "rate_limited", "ts": 1.9},
     "pause": {"event": "pause", "reason": "every offline credential is held", "ts": 1.5},
+    "budget": {"event": "budget", "spent": 5.02, "limit": 5.0, "ts": 1.7},
     "error": {"error": "OSError()", "event": "error", "traceback": "Traceback ...", "ts": 2.0},
     "run-end": {"event": "run-end", "exit_code": 0, "ts": 2.0, "wall_seconds": 0.5},
 }
@@ -449,9 +455,14 @@ _ITEM, _KEY = ("items", 0), ("credentials", 0)
     ((*_KEY, "disabled"), False, (*_KEY, "disabled"), "type"),
     ((*_ITEM, "retries", "HTTP 503"), 0, (*_ITEM, "retries", "HTTP 503"), "minimum"),
     (("retries",), _DROP, (), "required"),
+    (("cost",), _DROP, (), "required"),
+    ((*_ITEM, "cost", "usd"), "unknown", (*_ITEM, "cost", "usd"), "type"),
+    ((*_KEY, "cost", "unpriced_calls"), -1, (*_KEY, "cost", "unpriced_calls"), "minimum"),
+    (("budget", "reached"), "yes", ("budget", "reached"), "type"),
 ], ids=["version-string", "no-credentials", "exit-code-enum", "label-enum", "started-format",
         "counts-missing-key", "item-status-enum", "tokens-three", "tokens-string",
-        "item-no-log", "disabled-bool", "retries-zero", "no-retries"])
+        "item-no-log", "disabled-bool", "retries-zero", "no-retries", "no-cost",
+        "cost-usd-string", "key-cost-negative", "budget-reached-string"])
 def test_summary_schema_rejects_wrong_documents(path: tuple[Any, ...], value: Any,
                                                 at: tuple[Any, ...], keyword: str):
     assert_valid("summary", SUMMARY)

@@ -14,6 +14,7 @@ from assemblyzero.backlog import Plan
 from assemblyzero.cli.options import Parallel, Settings, UsageError
 from assemblyzero.cli.origin import FILES, Origin
 from assemblyzero.constants import EXIT_NO_CREDENTIAL, EXIT_USAGE
+from assemblyzero.cost import PRICES_AS_OF, estimate_item, money
 from assemblyzero.ids import Kind
 from assemblyzero.keys import credentials
 from assemblyzero.keys.credentials import CredentialError
@@ -159,6 +160,7 @@ def describe(
     if origin.source == "files":
         check_workspace(ws)
     checkpoints, creds, scrub = ws.state / "checkpoints", load_credentials(), Redactor()
+    sizes: list[int] = []  # each pending item's input size, for the cost estimate
     data: dict[str, Any] = {
         "version": PLAN_VERSION, "repo": str(ws.root), "parallel": parallel.workers,
         "drafter": scrub(settings.drafter), "reviewer": scrub(settings.reviewer),
@@ -171,7 +173,9 @@ def describe(
         if origin.source == "github" and kind is Kind.ISSUE and len(kinds) > 1:
             continue  # --kind all: GitHub issues feed the LLD workflow only
         origin.check(kind)
-        todo, _ = plan(ws, kind, only, limit, origin)
+        todo, documents = plan(ws, kind, only, limit, origin)
+        sizes += [backlog.input_size(ws, replace(item, document=documents.get(item.id)))
+                  for item in todo.items]
         data["kinds"][kind.value] = {
             "pending": [{
                 "id": item.id, "tag": item.tag,
@@ -183,7 +187,23 @@ def describe(
         }
     pending = [Kind(kind) for kind, entry in data["kinds"].items() if entry["pending"]]
     data["blocked"] = blocked(settings, creds, ws, pending) if pending else None
+    data["cost"] = cost_estimate(settings, sizes)
     return data
+
+
+def cost_estimate(settings: Settings, sizes: list[int]) -> dict[str, Any]:
+    """What the pending items are expected to cost: an estimate (cost.estimate_item), or
+    None where a model has no price."""
+    drafter, reviewer = settings.model_prices
+    each = [estimate_item(drafter, reviewer, size) for size in sizes]
+    known = [usd for usd in each if usd is not None]
+    unpriced = [spec if not spec.startswith("cmd:") else "cmd:" for spec, price in
+                zip(settings.models, settings.model_prices, strict=True) if price is None]
+    total = round(sum(known), 6) if len(known) == len(each) else None
+    return {"estimate": True, "prices_as_of": PRICES_AS_OF,
+            "per_item_usd": round(total / len(each), 6) if total is not None and each else None,
+            "total_usd": total, "unpriced_models": sorted(set(unpriced)),
+            "budget": settings.budget}
 
 
 def blocked(settings: Settings, creds: credentials.CredentialFile,
@@ -263,6 +283,7 @@ def _plan_lines(data: dict[str, Any], warning: str) -> list[str]:
         lines.extend(_credential_line(c) for c in data["credentials"])
     else:
         lines.append("credentials: none configured (the offline provider needs none)")
+    lines.append(_cost_line(data["cost"], sum(len(e["pending"]) for e in data["kinds"].values())))
     if data["blocked"]:
         lines.append(f"the run would stop before its first item (exit "
                      f"{data['blocked']['exit_code']}): {data['blocked']['reason']}")
@@ -275,6 +296,16 @@ def _plan_lines(data: dict[str, Any], warning: str) -> list[str]:
         for s in entry["skipped"]:
             lines.append(f"  skipped {s['name']}: {s['reason']}")
     return lines
+
+
+def _cost_line(cost: dict[str, Any], items: int) -> str:
+    budget = f"; budget {money(cost['budget'])}" if cost["budget"] is not None else ""
+    if cost["total_usd"] is None:
+        return (f"cost: unknown: no price for {', '.join(cost['unpriced_models'])} (add it to "
+                f"[tool.assemblyzero.prices]){budget}")
+    return (f"cost: about {money(cost['total_usd'])} for {items} item(s), "
+            f"{money(cost['per_item_usd'] or 0)} each (an estimate: one revision per item; "
+            f"built-in prices as of {cost['prices_as_of']}){budget}")
 
 
 def plan_json(data: dict[str, Any]) -> str:
