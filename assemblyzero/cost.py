@@ -11,9 +11,10 @@ counts); otherwise the call is *unpriced*, counted as such, and never taken as f
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from assemblyzero.keys.redact import Redactor
 
 # The built-in prices, USD per million tokens, and where each came from.
 PRICES_AS_OF = "2026-12-02"
@@ -21,8 +22,12 @@ BUILTIN_PRICES: dict[str, tuple[float, float]] = {
     # platform.claude.com/docs/en/models/sonnet-4-5: $3 / $15 per MTok (deprecated by
     # Anthropic; retired on 2026-11-30, kept for the README's examples and older runs)
     "anthropic:claude-sonnet-4-5": (3.0, 15.0),
+    "anthropic:claude-sonnet-4-5-20250929": (3.0, 15.0),  # the same model, dated
     # openai.com/api/pricing: gpt-4o $2.50 / $10.00 per 1M tokens
     "openai:gpt-4o": (2.5, 10.0),
+    "openai:gpt-4o-2024-08-06": (2.5, 10.0),  # the snapshot gpt-4o points at
+    "openai:gpt-4o-2024-11-20": (2.5, 10.0),
+    "openai:gpt-4o-2024-05-13": (5.0, 15.0),  # the first snapshot costs more
     # ai.google.dev/gemini-api/docs/pricing: gemini-2.5-pro $1.25 / $10.00 per 1M tokens
     # for prompts up to 200k tokens (longer prompts cost $2.50 / $15.00: not modelled)
     "gemini:gemini-2.5-pro": (1.25, 10.0),
@@ -30,9 +35,6 @@ BUILTIN_PRICES: dict[str, tuple[float, float]] = {
 FREE_PROVIDERS = ("offline",)  # the embedded provider: no network, no bill
 PRICE_MAX = 10_000.0  # USD per million tokens: above any model's price; more is a typo
 SPEC_LIMIT = 200  # characters of a `provider:model` price key
-# An API model id with a release date (`claude-sonnet-4-5-20250929`, `gpt-4o-2024-08-06`)
-# costs what its undated alias costs.
-_DATED = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2})$")
 
 # What one item is assumed to take before any has run (the dry-run estimate and the
 # budget's reserve for a running item): the typical path, draft -> review -> revise ->
@@ -121,10 +123,16 @@ SPEND_MAX = 1e9  # USD: a stored spend above this is not one of ours
 CALLS_MAX = 1_000_000  # calls: likewise
 
 
-def money(usd: float) -> str:
-    """USD for a person: cents when there are some, four decimals below a cent."""
+def money(usd: float, exact: bool = False) -> str:
+    """USD for a person: cents when there are some, four decimals below a cent (`exact`:
+    every decimal given, up to six, as a limit the user set is shown)."""
     if usd == 0:
         return "$0"
+    if exact:
+        shown = f"{usd:.6f}".rstrip("0")
+        return f"${shown}" if len(shown.partition(".")[2]) > 2 else f"${usd:.2f}"
+    if usd < 0.00005:
+        return "<$0.0001"
     return f"${usd:.2f}" if usd >= 0.01 else f"${usd:.4f}"
 
 
@@ -143,11 +151,8 @@ class Prices:
 
     def of(self, spec: str) -> Price | None:
         """The price of `spec` (`provider:model`), or None when it has none."""
-        provider, _, model = spec.partition(":")
-        found = self.table.get(spec)
-        if found is None and (undated := _DATED.sub("", model)) != model:
-            found = self.table.get(f"{provider}:{undated}")
-        if found is None and provider in FREE_PROVIDERS:
+        found = self.table.get(spec)  # a dated id only where listed: a snapshot may cost more
+        if found is None and spec.partition(":")[0] in FREE_PROVIDERS:
             return Price(0.0, 0.0)
         return found
 
@@ -164,7 +169,7 @@ def parse_prices(value: object, source: str) -> dict[str, Price]:
                          f"e.g. {example}")
     prices: dict[str, Price] = {}
     for spec, entry in value.items():
-        shown = repr(spec[:SPEC_LIMIT]) if isinstance(spec, str) else repr(spec)
+        shown = Redactor()(repr(spec[:SPEC_LIMIT]) if isinstance(spec, str) else repr(spec))
         provider, sep, model = str(spec).partition(":")
         if (not isinstance(spec, str) or len(spec) > SPEC_LIMIT or not sep or not provider
                 or not model or not spec.isprintable()):

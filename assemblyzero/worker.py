@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assemblyzero import spendfiles
 from assemblyzero.constants import (
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MODEL,
@@ -30,7 +31,7 @@ from assemblyzero.constants import (
     EXIT_RATE_LIMITED,
     EXIT_USAGE,
 )
-from assemblyzero.cost import PRICE_MAX, Price, Spend
+from assemblyzero.cost import PRICE_MAX, Price, Spend, money
 from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import InvalidId, Kind, check_id, slug
 from assemblyzero.keys.redact import Redactor
@@ -111,6 +112,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where this attempt's spend is kept current, after every call")
     parser.add_argument("--stop-file", type=Path, default=None,
                         help="once this file exists, stop after the current step")
+    parser.add_argument("--budget", type=float, default=None, metavar="USD",
+                        help="with --spend-file: stop before a model call once the run's "
+                             "spend files add up to this")
     return parser.parse_args(argv)
 
 
@@ -137,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     scrub = Redactor(secrets)
     args = parse_args(argv)
     stop.stop_file = args.stop_file
+    if args.spend_file is not None and args.budget is not None:
+        stop.over_budget = partial(_over_budget, args.spend_file.parent, args.budget)
     try:
         item_id = check_id(args.item_id)
     except InvalidId as exc:
@@ -274,10 +280,18 @@ def _build(
     )
 
 
+def _over_budget(folder: Path, limit: float) -> str | None:
+    """Why to stop before the next model call: the run's spend files reach its budget."""
+    spent = spendfiles.total(folder)
+    if spent < limit:
+        return None
+    return f"the run's budget ({money(limit, exact=True)}) was reached ({money(spent)} spent)"
+
+
 def _write_spend(path: Path, spend: Spend) -> None:
-    """This attempt's spend so far, for the coordinator's budget (read while it runs)."""
+    """This attempt's spend so far, for the run's budget (read while it runs)."""
     try:
-        atomic_write(path, json.dumps(spend.pair()) + "\n", fsync=False)
+        spendfiles.write(path, spend)
     except OSError as exc:
         say(f"warning: could not write {path}: {exc.strerror or exc}")
 

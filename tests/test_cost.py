@@ -54,14 +54,16 @@ def test_the_built_in_table_prices_the_readme_models_and_offline_is_free():
     assert prices.of("openai:gpt-4o") == Price(2.5, 10.0)
     assert prices.of("gemini:gemini-2.5-pro") == Price(1.25, 10.0)
     assert prices.of("offline:default") == Price(0.0, 0.0)
-    assert set(BUILTIN_PRICES) == {"anthropic:claude-sonnet-4-5", "openai:gpt-4o",
-                                   "gemini:gemini-2.5-pro"}
+    assert {"anthropic:claude-sonnet-4-5", "openai:gpt-4o",
+            "gemini:gemini-2.5-pro"} <= set(BUILTIN_PRICES)
 
 
-def test_a_dated_model_id_costs_what_its_alias_costs_and_an_unknown_one_nothing_known():
+def test_a_dated_model_id_has_its_own_price_and_an_unknown_one_nothing_known():
     prices = Prices()
     assert prices.of("anthropic:claude-sonnet-4-5-20250929") == Price(3.0, 15.0)
     assert prices.of("openai:gpt-4o-2024-08-06") == Price(2.5, 10.0)
+    assert prices.of("openai:gpt-4o-2024-05-13") == Price(5.0, 15.0)  # not the alias's
+    assert prices.of("openai:gpt-4o-2099-01-01") is None  # a snapshot nobody priced
     assert prices.of("openai:local-model") is None
     assert prices.of("openai:gpt-4o-mini") is None  # not a date: another model
     assert prices.of("cmd:llm -m x") is None
@@ -152,14 +154,14 @@ def test_the_budget_reserves_each_running_items_estimate_until_one_is_done():
     assert budget.committed() == 9.0 and budget.admits()  # 9 < 10: one more may start
     budget.started("d")
     assert not budget.admits()
-    budget.spending("a", 5.0)  # more than its estimate: it counts what it has
+    budget.spending("a", Spend(5.0))  # more than its estimate: it counts what it has
     assert budget.committed() == 14.0
-    budget.ended("a", 5.0, done=True)  # the estimate is now the mean done cost: 5
+    budget.ended("a", Spend(5.0), done=True)  # the estimate is now the mean done cost: 5
     assert budget.committed() == 5.0 + 3 * 5.0
     assert not budget.check()  # 5 spent: not reached
-    budget.spending("b", 4.0)
-    budget.spending("b", 1.0)  # never less than it said before
-    budget.spending("c", 1.0)
+    budget.spending("b", Spend(4.0))
+    budget.spending("b", Spend(1.0))  # never less than it said before
+    budget.spending("c", Spend(1.0))
     assert budget.check() and budget.reached_at == 10.0
     assert not budget.check()  # reached once
     assert not budget.admits()
@@ -212,3 +214,67 @@ def test_a_bad_price_in_pyproject_is_a_usage_error_naming_the_file(repo: Path):
     with pytest.raises(UsageError, match=r"\[tool.assemblyzero.prices\] in .*pyproject.toml: "
                                          r"the price of 'openai:gpt-4o'"):
         resolve(repo, {})
+
+
+def test_a_call_of_unknown_cost_counts_against_the_budget_at_a_calls_estimate():
+    budget = Budget(10.0, priors={"a": 8.0, "b": 2.0})
+    budget.started("a")
+    budget.ended("a", Spend(1.0, 2), done=False)  # two unknown calls: 8 / 4 each
+    assert budget.spent == 5.0
+
+
+@pytest.mark.parametrize(("usd", "shown"), [(5, "$5.00"), (2.5, "$2.50"), (0.015, "$0.015"),
+                                            (0.123456, "$0.123456")])
+def test_a_limit_is_shown_with_every_decimal_given(usd: float, shown: str):
+    assert money(usd, exact=True) == shown
+
+
+def test_a_tiny_known_cost_is_not_shown_as_zero():
+    assert money(0.00001) == "<$0.0001"
+
+
+def test_a_key_inside_a_model_spec_is_never_echoed(repo: Path):
+    from assemblyzero.cli.plan import cost_estimate
+
+    spec = "openai:sk-proj-AAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    with pytest.raises(UsageError) as caught:
+        resolve(repo, {"budget": "3", "reviewer": spec})
+    assert "sk-proj-AAAA" not in str(caught.value)
+    estimate = cost_estimate(resolve(repo, {"reviewer": spec}), [100])
+    assert estimate["total_usd"] is None
+    assert not any("sk-proj-AAAA" in m for m in estimate["unpriced_models"])
+    with pytest.raises(PriceError) as bad:
+        parse_prices({spec: {"input": -1, "output": 0}}, "src")
+    assert "sk-proj-AAAA" not in str(bad.value)
+
+
+def test_a_spend_file_that_is_a_fifo_or_a_symlink_is_not_read(tmp_path: Path):
+    import os
+
+    from assemblyzero import spendfiles
+
+    fifo = tmp_path / "lld-1.json"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # a writer holds it open
+    try:
+        assert spendfiles.read(fifo) is None
+    finally:
+        os.close(fd)
+    real = tmp_path / "elsewhere.json"
+    spendfiles.write(real, Spend(9.0))
+    (tmp_path / "lld-2.json").symlink_to(real)
+    assert spendfiles.read(tmp_path / "lld-2.json") is None
+    assert spendfiles.total(tmp_path) == 9.0  # the real file counts once, the link not
+
+
+def test_gemini_thinking_is_billed_as_output():
+    from types import SimpleNamespace
+
+    from assemblyzero.providers.gemini import _usage
+
+    usage = SimpleNamespace(prompt_token_count=100, candidates_token_count=50,
+                            thoughts_token_count=400)
+    assert _usage(usage) == (100, 450)
+    assert _usage(SimpleNamespace(prompt_token_count=100, candidates_token_count=50,
+                                  thoughts_token_count=None)) == (100, 50)
+    assert _usage(None) == (None, None)

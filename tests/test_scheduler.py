@@ -102,7 +102,8 @@ class Worker:
     cost: float = 0.0  # USD its attempt spent, as its result says
     # (seconds after its start, USD spent so far): what its spend file says meanwhile
     spending: tuple[tuple[float, float], ...] = ()
-    on_wind: float = 0.5  # seconds until its current step ends, once asked to stop after it
+    on_wind: float | None = 0.5  # seconds until its step ends, once asked to stop after it
+                                 # (None: it goes on, its scripted end stands)
 
 
 @dataclass
@@ -185,6 +186,8 @@ class Handle:
         """It finishes its step (`on_wind`), saves, and exits 130 with what it spent."""
         b = self.backend
         b.log.append((b.timeline.now, "wind", self.job.key))
+        if self.worker.on_wind is None:
+            return
         kind, item_id = self.job.key.split("-", 1)
         at = b.timeline.now + self.worker.on_wind
         spent = [usd for after, usd in self.worker.spending if self.started + after <= at]
@@ -659,3 +662,29 @@ def test_each_key_is_charged_the_cost_of_its_own_calls(tmp_path: Path) -> None:
     costs = {k["name"]: k["cost"]["usd"] for k in run.summary["credentials"]}
     assert costs == {"k1": 0.5, "k2": 0.25} or costs == {"k1": 0.25, "k2": 0.5}
     assert run.summary["cost"]["usd"] == 0.75
+
+
+def test_a_429_while_the_budget_winds_down_rests_the_key_and_restarts_nothing(tmp_path: Path):
+    # LLD-1 spends the budget; LLD-2's call in flight is then refused with a 429.
+    script = {"1": [Worker(works=1, cost=10)],
+              "2": [Worker(works=1.2, status=Status.FAILED, code=75, on_wind=None,
+                           retry={"kind": "rate_limited", "credential": None,
+                                  "retry_after": 5})],
+              "3": [Worker()]}
+    run = play(tmp_path, script, keys=("k1", "k2"), parallel=2, budget=5.0, max_attempts=3)
+    assert at(run, "start") == [(0, "lld-1"), (0, "lld-2")]  # LLD-2 never restarts
+    assert run.said("not retried: the run's budget was reached") == 1
+    assert run.said("resuming from its checkpoint") == 0
+    items = {i["id"]: i for i in run.summary["items"]}
+    assert items["2"]["status"] == "failed" and items["2"]["attempts"] == 1
+    assert items["3"]["reason"] == "not started: the budget was reached"
+    assert {k["name"]: k["rate_limited"] for k in run.summary["credentials"]}[
+        items["2"]["credential"]] == 1  # the key rests all the same
+    assert run.code == 1
+
+
+def test_a_killed_attempt_leaves_its_keys_cost_unknown_never_zero(tmp_path: Path):
+    run = play(tmp_path, {"1": [Worker(forever=True, on_stop=None)]}, keys=("k1",),
+               timeout=2.0, grace=1.0)
+    assert run.summary["credentials"][0]["cost"] == {"usd": None, "priced_usd": 0.0,
+                                                     "unpriced_calls": 1}

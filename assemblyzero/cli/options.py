@@ -33,6 +33,7 @@ from assemblyzero.constants import (
 )
 from assemblyzero.cost import Price, PriceError, Prices, parse_prices
 from assemblyzero.fileio import inside
+from assemblyzero.keys.redact import Redactor
 from assemblyzero.providers import check_spec
 
 # A model spec that works once its SDK and a credential are there, for messages.
@@ -240,10 +241,11 @@ def _check_budget(settings: Settings, source: str) -> None:
                              "token counts, so what it spends cannot be counted; run it "
                              "without a budget")
         if price is None:
+            shown = Redactor()(spec)  # a spec may carry a key
             raise UsageError(
-                f"{source}: the {role} {spec} has no price, so what it spends cannot be "
+                f"{source}: the {role} {shown} has no price, so what it spends cannot be "
                 f"counted; add it to [tool.assemblyzero.prices] in the workspace's "
-                f"pyproject.toml, e.g. \"{spec}\" = {{ input = 2.5, output = 10.0 }} (USD "
+                f"pyproject.toml, e.g. \"{shown}\" = {{ input = 2.5, output = 10.0 }} (USD "
                 f"per million tokens), or run without a budget")
 
 

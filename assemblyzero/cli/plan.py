@@ -197,7 +197,7 @@ def cost_estimate(settings: Settings, sizes: list[int]) -> dict[str, Any]:
     drafter, reviewer = settings.model_prices
     each = [estimate_item(drafter, reviewer, size) for size in sizes]
     known = [usd for usd in each if usd is not None]
-    unpriced = [spec if not spec.startswith("cmd:") else "cmd:" for spec, price in
+    unpriced = [Redactor()(spec) if not spec.startswith("cmd:") else "cmd:" for spec, price in
                 zip(settings.models, settings.model_prices, strict=True) if price is None]
     total = round(sum(known), 6) if len(known) == len(each) else None
     return {"estimate": True, "prices_as_of": PRICES_AS_OF,

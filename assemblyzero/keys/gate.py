@@ -119,6 +119,11 @@ class KeyGate:
         The result holds the item's running totals, per key too: what grew since the
         item's previous attempt is this attempt's.
         """
+        if grant and self.pool and result is None:  # no result: what it cost is unknown
+            for name in grant.names:
+                if name in self.pool.stats:
+                    stats = self.pool.stats[name]
+                    stats.cost = stats.cost.call(None)
         if not (grant and self.pool and result):
             return
         for name, spend in result.spend_by_key.items():  # this attempt's own, not cumulative

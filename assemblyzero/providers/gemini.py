@@ -90,10 +90,8 @@ class GeminiProvider:
         if not text and not truncated:
             reason = _finish_reason(response)
             raise ProviderError(f"gemini {self.model}: empty reply ({reason})")
-        usage = response.usage_metadata
-        return ModelReply(text, usage.prompt_token_count if usage else None,
-                          usage.candidates_token_count if usage else None,
-                          truncated=truncated, structured=structured)
+        return ModelReply(text, *_usage(response.usage_metadata), truncated=truncated,
+                          structured=structured)
 
     def _api_error(self, exc: Any) -> ProviderError:
         code = int(exc.code or 0)
@@ -173,3 +171,12 @@ def _stopped_at_limit(response: Any) -> bool:
     candidates = getattr(response, "candidates", None) or []
     reason = getattr(candidates[0], "finish_reason", None) if candidates else None
     return str(getattr(reason, "value", reason)) == "MAX_TOKENS"
+
+
+def _usage(usage: Any) -> tuple[int | None, int | None]:
+    """Input and output tokens as billed: thinking is billed as output, so it counts there
+    (`candidates_token_count` alone leaves it out)."""
+    if usage is None or usage.candidates_token_count is None:
+        return (usage.prompt_token_count if usage else None), None
+    return usage.prompt_token_count, (usage.candidates_token_count
+                                      + (getattr(usage, "thoughts_token_count", None) or 0))

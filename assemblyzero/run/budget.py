@@ -9,13 +9,18 @@ coordinator tells it what each attempt spent (its result) and is spending (its s
 
 An item starts only while committed < limit; once spent plus what the running attempts
 have spent so far reaches the limit, the budget is *reached*: nothing more starts, and
-every running item stops after its current step. Only calls with a known cost count
-(a run with a budget refuses models without a price, see cli/options.py).
+every running item stops after its current step. A run with a budget refuses models
+without a price (cli/options.py); a call whose cost is still unknown (its reply had no
+token counts, or it was cut short) counts as a quarter of the costliest item's estimate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from assemblyzero.cost import Spend
+
+CALLS_PER_ITEM = 4  # the estimate's path: draft, review, revise, review
 
 
 @dataclass
@@ -28,6 +33,11 @@ class Budget:
     by_item: dict[str, float] = field(default_factory=dict)  # ended attempts', per item
     done: list[float] = field(default_factory=list)  # what each item done in this run cost
     reached_at: float | None = None  # the spend when the budget was reached
+
+    def counted(self, spend: Spend) -> float:
+        """What `spend` weighs against the limit: unknown calls at a call's estimate."""
+        per_call = max(self.priors.values(), default=self.default_prior) / CALLS_PER_ITEM
+        return spend.usd + spend.unpriced * per_call
 
     @property
     def reached(self) -> bool:
@@ -56,13 +66,14 @@ class Budget:
     def started(self, key: str) -> None:
         self.live[key] = 0.0
 
-    def spending(self, key: str, usd: float) -> None:
+    def spending(self, key: str, spend: Spend) -> None:
         """A running attempt says what it has spent so far (never less than before)."""
         if key in self.live:
-            self.live[key] = max(self.live[key], usd)
+            self.live[key] = max(self.live[key], self.counted(spend))
 
-    def ended(self, key: str, usd: float, done: bool) -> None:
-        """The attempt `key` is over, having spent `usd` (`done`: the item is finished)."""
+    def ended(self, key: str, spend: Spend, done: bool) -> None:
+        """The attempt `key` is over, having spent `spend` (`done`: the item is finished)."""
+        usd = self.counted(spend)
         self.live.pop(key, None)
         self.spent += usd
         self.by_item[key] = self.by_item.get(key, 0.0) + usd

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from assemblyzero import backlog
+from assemblyzero import backlog, spendfiles
 from assemblyzero.backlog import Item, Skipped
 from assemblyzero.constants import (
     ABANDON_WAIT,
@@ -106,6 +106,7 @@ class Coordinator:
         self.sched.budget = self.budget
         self.spend: dict[str, Spend] = {}  # what each item's attempts spent in this run
         self.unstarted_by_budget = 0
+        self._warned_unpriced = False
 
     # --- the run ------------------------------------------------------------
     def run(self, items: list[Item], label: str, skipped: Sequence[Skipped] = ()) -> int:
@@ -167,7 +168,7 @@ class Coordinator:
             usd = estimate_item(*self.opts.prices, backlog.input_size(self.ws, item))
             self.budget.priors[slug(item.kind, item.id)] = usd or 0.0
         mean = sum(self.budget.priors.values()) / max(1, len(self.budget.priors))
-        self.say(f"budget {money(self.budget.limit)}: about {money(mean)} per item "
+        self.say(f"budget {money(self.budget.limit, exact=True)}: about {money(mean)} per item "
                  "(an estimate); no item starts once what was spent and what the running "
                  "items are expected to spend reach it")
 
@@ -303,7 +304,7 @@ class Coordinator:
             status, reason = slot.ended_by, _why(slot.ended_by, code)
         self._release(attempt.grant, attempt.lock, succeeded=status is Status.DONE)
         self.gate.charge(end.key, attempt.grant, result)
-        self._spent(end.key, attempt, result, status)
+        self._spent(end.key, item.tag, attempt, result, status)
         self.record.event(Event.END, item=item.tag, status=status.value, exit_code=code,
                           duration=round(duration, 3))
         if slot.ended_by is None and self._retry(item, attempt.grant, result, code):
@@ -316,7 +317,7 @@ class Coordinator:
                  + (f": {self.scrub(reason)}" if status is not Status.DONE else "")
                  + f" [{len(self.outcomes)} finished]")
 
-    def _spent(self, key: str, attempt: _Attempt, result: WorkerResult | None,
+    def _spent(self, key: str, tag: str, attempt: _Attempt, result: WorkerResult | None,
                status: Status) -> None:
         """Count what the attempt spent: its result says; without one, what it last said
         while it ran, and one call of unknown cost (it may have been in flight)."""
@@ -327,18 +328,37 @@ class Coordinator:
             spend = Spend(live.usd, live.unpriced + 1)
         self.spend[key] = self.spend.get(key, Spend()).plus(spend)
         if self.budget is not None:
-            self.budget.ended(key, spend.usd, done=status is Status.DONE)
+            self.budget.ended(key, spend, done=status is Status.DONE)
+            self._share_spend(key)
+            if spend.unpriced and not self._warned_unpriced:
+                self._warned_unpriced = True
+                self.say(f"warning: {tag} made {spend.unpriced} call(s) whose cost is unknown "
+                         "(no token counts in the reply, or a call cut short); the budget "
+                         "counts each at an estimate")
             self._check_budget()
+
+    def _share_spend(self, key: str) -> None:
+        """The ended attempt's spend moves from its own file into `ended.json`, which
+        the workers add up before each model call. Its file goes first: a worker reading
+        in between counts it at most once (maybe not at all, for a moment)."""
+        assert self.budget is not None
+        try:
+            self.record.spend_path(key).unlink(missing_ok=True)
+            spendfiles.write(self.record.spend_path(key).with_name(spendfiles.ENDED),
+                             Spend(self.budget.spent))
+        except OSError as exc:  # the workers stop when told, instead of before
+            self.say(f"warning: cannot share the run's spend with its workers: "
+                     f"{exc.strerror or exc}")
 
     def _check_budget(self) -> None:
         """Once the spend reaches the budget: say so, and wind every running item down."""
         if self.budget is None or not self.budget.check():
             return
         running = len(self.running)
-        self.say(f"budget reached: {money(self.budget.total())} of {money(self.budget.limit)} "
-                 f"spent; no new item starts"
-                 + (f", and {running} running item(s) stop after their current step"
-                    if running else ""))
+        self.say(f"budget reached: {money(self.budget.total())} of "
+                 f"{money(self.budget.limit, exact=True)} spent; no new item starts"
+                 + (f", and {running} running item(s) are asked to stop before their next "
+                    "model call" if running else ""))
         self.record.event(Event.BUDGET, spent=round(self.budget.total(), 6),
                           limit=self.budget.limit)
         self._carry_out(self.sched.budget_reached())
@@ -349,6 +369,10 @@ class Coordinator:
         it has attempts left."""
         refusal = self.gate.refused(grant, result, code)
         if refusal is None:
+            return False
+        if self.budget is not None and self.budget.reached:  # the key rests; nothing restarts
+            self.say(f"{item.tag} {refusal.describe()}; not retried: the run's budget was "
+                     "reached")
             return False
         key = slug(item.kind, item.id)
         if refusal.kind == "rate_limited":
@@ -399,11 +423,18 @@ class Coordinator:
         elif action is Tick.SPEND and self.budget is not None:
             for key, attempt in self.running.items():
                 if (live := attempt.handle.spent()) is not None:
-                    self.budget.spending(key, live.usd)
+                    self.budget.spending(key, live)
             self._check_budget()
         elif isinstance(action, Wind) and self.budget is not None:
-            self.running[action.key].handle.stop_after_step(
-                f"the run's budget ({money(self.budget.limit)}) was reached")
+            handle = self.running[action.key].handle
+            try:
+                handle.stop_after_step(f"the run's budget "
+                                       f"({money(self.budget.limit, exact=True)}) was reached")
+            except OSError as exc:  # no stop file: a plain stop keeps the checkpoint too
+                self.say(f"warning: cannot ask {action.key} to stop after its step "
+                         f"({exc.strerror or exc}); stopping it now")
+                self.sched.running[action.key].winding = False
+                self._carry_out(self.sched.stop_now(action.key))
         elif isinstance(action, Kill):
             self.running[action.key].handle.kill()
         elif isinstance(action, Stop):
@@ -483,7 +514,8 @@ class Coordinator:
             log=str(attempt.log) if attempt else None,
             retries=dict(result.retries) if result else {},
             cost=self.spend.get(key, Spend()),
-            stopped_by_budget=bool(slot and slot.winding and status is Status.INTERRUPTED)))
+            stopped_by_budget=bool(slot and slot.winding and slot.ended_by is None
+                                   and status is Status.INTERRUPTED)))
         if slot is None:  # no worker ran (skipped, no credential, ...): the journal says so
             self.record.event(Event.END, item=tag or item.tag, status=status.value)
 

@@ -58,7 +58,8 @@ def job_for(item: Item, ws: Workspace, record: RunRecord, opts: RunOptions,
     spend, stop = ((record.spend_path(key), record.stop_path(key)) if opts.budget is not None
                    else (None, None))
     args = worker_args(item, ws.root, record.dir, opts)
-    args += [f"--spend-file={spend}", f"--stop-file={stop}"] if spend and stop else []
+    if spend and stop:
+        args += [f"--spend-file={spend}", f"--stop-file={stop}", f"--budget={opts.budget!r}"]
     return Job(key, item.tag, tuple(args), env, secrets, record.log_path(key),
                record.result_path(key), hue, spend, stop)
 

@@ -10,11 +10,10 @@ the waiting thread drains into the console before it posts the exit.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
+from assemblyzero import spendfiles
 from assemblyzero.constants import ENV_LIFELINE_FD, ENV_SECRET_FD
 from assemblyzero.cost import Spend
 from assemblyzero.fileio import atomic_write
@@ -43,26 +42,10 @@ class LocalHandle:
             atomic_write(self.job.stop_file, reason + "\n", fsync=False)
 
     def spent(self) -> Spend | None:
-        return read_spend(self.job.spend_file) if self.job.spend_file else None
+        return spendfiles.read(self.job.spend_file) if self.job.spend_file else None
 
     def wait(self) -> Finished:
         return finished(self.job, self.proc.wait())
-
-
-def read_spend(path: Path) -> Spend | None:
-    """A worker's spend file: None while it is missing or not one of ours."""
-    try:
-        with open(path, "rb", opener=_no_follow) as handle:
-            return Spend.read(json.loads(handle.read(SPEND_FILE_LIMIT)))
-    except (OSError, ValueError, RecursionError):
-        return None
-
-
-SPEND_FILE_LIMIT = 256  # bytes: "[usd, calls]" is far shorter
-
-
-def _no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
 
 
 def finished(job: Job, code: int) -> Finished:

@@ -266,6 +266,11 @@ class Scheduler:
             s.winding = True
         return [Wind(s.key) for s in winding]
 
+    def stop_now(self, key: str) -> list[Action]:
+        """Stop `key` as an interrupt (SIGKILL after the grace): it could not be wound down."""
+        slot = self.running.get(key)
+        return [self._stop(slot, Status.INTERRUPTED)] if slot and slot.ended_by is None else []
+
     def not_stopped(self, key: str) -> None:
         """A `Stop` for `key` was never carried out (the loop failed first): it is not
         ours to blame on a timeout or a signal, and no SIGKILL follows it."""

@@ -110,7 +110,7 @@ def _cost(data: dict[str, Any]) -> str:
 
 
 def _budget_line(budget: dict[str, Any]) -> str:
-    spent, limit = money(budget["spent_usd"]), money(budget["usd"])
+    spent, limit = money(budget["spent_usd"]), money(budget["usd"], exact=True)
     if not budget["reached"]:
         return f"budget {limit}: {spent} spent"
     left = [f"{n} item(s) {what}" for n, what in (

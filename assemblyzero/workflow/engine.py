@@ -28,7 +28,7 @@ from assemblyzero.ids import Kind, tag
 from assemblyzero.providers import ModelReply, ModelRequest, Provider, ProviderError
 from assemblyzero.results import Status, WorkerResult, retries_of, tokens_by_key
 from assemblyzero.workflow.checkpoint import Checkpoint
-from assemblyzero.workflow.interrupt import Stop
+from assemblyzero.workflow.interrupt import Interrupted, Stop
 from assemblyzero.workflow.kinds import KindRules, rules_for
 from assemblyzero.workflow.prompts import (
     Prompts,
@@ -320,6 +320,10 @@ class Workflow:
         started = time.monotonic()
         try:
             reply = self.stop.call(lambda: provider.complete(request))
+        except Interrupted:  # abandoned in flight: the provider may bill it all the same
+            key = getattr(provider, "key", None)
+            self._add_spend(None, key.name if key is not None else None)
+            raise
         except ProviderError as exc:
             key = getattr(provider, "key", None)
             exc.credential = key.name if key else None
@@ -346,16 +350,20 @@ class Workflow:
         """Add one call's cost to this attempt's spend (and its key's); how it reads."""
         price = self.prices[1] if role == "review" else self.prices[0]
         usd = price.of(reply.input_tokens, reply.output_tokens) if price else None
-        self.spend = self.spend.call(usd)
-        if key is not None:
-            self.spend_by_key[key] = self.spend_by_key.get(key, Spend()).call(usd)
-        if self.on_spend is not None:
-            self.on_spend(self.spend)
+        self._add_spend(usd, key)
         if usd is not None:
             return f"cost {money(usd)}"
         if price is None:
             return f"cost unknown (no price for {spec}: add it to [tool.assemblyzero.prices])"
         return "cost unknown (the reply reported no token counts)"
+
+    def _add_spend(self, usd: float | None, key: str | None) -> None:
+        """One call more in this attempt's spend (None: its cost is unknown), told on."""
+        self.spend = self.spend.call(usd)
+        if key is not None:
+            self.spend_by_key[key] = self.spend_by_key.get(key, Spend()).call(usd)
+        if self.on_spend is not None:
+            self.on_spend(self.spend)
 
     def spent_by_key(self) -> dict[str, list[float | int]]:
         """This attempt's spend per leased key, as a result file stores it."""

@@ -54,6 +54,8 @@ class Stop:
     def __init__(self, stop_file: Path | None = None) -> None:
         self.signum: int | None = None
         self.stop_file = stop_file  # its existence: stop after the current step
+        # Why to stop before the next model call (the run's budget is spent), or None.
+        self.over_budget: Callable[[], str | None] | None = None
         self._events: SimpleQueue[tuple[str, int, Any]] = SimpleQueue()
         self._calls = 0
 
@@ -114,7 +116,11 @@ class Stop:
         when the stop file is there (its first line is the reason) and the next step
         `spends` (calls a model: a step that costs nothing runs on)."""
         self.check()
-        if self.stop_file is None or not spends:
+        if not spends:
+            return
+        if self.over_budget is not None and (why := self.over_budget()):
+            raise StoppedAfterStep(step, why)
+        if self.stop_file is None:
             return
         try:
             fd = os.open(self.stop_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
