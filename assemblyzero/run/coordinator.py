@@ -514,8 +514,10 @@ class Coordinator:
             log=str(attempt.log) if attempt else None,
             retries=dict(result.retries) if result else {},
             cost=self.spend.get(key, Spend()),
-            stopped_by_budget=bool(slot and slot.winding and slot.ended_by is None
-                                   and status is Status.INTERRUPTED)))
+            # Stopped after a step, not by a signal or a timeout: asked to (winding), or by
+            # itself, having added up the run's spend files.
+            stopped_by_budget=bool(slot and slot.ended_by is None and self.budget is not None
+                                   and self.budget.reached and status is Status.INTERRUPTED)))
         if slot is None:  # no worker ran (skipped, no credential, ...): the journal says so
             self.record.event(Event.END, item=tag or item.tag, status=status.value)
 
