@@ -216,7 +216,7 @@ def _budget(value: object, source: str) -> float | None:
     except ValueError:
         raise UsageError(f"{source} must be an amount of USD (got {value!r}); {fix}") from None
     if not math.isfinite(usd) or not 0 < usd <= MAX_BUDGET:
-        raise UsageError(f"{source} must be more than 0 and at most {MAX_BUDGET:g} USD "
+        raise UsageError(f"{source} must be more than 0 and at most {MAX_BUDGET:,.0f} USD "
                          f"(got {value!r}); {fix}")
     return usd
 
