@@ -50,6 +50,31 @@ class ModelRequest:
 
 
 @dataclass(frozen=True)
+class Window:
+    """One rate limit as the provider's headers state it; any field may be unknown."""
+
+    limit: float | None = None  # requests or tokens the window allows (per minute)
+    remaining: float | None = None  # left now
+    reset: float | None = None  # seconds until it is full again
+
+
+@dataclass(frozen=True)
+class RateInfo:
+    """What a reply (or a 429) said of the key's limits: OpenAI `x-ratelimit-*`, Anthropic
+    `anthropic-ratelimit-*`, `retry-after-ms` / `retry-after`, Gemini `RetryInfo` /
+    `QuotaFailure`. The pacer refines its shared buckets with it (keys/pacing.py)."""
+
+    requests: Window | None = None
+    tokens: Window | None = None  # input and output together (OpenAI's, Anthropic's "tokens")
+    input_tokens: Window | None = None
+    output_tokens: Window | None = None
+    retry_after: float | None = None  # seconds, when the server said
+    # A quota that does not refill within minutes (Gemini's per-day ones): its id as the
+    # server names it ("GenerateRequestsPerDayPerProjectPerModel-FreeTier"), else "".
+    daily_quota: str = ""
+
+
+@dataclass(frozen=True)
 class ModelReply:
     text: str
     input_tokens: int | None = None
@@ -61,6 +86,7 @@ class ModelReply:
     # What the provider retried before this reply ("HTTP 503", "timeout", ...), oldest
     # first: each becomes a line in the item's log and a count in the summary.
     retries: tuple[str, ...] = ()
+    limits: RateInfo | None = None  # the rate-limit headers of the reply, when it had some
 
 
 @dataclass(frozen=True)
@@ -95,9 +121,11 @@ class ProviderError(Exception):
 class RateLimited(ProviderError):
     """HTTP 429 or equivalent; `retry_after` seconds if the server said."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None,
+                 limits: RateInfo | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.limits = limits  # what the 429's headers or body said of the limits
 
 
 class AuthFailed(ProviderError):
