@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from assemblyzero.constants import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
+    MAX_TIMEOUT,
     RETRY_COUNT_MAX,
     RETRY_NAME_LIMIT,
 )
@@ -74,6 +75,10 @@ class WorkerResult:
     # is unknown] (cost.Spend), overall and per leased key. Not cumulative: an attempt's own.
     spent: list[float | int] = field(default_factory=lambda: [0.0, 0])
     spent_by_key: dict[str, list[float | int]] = field(default_factory=dict)
+    # Per leased key, what this attempt did with it: {"requests": sent, "waited": seconds
+    # waited for its budget or its rest, "rate_limited": 429s} (keys/pacer.py). Not
+    # cumulative; empty in results of releases up to 0.2.x.
+    key_use: dict[str, dict[str, float | int]] = field(default_factory=dict)
 
     @property
     def spend(self) -> Spend:
@@ -101,6 +106,7 @@ class WorkerResult:
             by_key = data.get("spent_by_key", {})
             data["spent_by_key"] = {name: _spend(pair) for name, pair in by_key.items()
                                     if isinstance(name, str)} if isinstance(by_key, dict) else {}
+            data["key_use"] = _key_use(data.get("key_use"))
             return cls(**data)
         except (OSError, ValueError, KeyError, TypeError, RecursionError):  # nested too deep
             return None
@@ -140,3 +146,22 @@ def _per_key(value: Any) -> dict[str, list[int]] | None:
               if isinstance(used, list) and len(used) == 2
               and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in used)}
     return counts if len(counts) == len(value) else None
+
+
+KEY_USE_MAX = {"requests": RETRY_COUNT_MAX, "waited": MAX_TIMEOUT, "rate_limited": RETRY_COUNT_MAX}
+
+
+def _key_use(value: Any) -> dict[str, dict[str, float | int]]:
+    """`key_use` as read: per key name, each count in range (what is not is left out)."""
+    if not isinstance(value, dict):
+        return {}
+    found: dict[str, dict[str, float | int]] = {}
+    for name, use in value.items():
+        if not isinstance(name, str) or not isinstance(use, dict):
+            continue
+        fields = {what: n for what, n in use.items() if what in KEY_USE_MAX
+                  and isinstance(n, (int, float)) and not isinstance(n, bool)
+                  and 0 <= n <= KEY_USE_MAX[what]}  # NaN fails the comparison
+        if len(fields) == len(KEY_USE_MAX):
+            found[name] = fields
+    return found

@@ -34,6 +34,7 @@ from assemblyzero.constants import (
 from assemblyzero.cost import PRICE_MAX, Price, Spend, money
 from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import InvalidId, Kind, check_id, slug
+from assemblyzero.keys.pacer import KeyPlan, Pacer, SharedPacer
 from assemblyzero.keys.redact import Redactor
 from assemblyzero.providers import AuthFailed, Provider, ProviderError, ProviderKey, RateLimited
 from assemblyzero.results import WORKER_EXIT, Status, WorkerResult, retries_of, tokens_by_key
@@ -64,8 +65,9 @@ def say(message: str) -> None:
         go_quiet()
 
 
-def read_keys() -> tuple[dict[str, ProviderKey], list[str]]:
-    """The leased credentials by provider, and every secret to mask.
+def read_keys() -> tuple[dict[str, ProviderKey], list[str], dict[str, KeyPlan] | None]:
+    """The leased credentials by provider, every secret to mask, and each key's pacing
+    plan (None: no pacing, `--no-pacing`).
 
     Names come from the environment, secrets from the pipe the coordinator
     passed (never from argv or the environment).
@@ -73,13 +75,16 @@ def read_keys() -> tuple[dict[str, ProviderKey], list[str]]:
     names = [n for n in os.environ.get(ENV_CREDENTIAL, "").split(",") if n]
     fd = os.environ.get(ENV_SECRET_FD)
     if not names or not fd:
-        return {}, []
+        return {}, [], None
     with os.fdopen(int(fd), "rb") as pipe:
         given = json.loads(pipe.read() or b"{}")
     keys = {entry["provider"]: ProviderKey(name, entry["secret"], entry.get("base_url"),
                                            entry.get("structured") is not False)
             for name, entry in given.get("keys", {}).items() if name in names}
-    return keys, [str(s) for s in given.get("mask", [])]
+    pace = given.get("pace")
+    plans = ({name: KeyPlan.from_json(name, plan) for name, plan in pace.items()
+              if name in names} if isinstance(pace, dict) else None)
+    return keys, [str(s) for s in given.get("mask", [])], plans
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -137,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     stop.watch_output()  # its tee dying stops it too
     if os.environ.get(ENV_LIFELINE_FD):
         stop.watch_lifeline(int(os.environ[ENV_LIFELINE_FD]))
-    keys, secrets = read_keys()
+    keys, secrets, plans = read_keys()
     scrub = Redactor(secrets)
     args = parse_args(argv)
     stop.stop_file = args.stop_file
@@ -150,8 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     kind, ws = Kind(args.kind), Workspace.at(args.repo)
     db_path = Path(os.environ.get(ENV_WORKFLOW_DB) or ws.checkpoint(kind, item_id))
+    pacer: Pacer = (SharedPacer(plans=plans, pause=stop.pause, say=say) if plans is not None
+                    else Pacer())
     result = run_item(args, ws, kind, item_id, Checkpoint(db_path, slug(kind, item_id)), stop,
-                      keys)
+                      keys, pacer)
     _write_result(args.run_dir, result)
     if result.retry:
         return EXIT_RATE_LIMITED if result.retry["kind"] == "rate_limited" else EXIT_AUTH_FAILED
@@ -160,9 +167,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_item(
     args: argparse.Namespace, ws: Workspace, kind: Kind, item_id: str, checkpoint: Checkpoint,
-    stop: Stop, keys: dict[str, ProviderKey],
+    stop: Stop, keys: dict[str, ProviderKey], pacer: Pacer | None = None,
 ) -> WorkerResult:
     """Run the workflow and turn every outcome into a WorkerResult."""
+    pacer = pacer or Pacer()
     workflow: Workflow | None = None
 
     def ended(status: Status, reason: str, retry: dict[str, Any] | None = None) -> WorkerResult:
@@ -174,12 +182,13 @@ def run_item(
                             tokens_by_key=tokens_by_key(state), retry=retry,
                             retries=retries_of(state),
                             spent=workflow.spend.pair() if workflow else [0.0, 0],
-                            spent_by_key=workflow.spent_by_key() if workflow else {})
+                            spent_by_key=workflow.spent_by_key() if workflow else {},
+                            key_use=pacer.use_json())
 
     try:
         checkpoint.root = ws.root  # its folder must not lead outside the workspace
         state = _load_state(checkpoint)
-        workflow = _build(args, ws, kind, item_id, checkpoint, stop, keys)
+        workflow = _build(args, ws, kind, item_id, checkpoint, stop, keys, pacer)
         result = workflow.run(state)
     except (RateLimited, AuthFailed) as exc:  # the coordinator retries on another key
         limited = isinstance(exc, RateLimited)
@@ -188,7 +197,10 @@ def run_item(
         say(f"{'rate limited' if limited else 'credential refused'} on {where}: {exc}")
         result = ended(Status.FAILED, str(exc), {
             "kind": "rate_limited" if limited else "auth", "credential": exc.credential,
-            "retry_after": wait})
+            "retry_after": wait,
+            # the pacer rested the key for every process already: the coordinator need not
+            "rested": limited and isinstance(pacer, SharedPacer)
+            and exc.credential in pacer.plans})
     except Interrupted as why:
         say(f"interrupted by {why}")
         result = ended(Status.INTERRUPTED, f"interrupted by {why}")
@@ -256,7 +268,7 @@ def _moved(aside: Path | None) -> str:
 
 def _build(
     args: argparse.Namespace, ws: Workspace, kind: Kind, item_id: str, checkpoint: Checkpoint,
-    stop: Stop, keys: dict[str, ProviderKey],
+    stop: Stop, keys: dict[str, ProviderKey], pacer: Pacer,
 ) -> Workflow:
     from assemblyzero.providers import load_provider
     from assemblyzero.workflow.engine import Workflow
@@ -277,6 +289,7 @@ def _build(
         prompts=load_prompts(ws.prompt_overrides, ws.root),  # a bad override: no call made
         prices=(args.drafter_price, args.reviewer_price),
         on_spend=partial(_write_spend, args.spend_file) if args.spend_file else None,
+        pacer=pacer,
     )
 
 

@@ -547,7 +547,8 @@ def test_the_secrets_payload_carries_each_keys_structured_switch(
     assert isinstance(grant, Grant)
     assert gate.secrets(grant) == {"keys": {"o1": {
         "secret": "", "provider": "offline", "base_url": "http://127.0.0.1:9/v1",
-        "structured": False}}, "mask": []}
+        "structured": False}}, "mask": [],
+        "pace": {"o1": {"limits": {}, "others": []}}}
 
 
 @pytest.mark.parametrize(("url", "name"), [

@@ -68,6 +68,7 @@ class Settings:
     max_output_tokens: int | None = None  # a cap on one reply; None: each provider's default
     budget: float | None = None  # USD the run may spend; None: no limit
     prices: Prices = field(default_factory=Prices)  # built in, and [tool.assemblyzero.prices]
+    pacing: bool = True  # pace each key's calls to its budget (False: --no-pacing)
 
     @property
     def models(self) -> tuple[str, str]:
@@ -91,6 +92,7 @@ class Flags(TypedDict, total=False):
     max_attempts: str | None
     max_output_tokens: str | None
     budget: str | None
+    no_pacing: bool
 
 
 _DEFAULTS = Settings()
@@ -197,6 +199,7 @@ def resolve(repo: Path, flags: Flags) -> Settings:
         max_output_tokens=_tokens(*given("max_output_tokens")),
         budget=_budget(*given("budget")),
         prices=_prices(config, repo),
+        pacing=not flags.get("no_pacing"),
     )
     if settings.budget is not None:
         _check_budget(settings, given("budget")[1])

@@ -89,7 +89,7 @@ def run_kind(
                       max_attempts=settings.max_attempts,
                       max_output_tokens=settings.max_output_tokens, publish=origin.publish,
                       source=origin.source, label=origin.label, budget=settings.budget,
-                      prices=settings.model_prices)
+                      prices=settings.model_prices, pacing=settings.pacing)
     coordinator = Coordinator(ws, opts, console, pool=pool, creds=creds)
     return coordinator.run(todo.items, f"{kind.value}-all", todo.skipped)
 

@@ -65,6 +65,8 @@ _SHARED = {
     "budget": "USD the run may spend, e.g. --budget=5: no item starts once what was spent "
               "plus the running items' estimate reaches it, and running items stop after "
               "their current step once the spend does (exit 1); needs a price for both models",
+    "no_pacing": "do not pace calls to each key's requests/tokens-per-minute budget: only a "
+                 "429 slows a key down (the behaviour before pacing, for comparison)",
 }
 _ONE_HELP = {k: v for k, v in _SHARED.items() if k not in ("only", "limit")}
 _RUN_HELP = {
@@ -165,11 +167,12 @@ def lld_all(c: Context, parallel: Parallelism = None, dry_run: bool = False, rep
             grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
             max_iterations: str | None = None, max_attempts: str | None = None,
             max_output_tokens: str | None = None, budget: str | None = None,
+            no_pacing: bool = False,
             source: str = "files", label: str | None = None) -> None:
     """Write an LLD for every pending issue (docs/issues/active, or open GitHub issues)."""
     flags = Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                    max_iterations=max_iterations, max_attempts=max_attempts,
-                   max_output_tokens=max_output_tokens, budget=budget)
+                   max_output_tokens=max_output_tokens, budget=budget, no_pacing=no_pacing)
     _run_all(Kind.LLD, parallel, dry_run, repo, only, limit, flags, Origin(source, label))
 
 
@@ -179,11 +182,12 @@ def issue_all(c: Context, parallel: Parallelism = None, dry_run: bool = False, r
               grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
               max_iterations: str | None = None, max_attempts: str | None = None,
               max_output_tokens: str | None = None, budget: str | None = None,
+              no_pacing: bool = False,
               publish: str | None = None) -> None:
     """Write an issue for every pending brief (ideas/active), then move the brief to ideas/done."""
     flags = Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                    max_iterations=max_iterations, max_attempts=max_attempts,
-                   max_output_tokens=max_output_tokens, budget=budget)
+                   max_output_tokens=max_output_tokens, budget=budget, no_pacing=no_pacing)
     _run_all(Kind.ISSUE, parallel, dry_run, repo, only, limit, flags, Origin(publish=publish))
 
 
@@ -218,12 +222,14 @@ def _one(kind: Kind, item_id: str | None, repo: str, flags: Flags) -> None:
 def lld(c: Context, id: str | None = None, repo: str = ".", timeout: str | None = None,
         grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
         max_iterations: str | None = None, max_attempts: str | None = None,
-        max_output_tokens: str | None = None, budget: str | None = None) -> None:
+        max_output_tokens: str | None = None, budget: str | None = None,
+        no_pacing: bool = False) -> None:
     """Write the LLD of one issue, in the foreground."""
     _one(Kind.LLD, id, repo, Flags(timeout=timeout, grace=grace, drafter=drafter,
                                     reviewer=reviewer, max_iterations=max_iterations,
                                     max_attempts=max_attempts,
-                                    max_output_tokens=max_output_tokens, budget=budget))
+                                    max_output_tokens=max_output_tokens, budget=budget,
+                                    no_pacing=no_pacing))
 
 
 @task(auto_shortflags=False, help={
@@ -231,12 +237,14 @@ def lld(c: Context, id: str | None = None, repo: str = ".", timeout: str | None 
 def issue(c: Context, id: str | None = None, repo: str = ".", timeout: str | None = None,
           grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
           max_iterations: str | None = None, max_attempts: str | None = None,
-          max_output_tokens: str | None = None, budget: str | None = None) -> None:
+          max_output_tokens: str | None = None, budget: str | None = None,
+          no_pacing: bool = False) -> None:
     """Write the issue of one brief, in the foreground."""
     _one(Kind.ISSUE, id, repo, Flags(timeout=timeout, grace=grace, drafter=drafter,
                                       reviewer=reviewer, max_iterations=max_iterations,
                                       max_attempts=max_attempts,
-                                      max_output_tokens=max_output_tokens, budget=budget))
+                                      max_output_tokens=max_output_tokens, budget=budget,
+                                      no_pacing=no_pacing))
 
 
 @task(optional=["parallel"], auto_shortflags=False, help={
@@ -249,7 +257,8 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Parall
             timeout: str | None = None, grace: str | None = None, drafter: str | None = None,
             reviewer: str | None = None, max_iterations: str | None = None,
             max_attempts: str | None = None,
-            max_output_tokens: str | None = None, budget: str | None = None, source: str = "files",
+            max_output_tokens: str | None = None, budget: str | None = None,
+            no_pacing: bool = False, source: str = "files",
             label: str | None = None, publish: str | None = None) -> None:
     """Show the plan: pending items, skipped ones and why, parallelism. Writes nothing."""
     if kind not in _KINDS:
@@ -258,7 +267,7 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Parall
     _plan(_KINDS[kind], json_, parallel, repo, only, limit,
           Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                  max_iterations=max_iterations, max_attempts=max_attempts,
-                 max_output_tokens=max_output_tokens, budget=budget),
+                 max_output_tokens=max_output_tokens, budget=budget, no_pacing=no_pacing),
           Origin(source, label, publish))
 
 
@@ -279,7 +288,8 @@ def retry_failed(c: Context, parallel: Parallelism = None, repo: str = ".",
                  timeout: str | None = None, grace: str | None = None, drafter: str | None = None,
                  reviewer: str | None = None, max_iterations: str | None = None,
                  max_attempts: str | None = None,
-                 max_output_tokens: str | None = None, budget: str | None = None) -> None:
+                 max_output_tokens: str | None = None, budget: str | None = None,
+                 no_pacing: bool = False) -> None:
     """Run again what the latest run did not finish, each from its checkpoint."""
     from assemblyzero.cli import history
 
@@ -292,7 +302,8 @@ def retry_failed(c: Context, parallel: Parallelism = None, repo: str = ".",
     _run_all(kind, parallel, False, repo, ",".join(ids), None,
              Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                     max_iterations=max_iterations, max_attempts=max_attempts,
-                    max_output_tokens=max_output_tokens, budget=budget), origin)
+                    max_output_tokens=max_output_tokens, budget=budget,
+                    no_pacing=no_pacing), origin)
 
 
 _EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workspace"

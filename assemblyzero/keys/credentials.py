@@ -19,12 +19,13 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from assemblyzero.constants import ENV_CREDENTIALS
 from assemblyzero.ids import is_valid_id
+from assemblyzero.keys.pacing import LIMIT_MAX, PACE_FIELDS, Limits
 from assemblyzero.keys.redact import Redactor
 from assemblyzero.providers import KEYLESS, REGISTRY
 from assemblyzero.ui.prefix_tee import KEY_SHAPES
@@ -33,7 +34,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,30}")  # an unknown field shown by name
 _KEY_SHAPES = re.compile(KEY_SHAPES.pattern.decode())
 _FIELDS = ("name", "provider", "key_env", "key", "max_concurrent", "enabled", "base_url",
-           "structured")
+           "structured", *PACE_FIELDS)
 _EXAMPLE = '{"name": "team-a", "provider": "anthropic", "key_env": "ANTHROPIC_API_KEY"}'
 
 
@@ -51,6 +52,7 @@ class Credential:
     enabled: bool = True
     base_url: str | None = None
     structured: bool = True  # False: the provider never asks for a structured reply natively
+    limits: Limits = field(default_factory=Limits)  # rpm, tpm, input_tpm, output_tpm ceilings
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,24 @@ def _entry(path: Path, index: int, item: Any) -> Credential:
                               f"(got {_got(structured)}); write \"structured\": false, without "
                               "quotes, for a server that rejects structured replies")
     return Credential(name, provider, key_env, "key" in item, limit, enabled, base_url,
-                      structured)
+                      structured, _limits(where, item))
+
+
+def _limits(where: str, item: dict[str, Any]) -> Limits:
+    """The entry's per-minute limits: each a number above 0 (a request or token count)."""
+    found: dict[str, float] = {}
+    for name in PACE_FIELDS:
+        value = item.get(name)
+        if value is None:
+            continue
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not 0 < value <= LIMIT_MAX):
+            raise CredentialError(f"{where}: '{name}' must be a number above 0 and at most "
+                                  f"{LIMIT_MAX:,.0f} per minute (got {_got(value)}); write "
+                                  f"e.g. \"{name}\": {50 if name == 'rpm' else 40000}, or "
+                                  "leave it out for no limit of ours")
+        found[name] = float(value)
+    return Limits(**found)
 
 
 def _unknown(fields: set[str]) -> str:

@@ -45,10 +45,12 @@ class Refusal:
 
 
 class KeyGate:
-    def __init__(self, pool: Pool | None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, pool: Pool | None, clock: Callable[[], float] = time.monotonic,
+                 pacing: bool = True) -> None:
         """`clock`: the run's; the pool's own clock (wall time, shared with its lease
-        store) is the one rests and waits are measured on."""
-        self.pool, self.clock = pool, clock
+        store) is the one rests and waits are measured on. `pacing`: each worker paces its
+        calls to its keys' budgets (False: `--no-pacing`, a 429 alone slows a key)."""
+        self.pool, self.clock, self.pacing = pool, clock, pacing
         self.wall = pool.clock if pool else time.time
         # Per item: its totals as of its last attempt, overall and per key.
         self._seen: dict[str, list[int]] = {}
@@ -95,7 +97,9 @@ class KeyGate:
         if name not in grant.names:
             return None
         if retry["kind"] == "rate_limited":
-            rest = self.pool.rate_limited(name, retry["retry_after"]) - self.wall()
+            # Rested by the worker's pacer already (and its 429 counted in its key_use).
+            rested = retry.get("rested") is True
+            rest = self.pool.rate_limited(name, retry["retry_after"], rested) - self.wall()
             return Refusal("rate_limited", name, rest)
         self.pool.disable(name, "refused (401/403)")
         return Refusal("auth", name)
@@ -111,7 +115,11 @@ class KeyGate:
                        "base_url": self.pool.credential(name).base_url,
                        "structured": self.pool.credential(name).structured}
                 for name in grant.names}
-        return {"keys": keys, "mask": [v for v in self.pool.creds.secrets.values() if v]}
+        given: dict[str, Any] = {"keys": keys,
+                                 "mask": [v for v in self.pool.creds.secrets.values() if v]}
+        if self.pacing:
+            given["pace"] = {name: self.pool.plan(name).to_json() for name in grant.names}
+        return given
 
     def charge(self, item: str, grant: Grant | None, result: WorkerResult | None) -> None:
         """Charge each key of the grant the tokens and cost of its own calls in this attempt.
@@ -130,6 +138,12 @@ class KeyGate:
             if name in grant.names and name in self.pool.stats:
                 stats = self.pool.stats[name]
                 stats.cost = stats.cost.plus(spend)
+        for name, use in result.key_use.items():  # this attempt's own too
+            if name in grant.names and name in self.pool.stats:
+                stats = self.pool.stats[name]
+                stats.requests += int(use["requests"])
+                stats.waited += float(use["waited"])
+                stats.rate_limited += int(use["rate_limited"])
         before = self._seen.get(item, [0, 0])
         self._seen[item] = list(result.tokens)
         if result.tokens_by_key is None:

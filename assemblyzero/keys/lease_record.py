@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from assemblyzero.constants import COOLDOWN_MAX, LEASE_GENERATION_MAX, LEASE_STREAK_MAX
+from assemblyzero.constants import COOLDOWN_MAX, LEASE_GENERATION_MAX, LEASE_STREAK_MAX, LEASE_TTL
+from assemblyzero.keys import pacing
 from assemblyzero.ui.console import printable
 
 LEASE_VERSION = 1
@@ -35,7 +36,7 @@ def warn(path: Path, what: str) -> None:
 
 def fresh(name: str) -> State:
     return {"version": LEASE_VERSION, "name": name, "generation": 0, "holders": [],
-            "cooldown_until": 0.0, "streak": 0}
+            "cooldown_until": 0.0, "streak": 0, "pace": pacing.fresh()}
 
 
 def checked(record: dict[str, Any], name: str, path: Path, now: float) -> State:
@@ -44,6 +45,9 @@ def checked(record: dict[str, Any], name: str, path: Path, now: float) -> State:
     state["generation"] = _count(state["generation"], "generation", LEASE_GENERATION_MAX, path)
     state["streak"] = _count(state["streak"], "streak", LEASE_STREAK_MAX, path, clamp=True)
     state["cooldown_until"] = _cooldown(state["cooldown_until"], path, now)
+    state["pace"], fixed = pacing.checked(record.get("pace"), now, LEASE_TTL)
+    for what in fixed[:_WARN_HOLDERS]:
+        warn(path, what)
     holders, bad = [], 0
     for number, holder in enumerate(state["holders"], 1):
         problem = holder_problem(holder)

@@ -45,7 +45,7 @@ from assemblyzero.constants import (
     LEASE_TTL,
     LOCK_TIMEOUT,
 )
-from assemblyzero.keys import flock
+from assemblyzero.keys import flock, pacing
 from assemblyzero.keys.lease_record import (
     State,
     checked,
@@ -54,6 +54,8 @@ from assemblyzero.keys.lease_record import (
     slot_of,
     warn,
 )
+from assemblyzero.keys.pacing import Limits, Need
+from assemblyzero.providers import RateInfo
 
 HOST = socket.gethostname()
 
@@ -179,19 +181,62 @@ class LeaseStore:
         The rest ends within COOLDOWN_MAX, whatever Retry-After said.
         """
 
+        until: float = self._update(name, lambda state: self._rest(state, retry_after))
+        return until
+
+    def _rest(self, state: State, retry_after: float | None) -> float:
         asked = retry_after  # from a server: NaN or negative means nothing, a year a day
         if asked is not None and not asked >= 0:
             asked = None
+        exponent = min(state["streak"], BACKOFF_MAX_EXPONENT)
+        base = min(BACKOFF_CAP, BACKOFF_START * 2 ** exponent) if asked is None else min(
+            asked, COOLDOWN_MAX)
+        now = self.clock()
+        until = min(now + base * (1 + random.uniform(0, BACKOFF_JITTER)), now + COOLDOWN_MAX)
+        state["streak"] = min(state["streak"] + 1, LEASE_STREAK_MAX)
+        state["cooldown_until"] = max(state["cooldown_until"], until)
+        return float(state["cooldown_until"])
+
+    # --- pacing (keys/pacing.py): the key's shared request and token budget ---------------
+    def reserve(self, name: str, ceiling: Limits, need: Need) -> float:
+        """Take `need` from `name`'s budget: 0 when taken, else the seconds until it could
+        be (the key's rest after a 429 included); nothing is taken then."""
 
         def change(state: State) -> float:
-            exponent = min(state["streak"], BACKOFF_MAX_EXPONENT)
-            base = min(BACKOFF_CAP, BACKOFF_START * 2 ** exponent) if asked is None else min(
-                asked, COOLDOWN_MAX)
             now = self.clock()
-            until = min(now + base * (1 + random.uniform(0, BACKOFF_JITTER)), now + COOLDOWN_MAX)
-            state["streak"] = min(state["streak"] + 1, LEASE_STREAK_MAX)
-            state["cooldown_until"] = max(state["cooldown_until"], until)
-            return float(state["cooldown_until"])
+            rest = float(state["cooldown_until"]) - now
+            if rest > 0:
+                return max(rest, pacing.wait_for(state["pace"], ceiling, need,
+                                                 state["cooldown_until"]))
+            return pacing.reserve(state["pace"], ceiling, need, now)
+
+        wait: float = self._update(name, change)
+        return wait
+
+    def settle(self, name: str, ceiling: Limits, reserved: Need, used: Need | None, role: str,
+               info: RateInfo | None) -> None:
+        """A call on `name` was answered: give back (or take) the difference between what
+        it reserved and `used`, learn from the reply's rate-limit headers, end the 429
+        streak."""
+
+        def change(state: State) -> None:
+            now = self.clock()
+            pacing.settle(state["pace"], ceiling, reserved, used, role, now)
+            pacing.learn(state["pace"], info, ceiling, now)
+            state["streak"] = 0
+
+        self._update(name, change)
+
+    def refused(self, name: str, ceiling: Limits, info: RateInfo | None,
+                retry_after: float | None) -> float:
+        """A 429 on `name`: rest it as `cool_down` does, empty its request bucket so the
+        waiting calls go through one by one once the rest ends, learn from the 429's
+        headers; the rest's end."""
+
+        def change(state: State) -> float:
+            pacing.learn(state["pace"], info, ceiling, self.clock())
+            pacing.empty(state["pace"], ceiling, self.clock())
+            return self._rest(state, retry_after)
 
         until: float = self._update(name, change)
         return until

@@ -22,6 +22,7 @@ from assemblyzero.cost import Spend
 from assemblyzero.keys import credentials
 from assemblyzero.keys.credentials import Credential, CredentialFile
 from assemblyzero.keys.leases import Busy, Lease, LeaseStore
+from assemblyzero.keys.pacer import KeyPlan, Other
 from assemblyzero.providers import KEYLESS
 
 
@@ -36,6 +37,8 @@ class KeyStats:
     name: str
     provider: str
     attempts: int = 0
+    requests: int = 0  # model calls sent with it (429s included)
+    waited: float = 0.0  # seconds its workers waited for its budget or its rest
     rate_limited: int = 0
     tokens: list[int] = field(default_factory=lambda: [0, 0])  # input, output
     cost: Spend = field(default_factory=Spend)  # what its calls cost in this run
@@ -137,13 +140,25 @@ class Pool:
         if errors:
             raise errors[0]
 
-    def rate_limited(self, name: str, retry_after: float | None) -> float:
-        """A 429 on `name`: cool it down for every process; the end time."""
-        until = self.store.cool_down(name, retry_after)
-        stats = self.stats[name]
-        stats.rate_limited += 1
-        stats.cooldown_seconds += max(0.0, until - self.clock())
+    def rate_limited(self, name: str, retry_after: float | None, rested: bool = False) -> float:
+        """A 429 on `name`: cool it down for every process; the end time. `rested`: the
+        worker's pacer did so (and counted the 429) already."""
+        if rested:
+            until = max(self.clock(), float(self.store.peek(name)["cooldown_until"]))
+        else:
+            until = self.store.cool_down(name, retry_after)
+            self.stats[name].rate_limited += 1
+        self.stats[name].cooldown_seconds += max(0.0, until - self.clock())
         return until
+
+    def plan(self, name: str) -> KeyPlan:
+        """What the worker holding `name` is told for pacing: its limits, and the other
+        usable keys of its provider (where it would move after a 429)."""
+        cred = self.credential(name)
+        others = tuple(Other(c.name, c.max_concurrent, c.limits)
+                       for c in self.creds.usable(cred.provider)
+                       if c.name != name and not self.stats[c.name].disabled)
+        return KeyPlan(name, cred.limits, others)
 
     def disable(self, name: str, reason: str) -> None:
         self.stats[name].disabled = reason

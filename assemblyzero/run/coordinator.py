@@ -85,7 +85,7 @@ class Coordinator:
         `inbox` is where it posts their ends; `clock` serves every time decision."""
         self.ws, self.opts, self.spawn, self.clock = ws, opts, spawn, clock
         self.console = console or Console()
-        self.gate = KeyGate(pool, clock)
+        self.gate = KeyGate(pool, clock, opts.pacing)
         # Every credential listed, leased or not: its variable is hidden from workers and
         # its value masked in everything the coordinator prints or writes.
         creds = creds or (pool.creds if pool else None)

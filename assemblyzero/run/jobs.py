@@ -44,6 +44,7 @@ class RunOptions:
     progress_every: float = PROGRESS_EVERY  # seconds between progress lines
     budget: float | None = None  # USD the run may spend; None: no limit
     prices: tuple[Price | None, Price | None] = (None, None)  # drafter's, reviewer's
+    pacing: bool = True  # workers pace their calls to each key's budget (keys/pacer.py)
 
 
 def job_for(item: Item, ws: Workspace, record: RunRecord, opts: RunOptions,

@@ -25,7 +25,14 @@ from assemblyzero.constants import MAX_CONTINUATIONS, QUOTE_LIMIT, REASON_LIMIT,
 from assemblyzero.cost import Price, Spend, money
 from assemblyzero.fileio import check_inside
 from assemblyzero.ids import Kind, tag
-from assemblyzero.providers import ModelReply, ModelRequest, Provider, ProviderError
+from assemblyzero.keys.pacer import Pacer
+from assemblyzero.providers import (
+    ModelReply,
+    ModelRequest,
+    Provider,
+    ProviderError,
+    RateLimited,
+)
 from assemblyzero.results import Status, WorkerResult, retries_of, tokens_by_key
 from assemblyzero.workflow.checkpoint import Checkpoint
 from assemblyzero.workflow.interrupt import Interrupted, Stop
@@ -88,6 +95,7 @@ class Workflow:
     prompts: Prompts = field(default_factory=builtin_prompts)  # the workspace's or built in
     prices: tuple[Price | None, Price | None] = (None, None)  # drafter's, reviewer's; None: unknown
     on_spend: Callable[[Spend], None] | None = None  # told this attempt's spend after each call
+    pacer: Pacer = field(default_factory=Pacer)  # each call's key budget; counts per key
     state: WorkflowState = field(default_factory=new_state)
     # What this attempt's calls cost, overall and per leased key (not checkpointed: a rerun
     # is another attempt, and what the run spent is the sum of its attempts').
@@ -317,23 +325,35 @@ class Workflow:
               request: ModelRequest) -> ModelReply:
         """One model call: counted, its tokens charged, its provider's retries said."""
         self.say(f"{role}: calling {spec} (iteration {state['iteration']})")
-        started = time.monotonic()
-        try:
-            reply = self.stop.call(lambda: provider.complete(request))
-        except Interrupted:  # abandoned in flight: the provider may bill it all the same
-            key = getattr(provider, "key", None)
-            self._add_spend(None, key.name if key is not None else None)
-            raise
-        except ProviderError as exc:
-            key = getattr(provider, "key", None)
-            exc.credential = key.name if key else None
-            self._say_retries(state, role, spec, exc.retried)  # counted even as it fails
-            raise
+        key = getattr(provider, "key", None)
+        name = key.name if key is not None else None
+        chars = len(request.prompt) + len(request.system)
+        while True:
+            ticket = self.pacer.before(name, role, chars, request.max_output_tokens)
+            started = time.monotonic()
+            try:
+                reply = self.stop.call(lambda: provider.complete(request))
+            except Interrupted:  # abandoned in flight: the provider may bill it all the same
+                self._add_spend(None, name)
+                raise
+            except RateLimited as exc:  # waited out here, or the attempt ends (the pacer's)
+                exc.credential = name
+                self._say_retries(state, role, spec, exc.retried)
+                if self.pacer.refused(ticket, exc):  # which says so in the item's log
+                    counts = state.setdefault("retries", {})
+                    counts["HTTP 429"] = counts.get("HTTP 429", 0) + 1
+                    continue
+                raise
+            except ProviderError as exc:
+                exc.credential = name
+                self._say_retries(state, role, spec, exc.retried)  # counted even as it fails
+                raise
+            self.pacer.after(ticket, reply)
+            break
         state["model_calls"] += 1
         used = state.setdefault("tokens", [0, 0])  # input, output: where the API reports them
         used[0] += reply.input_tokens or 0
         used[1] += reply.output_tokens or 0
-        key = getattr(provider, "key", None)
         if key is not None:  # per leased key too, so each key is charged only its own calls
             mine = state.setdefault("tokens_by_key", {}).setdefault(key.name, [0, 0])
             mine[0] += reply.input_tokens or 0

@@ -22,9 +22,10 @@ import select
 import signal
 import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -136,6 +137,19 @@ class Stop:
             os.close(fd)
         line = raw.decode("utf-8", "replace").splitlines()[0] if raw.strip() else ""
         raise StoppedAfterStep(step, line.strip() or "the coordinator asked for it")
+
+    def pause(self, seconds: float) -> None:
+        """Sleep `seconds` (waiting for a key's budget), ended at once by a stop signal:
+        no spinning, no lost signal."""
+        self.check()
+        deadline = time.monotonic() + max(0.0, seconds)
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                what, _, _ = self._events.get(timeout=left)
+            except Empty:
+                return
+            if what == "stop":
+                self.check()
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` (a model call) so that a stop signal abandons it at once."""

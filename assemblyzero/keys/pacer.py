@@ -1,0 +1,220 @@
+"""The worker's side of pacing: every model call waits for its key's budget, and a 429 is
+waited out on the same lease unless another key would be free sooner.
+
+The coordinator tells each worker, on its secrets pipe, the limits of every key it holds
+and the keys of the same provider it could move to (`KeyPlan`; names and numbers only).
+`SharedPacer` then, around each call (workflow/engine.py):
+
+    before(key, role, prompt chars)   reserve one request and the estimated tokens in the
+                                      key's shared budget (leases.LeaseStore.reserve),
+                                      sleeping (interruptibly) until it allows
+    after(ticket, reply)              settle with the real usage, learn from the headers
+    refused(ticket, 429)              rest the key for every process; True: wait and send
+                                      the same call again on it; False: end the attempt
+                                      (another key is free sooner, the rest is too long,
+                                      or too many 429s in a row), the coordinator moves it
+
+`Pacer` (the base) only counts requests, waits and 429s per key: it is what a worker gets
+with `--no-pacing`, and for a call made without a key. Either way the counts go into the
+worker's result (`key_use`), and the summary's key table adds them up.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from assemblyzero.keys import pacing
+from assemblyzero.keys.leases import LeaseStore
+from assemblyzero.keys.pacing import Limits, Need
+from assemblyzero.providers import ModelReply, RateLimited
+
+# A 429 is waited out in the worker when its rest ends within this (seconds); a longer
+# one ends the attempt, and the coordinator rests the key (up to a day) and moves on.
+WAIT_429_MAX = 300.0
+RETRIES_429_MAX = 8  # 429s in a row on one call before the attempt ends
+SWITCH_COST = 1.0  # seconds a move to another key costs (a worker restart, a resume)
+SAY_WAIT_AFTER = 1.0  # a wait for the budget longer than this is said in the item's log
+PLAN_KEYS_MAX = 64  # other keys a plan lists at most
+
+
+@dataclass(frozen=True)
+class Other:
+    """A key of the same provider the item could run on instead."""
+
+    name: str
+    max_concurrent: int
+    limits: Limits
+
+
+@dataclass(frozen=True)
+class KeyPlan:
+    """What a worker is told about one key it holds (no secret)."""
+
+    name: str
+    limits: Limits
+    others: tuple[Other, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"limits": self.limits.to_json(),
+                "others": [{"name": o.name, "max_concurrent": o.max_concurrent,
+                            "limits": o.limits.to_json()} for o in self.others]}
+
+    @classmethod
+    def from_json(cls, name: str, raw: Any) -> KeyPlan:
+        raw = raw if isinstance(raw, dict) else {}
+        others = []
+        for entry in (raw.get("others") or [])[:PLAN_KEYS_MAX]:
+            if (isinstance(entry, dict) and isinstance(entry.get("name"), str)
+                    and isinstance(entry.get("max_concurrent"), int)):
+                others.append(Other(entry["name"], max(1, entry["max_concurrent"]),
+                                    Limits.from_json(entry.get("limits"))))
+        return cls(name, Limits.from_json(raw.get("limits")), tuple(others))
+
+
+@dataclass
+class Use:
+    """What one key did in this attempt: requests sent, seconds waited, 429s."""
+
+    requests: int = 0
+    waited: float = 0.0
+    rate_limited: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"requests": self.requests, "waited": round(self.waited, 3),
+                "rate_limited": self.rate_limited}
+
+
+@dataclass(frozen=True)
+class Ticket:
+    key: str | None
+    role: str
+    need: Need
+    sent: float  # when the request went out (the pacer's clock)
+
+
+@dataclass
+class Pacer:
+    """Counts only: no budget, and a 429 ends the attempt (today's reactive behaviour)."""
+
+    use: dict[str, Use] = field(default_factory=dict)
+
+    def before(self, key: str | None, role: str, prompt_chars: int,
+               max_output: int | None = None) -> Ticket:
+        if key is not None:
+            self.use.setdefault(key, Use()).requests += 1
+        return Ticket(key, role, Need(), 0.0)
+
+    def after(self, ticket: Ticket, reply: ModelReply) -> None:
+        """The call was answered."""
+
+    def refused(self, ticket: Ticket, exc: RateLimited) -> bool:
+        """A 429: whether to send the same call again on the same key (after `before`)."""
+        if ticket.key is not None:
+            self.use.setdefault(ticket.key, Use()).rate_limited += 1
+        return False
+
+    def use_json(self) -> dict[str, dict[str, Any]]:
+        return {name: use.to_json() for name, use in self.use.items()}
+
+
+@dataclass
+class SharedPacer(Pacer):
+    """Paces every call on a planned key through the lease store's shared budget."""
+
+    store: LeaseStore = field(default_factory=LeaseStore)
+    plans: dict[str, KeyPlan] = field(default_factory=dict)
+    pause: Callable[[float], None] = time.sleep  # Stop.pause: a signal ends it at once
+    say: Callable[[str], None] = print
+    clock: Callable[[], float] = time.time  # the lease store's (wall time)
+    _streak: int = 0  # 429s in a row on the current call
+
+    def before(self, key: str | None, role: str, prompt_chars: int,
+               max_output: int | None = None) -> Ticket:
+        plan = self.plans.get(key) if key is not None else None
+        if plan is None or key is None:
+            return super().before(key, role, prompt_chars, max_output)
+        use = self.use.setdefault(key, Use())
+        need = pacing.estimate(prompt_chars, role, self.store.peek(key)["pace"], max_output)
+        waited, said = 0.0, False
+        while (wait := self.store.reserve(key, plan.limits, need)) > 0:
+            if not said and wait > SAY_WAIT_AFTER:
+                said = True
+                self.say(f"{role}: waiting {wait:.1f}s for {key}'s budget "
+                         f"({self._budget(key, plan)})")
+            started = time.monotonic()
+            self.pause(min(wait, WAIT_429_MAX))
+            waited += time.monotonic() - started
+        use.requests += 1
+        use.waited += waited
+        return Ticket(key, role, need, self.clock())
+
+    def after(self, ticket: Ticket, reply: ModelReply) -> None:
+        self._streak = 0
+        plan = self.plans.get(ticket.key) if ticket.key is not None else None
+        if plan is None or ticket.key is None:
+            return
+        counted = reply.input_tokens is not None and reply.output_tokens is not None
+        used = Need(1.0, float(reply.input_tokens or 0),
+                    float(reply.output_tokens or 0)) if counted else None
+        self.store.settle(ticket.key, plan.limits, ticket.need, used, ticket.role,
+                          reply.limits)
+
+    def refused(self, ticket: Ticket, exc: RateLimited) -> bool:
+        plan = self.plans.get(ticket.key) if ticket.key is not None else None
+        if plan is None or ticket.key is None:
+            return super().refused(ticket, exc)
+        self.use.setdefault(ticket.key, Use()).rate_limited += 1
+        self._streak += 1
+        until = self.store.refused(ticket.key, plan.limits, exc.limits, exc.retry_after)
+        own = max(0.0, until - self.clock())
+        daily = exc.limits.daily_quota if exc.limits else ""
+        if daily:
+            self.say(f"{ticket.role}: {ticket.key}'s daily quota {daily} is used up; it rests "
+                     "until it is reset, and the item moves to another key")
+            return False
+        if self._streak > RETRIES_429_MAX:
+            self.say(f"{ticket.role}: {self._streak} 429s in a row on {ticket.key}; this "
+                     "attempt ends, and the item resumes on a key that is free")
+            return False
+        if own > WAIT_429_MAX:
+            self.say(f"{ticket.role}: {ticket.key} rests {own:.0f}s after a 429, longer than "
+                     f"{WAIT_429_MAX:.0f}s; this attempt ends, and the item resumes on "
+                     "another key")
+            return False
+        sooner = self._sooner(plan, ticket.need, own)
+        if sooner is not None:
+            self.say(f"{ticket.role}: 429 on {ticket.key}, which rests {own:.1f}s; "
+                     f"{sooner} is free sooner, so the item moves there")
+            return False
+        self.say(f"{ticket.role}: 429 on {ticket.key}; waiting {own:.1f}s for it, then "
+                 "the same call again on it")
+        return True
+
+    def _sooner(self, plan: KeyPlan, need: Need, own: float) -> str | None:
+        """Another key of the provider with a free slot and budget sooner than `own`
+        (less the cost of moving), if any."""
+        now = self.clock()
+        for other in plan.others:
+            try:
+                state = self.store.peek(other.name)
+            except OSError:
+                continue
+            if len(state["holders"]) >= other.max_concurrent:
+                continue
+            rest = max(0.0, float(state["cooldown_until"]) - now)
+            ready = max(rest, pacing.wait_for(state["pace"], other.limits, need, now + rest))
+            if ready + SWITCH_COST < own:
+                return other.name
+        return None
+
+    def _budget(self, key: str, plan: KeyPlan) -> str:
+        """`12/60 requests, 900/40,000 tokens` left now, for a line."""
+        now = self.clock()
+        shown = [f"{math.floor(level):,}/{limit:,.0f} {dimension}"
+                 for dimension, (level, limit) in
+                 pacing.levels(self.store.peek(key)["pace"], plan.limits, now).items()]
+        return ", ".join(shown) or "no limit known"
