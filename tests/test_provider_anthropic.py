@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from types import ModuleType
 
 import pytest
@@ -21,7 +22,9 @@ from assemblyzero.providers import (
     ModelRequest,
     ProviderError,
     ProviderKey,
+    RateInfo,
     RateLimited,
+    Window,
     _common,
     load_provider,
 )
@@ -105,9 +108,12 @@ def test_a_429_is_rate_limited_with_retry_after_seconds_and_no_sdk_retry(serve):
 def test_a_429_with_an_http_date_retry_after(serve):
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
     server = serve(error(429, "rate_limit_error", "slow down", {"Retry-After": when}))
+    before = time.time()
     with pytest.raises(RateLimited) as caught:
         call(server)
-    assert caught.value.retry_after is not None and 27 <= caught.value.retry_after <= 31
+    due = email.utils.parsedate_to_datetime(when).timestamp()  # the date's whole second
+    # seconds from the moment the provider read it, however slow the call
+    assert due - time.time() - 0.01 <= caught.value.retry_after <= due - before + 0.01
     assert len(server.requests) == 1
 
 
@@ -281,3 +287,92 @@ def test_the_default_output_cap_stays_within_each_models_own_limit() -> None:
     assert provider.default_max_tokens("claude-3-5-sonnet-20241022") == 8192
     assert provider.default_max_tokens("claude-3-7-sonnet-latest") == 16384
     assert provider.default_max_tokens("claude-sonnet-4-5") == 16384
+
+
+# ----------------------------------------------------------- rate-limit headers
+
+def rfc3339(seconds_from_now: float) -> str:
+    """A reset time as Anthropic writes it: `2025-05-01T12:00:30Z`."""
+    when = datetime.fromtimestamp(time.time() + seconds_from_now, UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def limit_headers(reset_in: float = 30) -> dict[str, str]:
+    headers, reset = {}, rfc3339(reset_in)
+    for name, (limit, remaining) in {"requests": (50, 49), "tokens": (100000, 90000),
+                                     "input-tokens": (80000, 79000),
+                                     "output-tokens": (16000, 15000)}.items():
+        headers[f"anthropic-ratelimit-{name}-limit"] = str(limit)
+        headers[f"anthropic-ratelimit-{name}-remaining"] = str(remaining)
+        headers[f"anthropic-ratelimit-{name}-reset"] = reset
+    return headers
+
+
+def resets(info: RateInfo | None) -> list[float | None]:
+    assert info is not None
+    return [w.reset if w else None
+            for w in (info.requests, info.tokens, info.input_tokens, info.output_tokens)]
+
+
+def test_a_reply_carries_the_four_windows_with_resets_in_seconds(serve):
+    headers = limit_headers(30)
+    due = datetime.fromisoformat(headers["anthropic-ratelimit-tokens-reset"]).timestamp()
+    before = time.time()
+    reply = call(serve(Reply(200, message(), headers)))
+    after = time.time()
+    assert reply.limits is not None
+    without_resets = dataclasses.replace(
+        reply.limits, **{name: dataclasses.replace(getattr(reply.limits, name), reset=None)
+                         for name in ("requests", "tokens", "input_tokens", "output_tokens")})
+    assert without_resets == RateInfo(requests=Window(50, 49), tokens=Window(100000, 90000),
+                                      input_tokens=Window(80000, 79000),
+                                      output_tokens=Window(16000, 15000))
+    # seconds from the moment the provider read them, however slow the call
+    assert all(reset is not None and due - after - 0.01 <= reset <= due - before + 0.01
+               for reset in resets(reply.limits))
+
+
+def test_a_reply_without_rate_limit_headers_has_no_limits(serve):
+    assert call(serve(Reply(200, message()))).limits is None
+
+
+def test_a_429_carries_its_limits_and_prefers_retry_after_ms(serve):
+    said = {"anthropic-ratelimit-requests-limit": "50",
+            "anthropic-ratelimit-requests-remaining": "0",
+            "anthropic-ratelimit-requests-reset": rfc3339(-5),  # already past: 0
+            "retry-after-ms": "2500", "retry-after": "17"}
+    server = serve(error(429, "rate_limit_error", "Number of requests exceeded", said))
+    with pytest.raises(RateLimited) as caught:
+        call(server)
+    assert caught.value.retry_after == 2.5
+    assert caught.value.limits == RateInfo(requests=Window(50, 0, 0.0), retry_after=2.5)
+    assert len(server.requests) == 1
+
+
+def test_a_429_with_retry_after_only_has_just_that(serve):
+    with pytest.raises(RateLimited) as caught:
+        call(serve(error(429, "rate_limit_error", "slow down", {"retry-after": "17"})))
+    assert caught.value.limits == RateInfo(retry_after=17)
+
+
+def test_a_reset_far_ahead_is_clamped_to_a_day(serve):
+    reply = call(serve(Reply(200, message(), limit_headers(10 * 86400))))
+    assert resets(reply.limits) == [86400.0] * 4
+
+
+@pytest.mark.parametrize("bad", ["garbage", "NaN", "inf", "1e300", "-5", "7" * 10_000,
+                                 "2025-13-45T99:00:00Z"])
+def test_hostile_rate_limit_headers_are_unknown_fields_never_a_failure(serve, bad: str):
+    headers = {**limit_headers(), "anthropic-ratelimit-tokens-limit": bad,
+               "anthropic-ratelimit-input-tokens-remaining": bad,
+               "anthropic-ratelimit-output-tokens-reset": bad}
+    reply = call(serve(Reply(200, message("ok"), headers)))
+    assert reply.text == "ok" and reply.limits is not None
+    assert reply.limits.tokens is not None and reply.limits.tokens.limit is None
+    assert reply.limits.input_tokens is not None and reply.limits.input_tokens.remaining is None
+    assert reply.limits.output_tokens == Window(16000, 15000, None)
+    assert reply.limits.requests is not None and reply.limits.requests.limit == 50
+    with pytest.raises(RateLimited) as caught:
+        call(serve(error(429, "rate_limit_error", "slow", {"retry-after-ms": bad,
+                                                           "retry-after": bad})))
+    assert caught.value.retry_after == (86400.0 if bad == "1e300" else None)

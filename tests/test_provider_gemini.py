@@ -19,7 +19,9 @@ from assemblyzero.providers import (
     ModelRequest,
     ProviderError,
     ProviderKey,
+    RateInfo,
     RateLimited,
+    Window,
     load_provider,
 )
 from assemblyzero.providers.gemini import GeminiProvider, create
@@ -271,3 +273,81 @@ def test_a_503_then_a_reply_reports_the_retry(serve: Any) -> None:
 def test_an_empty_reply_that_was_not_cut_still_fails_with_its_finish_reason(serve: Any) -> None:
     with pytest.raises(ProviderError, match=r"empty reply \(finish reason .*SAFETY"):
         provider(serve(Reply(200, answer("", "SAFETY")))).complete(REQUEST)
+
+
+# ----------------------------------------------------------- rate limits
+
+DAILY = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+
+
+def quota_failure(*quota_ids: str) -> dict[str, Any]:
+    return {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
+        {"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+         "quotaId": quota_id, "quotaDimensions": {"location": "global", "model": "gemini-x"},
+         "quotaValue": "200"} for quota_id in quota_ids]}
+
+
+def test_429_carries_retry_info_and_names_an_exhausted_daily_quota(serve: Any) -> None:
+    body = error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota",
+                 quota_failure("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", DAILY),
+                 {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.5s"})
+    server = serve(Reply(429, body))
+    with pytest.raises(RateLimited) as caught:
+        provider(server).complete(REQUEST)
+    assert caught.value.retry_after == 0.5
+    assert caught.value.limits == RateInfo(retry_after=0.5, daily_quota=DAILY)
+    assert f"(daily quota {DAILY} exhausted)" in str(caught.value)
+    assert len(server.requests) == 1
+
+
+def test_429_with_a_per_minute_quota_only_names_no_daily_quota(serve: Any) -> None:
+    body = error(429, "RESOURCE_EXHAUSTED", "slow",
+                 quota_failure("GenerateRequestsPerMinutePerProjectPerModel-FreeTier"),
+                 RETRY_INFO)
+    with pytest.raises(RateLimited) as caught:
+        provider(serve(Reply(429, body))).complete(REQUEST)
+    assert caught.value.limits == RateInfo(retry_after=7.0)
+    assert "daily quota" not in str(caught.value)
+
+
+def test_a_retry_after_ms_header_comes_before_retry_info(serve: Any) -> None:
+    server = serve(Reply(429, QUOTA, {"Retry-After-Ms": "1500", "Retry-After": "9"}))
+    with pytest.raises(RateLimited) as caught:
+        provider(server).complete(REQUEST)
+    assert caught.value.retry_after == 1.5 and caught.value.limits == RateInfo(retry_after=1.5)
+
+
+def test_429_without_anything_has_no_limits(serve: Any) -> None:
+    with pytest.raises(RateLimited) as caught:
+        provider(serve(Reply(429, error(429, "RESOURCE_EXHAUSTED", "slow")))).complete(REQUEST)
+    assert caught.value.limits is None
+
+
+def test_the_key_is_scrubbed_from_a_daily_quota_id_that_echoes_it(serve: Any) -> None:
+    body = error(429, "RESOURCE_EXHAUSTED", f"over quota for {SECRET}",
+                 quota_failure(f"PerDay-{SECRET}"))
+    with pytest.raises(RateLimited) as caught:
+        provider(serve(Reply(429, body))).complete(REQUEST)
+    assert SECRET not in str(caught.value) and "daily quota PerDay-***" in str(caught.value)
+    assert caught.value.limits is not None and SECRET not in caught.value.limits.daily_quota
+
+
+@pytest.mark.parametrize("bad", ["garbage", "NaN", "inf", "-5s", "1e300s", "7" * 10_000,
+                                 "s", ""])
+def test_a_hostile_retry_delay_and_header_are_unknown_never_a_failure(serve: Any,
+                                                                      bad: str) -> None:
+    retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": bad}
+    body = error(429, "RESOURCE_EXHAUSTED", "slow", retry, quota_failure("x" * 10_000 + "PerDay"))
+    server = serve(Reply(429, body, {"Retry-After": bad[:8_000] or "x"}))
+    with pytest.raises(RateLimited) as caught:
+        provider(server).complete(REQUEST)
+    assert caught.value.retry_after is None
+    assert caught.value.limits is not None and len(caught.value.limits.daily_quota) == 120
+
+
+def test_a_reply_has_no_limits_unless_it_brings_rate_limit_headers(serve: Any) -> None:
+    assert provider(serve(Reply(200, OK))).complete(REQUEST).limits is None
+    headers = {"x-ratelimit-limit-requests": "15", "x-ratelimit-remaining-requests": "14",
+               "x-ratelimit-reset-requests": "4s"}
+    reply = provider(serve(Reply(200, OK, headers))).complete(REQUEST)
+    assert reply.limits == RateInfo(requests=Window(15, 14, 4.0))

@@ -25,7 +25,9 @@ from assemblyzero.providers import (
     ModelRequest,
     ProviderError,
     ProviderKey,
+    RateInfo,
     RateLimited,
+    Window,
     _common,
     load_provider,
 )
@@ -124,9 +126,12 @@ def test_a_429_is_rate_limited_with_retry_after_seconds_and_no_sdk_retry(serve):
 def test_a_429_with_an_http_date_retry_after(serve):
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
     server = serve(error(429, "Rate limit reached", {"Retry-After": when}))
+    before = time.time()
     with pytest.raises(RateLimited) as caught:
         call(server)
-    assert caught.value.retry_after is not None and 27 <= caught.value.retry_after <= 31
+    due = email.utils.parsedate_to_datetime(when).timestamp()  # the date's whole second
+    # seconds from the moment the provider read it, however slow the call
+    assert due - time.time() - 0.01 <= caught.value.retry_after <= due - before + 0.01
     assert len(server.requests) == 1
 
 
@@ -365,7 +370,7 @@ def test_structured_false_in_the_credentials_file_reaches_the_provider(
             json.dump(gate.secrets(grant), pipe)
         monkeypatch.setenv("ASSEMBLYZERO_CREDENTIAL", ",".join(grant.names))
         monkeypatch.setenv("ASSEMBLYZERO_SECRET_FD", str(read))
-        keys, _ = read_keys()
+        keys, *_ = read_keys()
         sent.append((keys["openai"].name, keys["openai"].structured))
         provider.create("llama3", keys["openai"]).complete(REVIEW)
     assert sorted(sent) == [("cloud", True), ("vllm", False)]
@@ -396,3 +401,65 @@ def test_a_timeout_then_a_5xx_then_a_reply_reports_both_oldest_first(serve, monk
 
 def call_review(server: FakeServer) -> ModelReply:
     return provider.create("gpt-x", ProviderKey("team-a", SECRET, server.url)).complete(REVIEW)
+
+
+# ----------------------------------------------------------- rate-limit headers
+
+LIMITS = {"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "499",
+          "x-ratelimit-reset-requests": "120ms", "x-ratelimit-limit-tokens": "30000",
+          "x-ratelimit-remaining-tokens": "29950", "x-ratelimit-reset-tokens": "6m0s"}
+
+
+def test_a_reply_carries_the_rate_limit_headers(serve):
+    reply = call(serve(Reply(200, completion(), LIMITS)))
+    assert reply.limits == RateInfo(requests=Window(500, 499, 0.12),
+                                    tokens=Window(30000, 29950, 360.0))
+
+
+def test_a_reply_without_rate_limit_headers_has_no_limits(serve):
+    assert call(serve(Reply(200, completion()))).limits is None
+
+
+def test_a_429_carries_its_limits_and_prefers_retry_after_ms(serve):
+    said = {"X-RateLimit-Limit-Requests": "500", "X-RateLimit-Remaining-Requests": "0",
+            "X-RateLimit-Reset-Requests": "1m30s", "Retry-After-Ms": "1500", "Retry-After": "7"}
+    server = serve(error(429, "Rate limit reached for requests", said))
+    with pytest.raises(RateLimited) as caught:
+        call(server)
+    assert caught.value.retry_after == 1.5
+    assert caught.value.limits == RateInfo(requests=Window(500, 0, 90.0), retry_after=1.5)
+    assert len(server.requests) == 1
+
+
+def test_a_429_with_a_bad_retry_after_ms_falls_back_to_retry_after(serve):
+    with pytest.raises(RateLimited) as caught:
+        call(serve(error(429, "slow down", {"retry-after-ms": "NaN", "retry-after": "3"})))
+    assert caught.value.retry_after == 3 and caught.value.limits == RateInfo(retry_after=3)
+
+
+def test_a_429_with_no_headers_has_no_limits(serve):
+    with pytest.raises(RateLimited) as caught:
+        call(serve(error(429, "slow down")))
+    assert (caught.value.retry_after, caught.value.limits) == (None, None)
+
+
+@pytest.mark.parametrize("bad", ["garbage", "NaN", "inf", "1e300", "-5", "7" * 10_000])
+def test_hostile_rate_limit_headers_are_unknown_fields_never_a_failure(serve, bad: str):
+    headers = {**LIMITS, "x-ratelimit-limit-requests": bad, "x-ratelimit-remaining-tokens": bad,
+               "x-ratelimit-reset-tokens": "6m0s" if bad == "1e300" else bad}
+    reply = call(serve(Reply(200, completion("ok"), headers)))
+    assert reply.text == "ok"
+    assert reply.limits == RateInfo(requests=Window(None, 499, 0.12),
+                                    tokens=Window(30000, None, 360.0 if bad == "1e300" else None))
+    with pytest.raises(RateLimited) as caught:
+        call(serve(error(429, "slow down", {"retry-after-ms": bad, "retry-after": bad})))
+    assert caught.value.retry_after == (86400.0 if bad == "1e300" else None)
+
+
+def test_the_reply_after_a_refused_schema_and_a_503_carries_its_own_limits(serve):
+    refusal = error(400, "response_format is not supported", {"x-ratelimit-limit-requests": "1"})
+    server = serve(refusal, error(503, "overloaded", {"x-ratelimit-limit-requests": "2"}),
+                   Reply(200, completion("VERDICT: APPROVED"), LIMITS))
+    reply = call_review(server)
+    assert reply.retries == ("HTTP 400 (response_format refused)", "HTTP 503")
+    assert reply.limits is not None and reply.limits.requests == Window(500, 499, 0.12)

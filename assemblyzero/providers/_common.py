@@ -10,16 +10,16 @@ which the coordinator handles across keys. What it retried comes back in
 
 from __future__ import annotations
 
-import email.utils
 import importlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import ModuleType
 from typing import Any, TypeVar
 
-from assemblyzero.providers import AuthFailed, ModelReply, ProviderError, RateLimited
+from assemblyzero.providers import AuthFailed, ModelReply, ProviderError, RateInfo, RateLimited
+from assemblyzero.providers.ratelimits import parse_retry_after as parse_retry_after  # re-export
 
 T = TypeVar("T")
 
@@ -60,22 +60,6 @@ def call_timeout() -> float:
         return float(raw) if raw else DEFAULT_CALL_TIMEOUT
     except ValueError:
         raise ProviderError(f"{ENV_CALL_TIMEOUT}={raw!r} is not a number of seconds") from None
-
-
-def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds to wait from a Retry-After header: `120` or an HTTP date; None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now())
 
 
 def call_with_retries(call: Callable[[], ModelReply], retries: int = CALL_RETRIES,
@@ -119,12 +103,13 @@ def clean(text: str, secret: str) -> str:
     return text if len(text) <= DETAIL else text[:DETAIL] + "..."
 
 
-def status_error(provider: str, status: int, detail: str, retry_after: str | None,
-                 secret: str) -> ProviderError:
-    """The error for an HTTP status: 429 RateLimited, 401/403 AuthFailed, 5xx Transient."""
+def status_error(provider: str, status: int, detail: str, secret: str,
+                 limits: RateInfo | None = None) -> ProviderError:
+    """The error for an HTTP status: 429 RateLimited (waiting `limits.retry_after`, and
+    carrying `limits`), 401/403 AuthFailed, 5xx Transient."""
     message = f"{provider}: HTTP {status}: {clean(detail, secret)}"
     if status == 429:
-        return RateLimited(message, parse_retry_after(retry_after))
+        return RateLimited(message, limits.retry_after if limits else None, limits)
     if status in (401, 403):
         return AuthFailed(message)
     if status >= 500:
@@ -133,17 +118,19 @@ def status_error(provider: str, status: int, detail: str, retry_after: str | Non
 
 
 def stainless_call(provider: str, sdk: Any, base_error: type[Exception], call: Callable[[], T],
-                   detail: Callable[[Any], str], timeout: float, secret: str) -> T:
+                   detail: Callable[[Any], str], timeout: float, secret: str,
+                   limits: Callable[[Mapping[str, str]], RateInfo | None]) -> T:
     """`call()` on an SDK of the anthropic/openai family, its errors mapped to ours.
 
     Both SDKs raise APIStatusError (with the HTTP status and response),
-    APITimeoutError and APIConnectionError, under one base error class.
+    APITimeoutError and APIConnectionError, under one base error class. A 429
+    carries what `limits` reads from its headers (ratelimits.openai_info, ...).
     """
     try:
         return call()
     except sdk.APIStatusError as exc:
-        raise status_error(provider, exc.status_code, detail(exc),
-                           exc.response.headers.get("retry-after"), secret) from None
+        said = limits(exc.response.headers) if exc.status_code == 429 else None
+        raise status_error(provider, exc.status_code, detail(exc), secret, said) from None
     except sdk.APITimeoutError:
         raise Transient(f"{provider}: no reply within {timeout:g}s "
                         f"({ENV_CALL_TIMEOUT})", RETRY_TIMEOUT) from None

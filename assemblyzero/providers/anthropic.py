@@ -8,6 +8,8 @@ A request with a schema forces a tool whose input schema it is: the tool
 call's input, as JSON, is the reply (`structured`), unless the credential
 says `"structured": false`. `max_tokens` is the request's, else the model's
 default (`default_max_tokens`); `stop_reason` "max_tokens" marks a cut reply.
+Every reply, and a 429, carries what its `anthropic-ratelimit-*` and
+retry-after(-ms) headers said (`ModelReply.limits`, `RateLimited.limits`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from assemblyzero.providers import (
     _common,
 )
 from assemblyzero.providers._common import call_timeout, clean, require, stainless_call
+from assemblyzero.providers.ratelimits import anthropic_info
 
 NAME = "anthropic"
 TOOL = "verdict"  # the forced tool a structured reply comes through
@@ -64,10 +67,15 @@ class AnthropicProvider:
             arguments["tools"] = [{"name": TOOL, "description": TOOL_DESCRIPTION,
                                    "input_schema": dict(request.schema or {})}]
             arguments["tool_choice"] = {"type": "tool", "name": TOOL}
-        message = stainless_call(
-            NAME, self._sdk, self._sdk.AnthropicError,
-            lambda: self._client.messages.create(**arguments),
-            lambda exc: str(exc.api_message or exc.message), self.timeout, self.key.secret)
+
+        def create() -> tuple[Any, Any]:
+            raw = self._client.messages.with_raw_response.create(**arguments)
+            return raw.headers, raw.parse()
+
+        headers, message = stainless_call(
+            NAME, self._sdk, self._sdk.AnthropicError, create,
+            lambda exc: str(exc.api_message or exc.message), self.timeout, self.key.secret,
+            anthropic_info)
         blocks = getattr(message, "content", None) or []
         used = [b for b in blocks if getattr(b, "type", None) == "tool_use"
                 and getattr(b, "name", None) == TOOL]
@@ -80,7 +88,7 @@ class AnthropicProvider:
         return ModelReply(text, getattr(usage, "input_tokens", None),
                           getattr(usage, "output_tokens", None),
                           truncated=getattr(message, "stop_reason", None) == "max_tokens",
-                          structured=structured)
+                          structured=structured, limits=anthropic_info(headers))
 
 
 def create(model: str, key: ProviderKey | None = None) -> AnthropicProvider:

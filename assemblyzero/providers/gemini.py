@@ -12,10 +12,15 @@ credential says `"structured": false`. The system message goes in
 `system_instruction`; `max_output_tokens` only when the request sets one (the
 API's default is the model's own limit, thinking included); finish reason
 MAX_TOKENS marks a cut reply, which may be empty (thinking used the budget).
+A 429 carries its body's RetryInfo and per-day QuotaFailure (`RateLimited.limits`,
+ratelimits.gemini_info), its message naming a daily quota that ran out; a reply
+carries `x-ratelimit-*` headers should a server send them (Gemini's own does not).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from assemblyzero.providers import (
@@ -24,6 +29,7 @@ from assemblyzero.providers import (
     ModelRequest,
     ProviderError,
     ProviderKey,
+    RateInfo,
     RateLimited,
     _common,
 )
@@ -33,8 +39,14 @@ from assemblyzero.providers._common import (
     Transient,
     call_timeout,
     call_with_retries,
-    parse_retry_after,
     require,
+)
+from assemblyzero.providers.ratelimits import (
+    gemini_info,
+    google_details,
+    lower,
+    openai_info,
+    retry_after,
 )
 
 
@@ -91,14 +103,19 @@ class GeminiProvider:
             reason = _finish_reason(response)
             raise ProviderError(f"gemini {self.model}: empty reply ({reason})")
         return ModelReply(text, *_usage(response.usage_metadata), truncated=truncated,
-                          structured=structured)
+                          structured=structured, limits=openai_info(_headers(response)))
 
     def _api_error(self, exc: Any) -> ProviderError:
         code = int(exc.code or 0)
         detail = self._scrub(f"HTTP {code} {exc.status or ''}: {exc.message or ''}".strip())
         message = f"gemini {self.model}: {detail}"
         if code == 429:
-            return RateLimited(message, _retry_after(exc))
+            limits = _limits(exc)
+            if limits is not None and limits.daily_quota:
+                limits = replace(limits, daily_quota=self._scrub(limits.daily_quota))
+                message += f" (daily quota {limits.daily_quota} exhausted)"
+            return RateLimited(self._scrub(message), limits.retry_after if limits else None,
+                               limits)
         if code in (401, 403) or _error_reason(exc.details) == "API_KEY_INVALID":
             return AuthFailed(message)
         if code == 408 or code >= 500:
@@ -127,31 +144,26 @@ def _is_transport_error(exc: Exception) -> bool:
                for cls in type(exc).__mro__)
 
 
-def _retry_after(exc: Any) -> float | None:
-    """Retry-After from the response headers, else the RetryInfo `retryDelay` ("7s")."""
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    found = parse_retry_after(headers.get("retry-after")) if headers is not None else None
-    if found is not None:
-        return found
-    for detail in _error_details(exc.details):
-        delay = detail.get("retryDelay")
-        if str(detail.get("@type", "")).endswith("RetryInfo") and isinstance(delay, str):
-            try:
-                return max(0.0, float(delay.strip().removesuffix("s")))
-            except ValueError:
-                return None
-    return None
+def _limits(exc: Any) -> RateInfo | None:
+    """What a 429 said: its body's RetryInfo and QuotaFailure (gemini_info), the wait of a
+    retry-after(-ms) header, when there is one, before RetryInfo's `retryDelay`."""
+    info = gemini_info(exc.details)
+    said = retry_after(_headers(exc))
+    return info if said is None else replace(info or RateInfo(), retry_after=said)
 
 
-def _error_details(body: Any) -> list[dict[str, Any]]:
-    error = body.get("error", body) if isinstance(body, dict) else None
-    details = error.get("details") if isinstance(error, dict) else None
-    return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
+def _headers(carrier: Any) -> dict[str, str]:
+    """The HTTP headers of an APIError's `response` or a reply's `sdk_http_response`."""
+    for name in ("response", "sdk_http_response"):
+        headers = getattr(getattr(carrier, name, None), "headers", None)
+        if isinstance(headers, Mapping):
+            return lower(headers)
+    return {}
 
 
 def _error_reason(body: Any) -> str | None:
     """The ErrorInfo reason: Gemini answers a bad key with 400 API_KEY_INVALID."""
-    for detail in _error_details(body):
+    for detail in google_details(body):
         if str(detail.get("@type", "")).endswith("ErrorInfo"):
             return str(detail.get("reason", "")) or None
     return None

@@ -12,7 +12,9 @@ again without it, and never again by this provider object; a credential with
 is the JSON object itself (a server may ignore response_format). An output cap
 is sent only when the request sets one (`max_completion_tokens` to OpenAI's own
 API, which every current OpenAI model takes; `max_tokens` to another server):
-otherwise the model's own limit applies.
+otherwise the model's own limit applies. Every reply, and a 429, carries what
+its `x-ratelimit-*` and retry-after(-ms) headers said (`ModelReply.limits`,
+`RateLimited.limits`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from assemblyzero.providers import (
     _common,
 )
 from assemblyzero.providers._common import call_timeout, clean, require, stainless_call
+from assemblyzero.providers.ratelimits import openai_info
 
 NAME = "openai"
 PLACEHOLDER_KEY = "unused"  # what a keyless OpenAI-compatible server is sent
@@ -81,16 +84,17 @@ class OpenAIProvider:
     def _once(self, request: ModelRequest, schema: Mapping[str, Any] | None) -> ModelReply:
         arguments = self._arguments(request, schema)
 
-        def create() -> Any:
+        def create() -> tuple[Any, Any]:
             try:
-                return self._client.chat.completions.create(**arguments)
+                raw = self._client.chat.completions.with_raw_response.create(**arguments)
             except (self._sdk.BadRequestError, self._sdk.UnprocessableEntityError) as exc:
                 if schema is not None and _refuses_schema(exc):
                     raise _Refused(exc.status_code) from None
                 raise
+            return raw.headers, raw.parse()
 
-        completion = stainless_call(NAME, self._sdk, self._sdk.OpenAIError, create, _detail,
-                                    self.timeout, self._mask)
+        headers, completion = stainless_call(NAME, self._sdk, self._sdk.OpenAIError, create,
+                                             _detail, self.timeout, self._mask, openai_info)
         choices = getattr(completion, "choices", None) or []
         message = getattr(choices[0], "message", None) if choices else None
         if message is None:
@@ -105,7 +109,8 @@ class OpenAIProvider:
                           truncated=getattr(choices[0], "finish_reason", None) == "length",
                           # Servers that ignore response_format answer in text: structured
                           # only when the whole reply is the JSON object asked for.
-                          structured=schema is not None and _is_json_object(text))
+                          structured=schema is not None and _is_json_object(text),
+                          limits=openai_info(headers))
 
     def _arguments(self, request: ModelRequest,
                    schema: Mapping[str, Any] | None) -> dict[str, Any]:
