@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -182,8 +183,7 @@ def run_item(
                             tokens_by_key=tokens_by_key(state), retry=retry,
                             retries=retries_of(state),
                             spent=workflow.spend.pair() if workflow else [0.0, 0],
-                            spent_by_key=workflow.spent_by_key() if workflow else {},
-                            key_use=pacer.use_json())
+                            spent_by_key=workflow.spent_by_key() if workflow else {})
 
     try:
         checkpoint.root = ws.root  # its folder must not lead outside the workspace
@@ -218,6 +218,7 @@ def run_item(
         result = ended(Status.FAILED, reason)
     finally:
         checkpoint.close()
+    result = replace(result, key_use=pacer.use_json())  # what each key did, however it ended
     _settle(ws, kind, checkpoint, result)
     return result
 

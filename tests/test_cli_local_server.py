@@ -1,6 +1,7 @@
 """End to end: a local OpenAI-compatible server reached with no credential (OPENAI_BASE_URL)
-is a key like any other: its 429 rests it, the item retries, 429S counts it, and an item
-that runs out of attempts still gets its docs/lld/status.json entry."""
+is a key like any other: its 429 is waited out by the worker (or, with --no-pacing, rests
+it and the item retries), 429S counts it, and an item that runs out of attempts still gets
+its docs/lld/status.json entry."""
 
 from __future__ import annotations
 
@@ -70,10 +71,26 @@ def _run(ws: Path, server: LocalServer, *flags: str) -> tuple[int, str, dict[str
     return run.code, run.out + run.err, summary(latest_run(ws))
 
 
-def test_a_429_from_a_keyless_local_server_rests_it_and_the_item_retries(
+def test_a_429_from_a_keyless_local_server_is_waited_out_in_the_worker_on_the_same_key(
         tmp_path: Path, local: LocalServer) -> None:
     ws = make_workspace(tmp_path / "ws", issues=["1"])
     code, out, data = _run(ws, local)
+    assert code == 0, out
+    name = f"local.127.0.0.1-{local.port}"
+    assert f"429 on {name}; waiting" in out and "then the same call again on it" in out
+    item = data["items"][0]
+    assert item["status"] == "done" and item["rate_limited"] == 1 and item["attempts"] == 1
+    assert item["retries"] == {"HTTP 429": 1}
+    key = {k["name"]: k for k in data["credentials"]}[name]
+    assert key["rate_limited"] == 1 and key["requests"] == 3  # the 429'd call, draft, review
+    assert key["waited_seconds"] >= 0.9  # its Retry-After (1 s), waited out before the call
+    assert [e for e in journal(latest_run(ws)) if e["event"] == "retry"] == []
+
+
+def test_without_pacing_a_429_from_a_keyless_local_server_rests_it_and_the_item_retries(
+        tmp_path: Path, local: LocalServer) -> None:
+    ws = make_workspace(tmp_path / "ws", issues=["1"])
+    code, out, data = _run(ws, local, "--no-pacing")
     assert code == 0, out
     name = f"local.127.0.0.1-{local.port}"
     assert "rate limited on None" not in out and f"got a 429 on {name}" in out
@@ -86,7 +103,7 @@ def test_a_429_from_a_keyless_local_server_rests_it_and_the_item_retries(
 def test_an_item_out_of_attempts_on_a_local_server_gets_its_status_entry(
         tmp_path: Path, local: LocalServer) -> None:
     ws = make_workspace(tmp_path / "ws", issues=["1"])
-    code, out, data = _run(ws, local, "--max-attempts=1")
+    code, out, data = _run(ws, local, "--max-attempts=1", "--no-pacing")
     assert code == 1, out
     assert data["items"][0]["status"] == "failed"
     index = json.loads((ws / "docs/lld/status.json").read_text())

@@ -210,7 +210,7 @@ def test_a_run_with_a_failure_429_and_401_matches_summary_journal_status_plan_sc
         tmp_path: Path, fast: None):
     ws = make_workspace(tmp_path / "ws", issues=["1", "2", "3"])
     credentials(key("key-a"), key("key-b"), key("key-c"))
-    run = cli("lld-all", "--parallel=3", "--repo", str(ws), env={
+    run = cli("lld-all", "--parallel=3", "--no-pacing", "--repo", str(ws), env={  # 429: retry
         "ASSEMBLYZERO_SIMULATE_FAIL": "2", "ASSEMBLYZERO_SIMULATE_429": "key-a:1:30",
         "ASSEMBLYZERO_SIMULATE_401": "key-c"})
     assert run.code == 1, run.out + run.err
@@ -363,10 +363,10 @@ SUMMARY: dict[str, Any] = {
                "retries": {"HTTP 503": 1},
                "cost": {"usd": None, "priced_usd": 0.02, "unpriced_calls": 1},
                "stopped_by_budget": False}],
-    "credentials": [{"name": "team-a", "provider": "offline", "attempts": 1,
+    "credentials": [{"name": "team-a", "provider": "offline", "attempts": 1, "requests": 4,
                      "rate_limited": 0, "tokens": [5012, 2186],
                      "cost": {"usd": 0.02, "priced_usd": 0.02, "unpriced_calls": 0},
-                     "cooldown_seconds": 0.0, "disabled": ""}],
+                     "cooldown_seconds": 0.0, "waited_seconds": 1.5, "disabled": ""}],
 }
 EVENTS: dict[str, dict[str, Any]] = {
     "run-start": {"event": "run-start", "ids": ["101"], "items": ["LLD-101"],

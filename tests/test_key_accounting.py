@@ -65,7 +65,8 @@ def test_drafter_and_reviewer_on_two_providers_each_key_gets_only_its_own_tokens
         result = json.loads((run_dir / f"results/lld-{n}.json").read_text())
         assert result["tokens"] == item["tokens"]
         assert result["tokens_by_key"] == {"off-a": item["tokens"], "cmd-a": [0, 0]}
-    table = [line.split()[1:5] for line in run.out.splitlines()]  # the per-key table
+    # the per-key table: KEY PROVIDER STARTS (REQUESTS) TOKENS
+    table = [line.split()[1:4] + line.split()[5:6] for line in run.out.splitlines()]
     assert ["off-a", "offline", "2", f"{total[0]}/{total[1]}"] in table
     assert ["cmd-a", "cmd", "2", "0/0"] in table
 

@@ -37,6 +37,7 @@ class Refusal:
     kind: str  # "rate_limited" or "auth"
     credential: str
     rest: float = 0.0  # seconds the key rests (a 429)
+    counted: bool = False  # the worker counted this 429 in its result's key_use already
 
     def describe(self) -> str:
         if self.kind == "rate_limited":
@@ -100,7 +101,7 @@ class KeyGate:
             # Rested by the worker's pacer already (and its 429 counted in its key_use).
             rested = retry.get("rested") is True
             rest = self.pool.rate_limited(name, retry["retry_after"], rested) - self.wall()
-            return Refusal("rate_limited", name, rest)
+            return Refusal("rate_limited", name, rest, counted=rested)
         self.pool.disable(name, "refused (401/403)")
         return Refusal("auth", name)
 
@@ -142,7 +143,7 @@ class KeyGate:
             if name in grant.names and name in self.pool.stats:
                 stats = self.pool.stats[name]
                 stats.requests += int(use["requests"])
-                stats.waited += float(use["waited"])
+                stats.waited_seconds += float(use["waited"])
                 stats.rate_limited += int(use["rate_limited"])
         before = self._seen.get(item, [0, 0])
         self._seen[item] = list(result.tokens)

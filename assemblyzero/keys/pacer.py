@@ -112,9 +112,8 @@ class Pacer:
         """The call was answered."""
 
     def refused(self, ticket: Ticket, exc: RateLimited) -> bool:
-        """A 429: whether to send the same call again on the same key (after `before`)."""
-        if ticket.key is not None:
-            self.use.setdefault(ticket.key, Use()).rate_limited += 1
+        """A 429: whether to send the same call again on the same key (after `before`).
+        No: the attempt ends, and the coordinator rests the key and counts the 429."""
         return False
 
     def use_json(self) -> dict[str, dict[str, Any]]:

@@ -38,7 +38,7 @@ class KeyStats:
     provider: str
     attempts: int = 0
     requests: int = 0  # model calls sent with it (429s included)
-    waited: float = 0.0  # seconds its workers waited for its budget or its rest
+    waited_seconds: float = 0.0  # its workers' waits for its budget or its rest
     rate_limited: int = 0
     tokens: list[int] = field(default_factory=lambda: [0, 0])  # input, output
     cost: Spend = field(default_factory=Spend)  # what its calls cost in this run

@@ -304,6 +304,9 @@ class Coordinator:
             status, reason = slot.ended_by, _why(slot.ended_by, code)
         self._release(attempt.grant, attempt.lock, succeeded=status is Status.DONE)
         self.gate.charge(end.key, attempt.grant, result)
+        for use in (result.key_use.values() if result else ()):  # 429s the worker waited out
+            self.sched.limited[end.key] = (self.sched.limited.get(end.key, 0)
+                                           + int(use["rate_limited"]))
         self._spent(end.key, item.tag, attempt, result, status)
         self.record.event(Event.END, item=item.tag, status=status.value, exit_code=code,
                           duration=round(duration, 3))
@@ -375,7 +378,7 @@ class Coordinator:
                      "reached")
             return False
         key = slug(item.kind, item.id)
-        if refusal.kind == "rate_limited":
+        if refusal.kind == "rate_limited" and not refusal.counted:
             self.sched.rate_limited(key)
         most = self.opts.max_attempts
         if not self.sched.retry(item):

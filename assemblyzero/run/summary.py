@@ -59,6 +59,7 @@ def summary_data(
         "cost": total_cost(outcomes).to_json(),
         "items": [o.to_json() for o in sorted(outcomes, key=lambda o: (o.kind, sort_key(o.id)))],
         "credentials": [{**asdict(k), "cooldown_seconds": round(k.cooldown_seconds, 3),
+                         "waited_seconds": round(k.waited_seconds, 3),
                          "cost": k.cost.to_json()} for k in keys],
     }
 
@@ -83,10 +84,12 @@ def print_summary(say: Callable[[str], None], summary: dict[str, Any], outcomes:
             for line in _tail(Path(o.log), TAIL_LINES):
                 say(f"  {o.tag} | {line}")
     if summary["credentials"]:
-        rows = [("KEY", "PROVIDER", "STARTS", "TOKENS", "COST", "429S", "RESTED", "DISABLED")]
-        rows += [(k["name"], k["provider"], str(k["attempts"]),
+        rows = [("KEY", "PROVIDER", "STARTS", "REQUESTS", "TOKENS", "COST", "429S", "WAITED",
+                 "RESTED", "DISABLED")]
+        rows += [(k["name"], k["provider"], str(k["attempts"]), str(k["requests"]),
                   f"{k['tokens'][0]}/{k['tokens'][1]}", _cost(k["cost"]), str(k["rate_limited"]),
-                  f"{k['cooldown_seconds']:.1f}s", k["disabled"] or "-")
+                  f"{k['waited_seconds']:.1f}s", f"{k['cooldown_seconds']:.1f}s",
+                  k["disabled"] or "-")
                  for k in summary["credentials"]]
         for line in _aligned(rows):
             say("  " + line)
