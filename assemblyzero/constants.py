@@ -58,6 +58,7 @@ DEFAULT_OFFLINE_APPROVE_AT = 2
 # Output.
 PROGRESS_EVERY = 10.0  # seconds between the coordinator's one-line progress reports
 LIVE_REFRESH = 0.25  # seconds between redraws of the live area (elapsed times, ETA)
+LIVE_KEYS_EVERY = 2.0  # seconds between updates of the live area's key budgets (pacing)
 SPEND_EVERY = 1.0  # seconds between the coordinator's reads of its workers' spend (a budget)
 LOOP_WAIT_MAX = 3600.0  # the coordinator's longest single wait (its deadlines may be far off)
 GROUP_POLL = 0.02  # seconds between looks at a worker group that outlived its tee

@@ -16,7 +16,7 @@ from assemblyzero.cli.origin import FILES, Origin
 from assemblyzero.constants import EXIT_NO_CREDENTIAL, EXIT_USAGE
 from assemblyzero.cost import PRICES_AS_OF, estimate_item, money
 from assemblyzero.ids import Kind
-from assemblyzero.keys import credentials
+from assemblyzero.keys import credentials, pacing
 from assemblyzero.keys.credentials import CredentialError
 from assemblyzero.keys.leases import LeaseStore
 from assemblyzero.keys.pool import NoCredential, Pool
@@ -167,6 +167,7 @@ def describe(
         "max_iterations": settings.max_iterations, "timeout": settings.timeout,
         "max_output_tokens": settings.max_output_tokens,
         "credentials": credential_states(settings, creds), "kinds": {},
+        "pacing": settings.pacing,
     }
     data["source"], data["publish"] = origin.source, origin.publish
     for kind in kinds:
@@ -239,6 +240,12 @@ def credential_states(settings: Settings,
             "holders": [{k: h[k] for k in ("pid", "host", "run_id", "item")}
                         for h in lease["holders"]],
             "cooldown_until": cooling,
+            # pacing: the per-minute limits in force (configured, tightened by what the
+            # provider's headers said) and each bucket's level now
+            "limits": pacing.limits_of(lease["pace"], cred.limits).to_json(),
+            "budget": {dimension: {"level": round(held, 1), "limit": limit}
+                       for dimension, (held, limit) in
+                       pacing.levels(lease["pace"], cred.limits, now).items()},
         })
     return states
 
@@ -257,7 +264,17 @@ def _credential_line(c: dict[str, Any]) -> str:
     else:
         state = f"free ({c['max_concurrent']} slot(s))"
     unused = "" if c["used_by_models"] else "  [not used by these models]"
-    return f"  {c['name']} ({c['provider']}): {state}{unused}"
+    return f"  {c['name']} ({c['provider']}): {state}{_budget_text(c)}{unused}"
+
+
+def _budget_text(c: dict[str, Any]) -> str:
+    """`; budget now 12/60 requests, 30,000/40,000 tokens per minute` ('' when unlimited)."""
+    budget = c.get("budget") or {}
+    if not budget:
+        return ""
+    levels = {dimension: (b["level"], b["limit"]) for dimension, b in budget.items()
+              if dimension in pacing.NAMES}
+    return f"; budget now {pacing.shown(levels)} per minute"
 
 
 def render_plan(data: dict[str, Any], warning: str = "") -> str:
@@ -279,7 +296,8 @@ def _plan_lines(data: dict[str, Any], warning: str) -> list[str]:
     if data.get("publish"):
         lines.append(f"publish: each finished issue is also created on {data['publish']}")
     if data["credentials"]:
-        lines.append("credentials:")
+        lines.append("credentials:" if data.get("pacing", True) else
+                     "credentials (pacing off, --no-pacing: only a 429 slows a key down):")
         lines.extend(_credential_line(c) for c in data["credentials"])
     else:
         lines.append("credentials: none configured (the offline provider needs none)")

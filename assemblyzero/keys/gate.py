@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assemblyzero.constants import EXIT_AUTH_FAILED, EXIT_RATE_LIMITED
+from assemblyzero.keys import pacing
 from assemblyzero.keys.leases import Busy
 from assemblyzero.keys.pool import Grant, KeyStats, Pool
 from assemblyzero.results import WorkerResult
@@ -72,6 +73,22 @@ class KeyGate:
             rest = max(0.0, (got.until or 0.0) - self.wall())
             return Wait(got.reason, self.clock() + rest)
         return got
+
+    def budgets(self) -> str:
+        """`team-a 12/60 requests · team-b 40/60 requests` for the keys whose calls are
+        paced to a known limit, as their shared budgets stand now ('' when none is)."""
+        if self.pool is None or not self.pacing:
+            return ""
+        now, parts = self.wall(), []
+        for name in self.pool.stats:
+            try:
+                state = self.pool.store.peek(name)
+            except OSError:
+                continue
+            levels = pacing.levels(state["pace"], self.pool.credential(name).limits, now)
+            if levels:
+                parts.append(f"{name} {pacing.shown(levels)}")
+        return " · ".join(parts)
 
     def give_back(self, grant: Grant | None, succeeded: bool) -> None:
         if grant is not None and self.pool is not None:

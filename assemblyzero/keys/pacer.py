@@ -21,7 +21,6 @@ worker's result (`key_use`), and the summary's key table adds them up.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -212,8 +211,5 @@ class SharedPacer(Pacer):
 
     def _budget(self, key: str, plan: KeyPlan) -> str:
         """`12/60 requests, 900/40,000 tokens` left now, for a line."""
-        now = self.clock()
-        shown = [f"{math.floor(level):,}/{limit:,.0f} {dimension}"
-                 for dimension, (level, limit) in
-                 pacing.levels(self.store.peek(key)["pace"], plan.limits, now).items()]
-        return ", ".join(shown) or "no limit known"
+        levels = pacing.levels(self.store.peek(key)["pace"], plan.limits, self.clock())
+        return pacing.shown(levels) or "no limit known"

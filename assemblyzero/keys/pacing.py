@@ -209,6 +209,17 @@ def levels(pace: dict[str, Any], ceiling: Limits, now: float) -> dict[str, tuple
             if (limit := limits.of(d)) is not None}
 
 
+NAMES = {"requests": "requests", "tokens": "tokens", "input": "input tokens",
+         "output": "output tokens"}
+
+
+def shown(found: dict[str, tuple[float, float]]) -> str:
+    """`12/60 requests, 30,000/40,000 tokens` (what is left of each bucket now; a debt
+    shows as 0)."""
+    return ", ".join(f"{max(0, math.floor(held)):,}/{limit:,.0f} {NAMES[dimension]}"
+                     for dimension, (held, limit) in found.items())
+
+
 def _set(pace: dict[str, Any], dimension: str, value: float, now: float) -> None:
     pace["buckets"][dimension] = [round(max(-LIMIT_MAX, value), 3), now]
 

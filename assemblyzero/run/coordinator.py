@@ -18,7 +18,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -34,6 +34,7 @@ from assemblyzero.constants import (
     EXIT_OK,
     EXIT_TERMINATED,
     LEASE_HEARTBEAT,
+    LIVE_KEYS_EVERY,
     SECRET_ENV_VARS,
 )
 from assemblyzero.cost import Spend, estimate_item, money
@@ -56,7 +57,7 @@ from assemblyzero.run.local import LocalBackend
 from assemblyzero.run.record import Outcome, RunRecord
 from assemblyzero.run.scheduler import Action, Kill, Limits, Scheduler, Slot, Stop, Tick, Wind
 from assemblyzero.run.summary import finish
-from assemblyzero.ui.console import COORDINATOR_TAG, Console
+from assemblyzero.ui.console import COORDINATOR_TAG, Console, Progress
 from assemblyzero.ui.prefix_tee import PALETTE
 from assemblyzero.workflow import lld_index
 from assemblyzero.workspace import Workspace
@@ -100,7 +101,9 @@ class Coordinator:
         live = self.console.live  # a live console shows progress all the time
         self.sched = Scheduler(Limits(
             opts.parallel, opts.timeout, opts.grace, opts.max_attempts,
-            progress_every=None if live else opts.progress_every,
+            # live: no lines, but the area's key budgets are brought up to date this often
+            progress_every=(LIVE_KEYS_EVERY if pool and opts.pacing else None) if live
+            else opts.progress_every,
             heartbeat_every=LEASE_HEARTBEAT if pool else None), clock)
         self.budget = Budget(opts.budget) if opts.budget is not None else None
         self.sched.budget = self.budget
@@ -141,7 +144,7 @@ class Coordinator:
             self.spawn)
         with self._signals():
             try:
-                self.console.start(self.sched.progress())
+                self.console.start(self._progress())
                 self._loop()
             except Exception as exc:  # a bug or a broken disk: stop cleanly, keep the record
                 self.crashed = True
@@ -419,8 +422,10 @@ class Coordinator:
                     self.sched.not_stopped(action.key)
 
     def _do(self, action: Action) -> None:
-        if action is Tick.PROGRESS:
-            self.say(self.sched.progress().line())
+        if action is Tick.PROGRESS and self.console.live:
+            self._show()
+        elif action is Tick.PROGRESS:
+            self.say(self._progress().line())
         elif action is Tick.HEARTBEAT:
             self.gate.heartbeat([a.grant for a in self.running.values() if a.grant])
         elif action is Tick.SPEND and self.budget is not None:
@@ -530,7 +535,11 @@ class Coordinator:
 
     def _show(self) -> None:
         """Tell the console how the run stands (the live area redraws from it)."""
-        self.console.update(self.sched.progress())
+        self.console.update(self._progress())
+
+    def _progress(self) -> Progress:
+        """The scheduler's view, with the keys' budgets as they stand now."""
+        return replace(self.sched.progress(), budgets=self.gate.budgets())
 
     @contextmanager
     def _signals(self) -> Iterator[None]:

@@ -308,4 +308,5 @@ class Scheduler:
                         for s in self.running.values())
         return Progress(self.total, pending=len(self.queue), running=running,
                         elapsed=now - self.began, eta=eta, paused=self.pause.holds(now),
-                        **self.tally)
+                        done=self.tally["done"], failed=self.tally["failed"],
+                        skipped=self.tally["skipped"], interrupted=self.tally["interrupted"])

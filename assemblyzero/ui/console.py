@@ -92,6 +92,7 @@ class Progress:
     elapsed: float
     eta: float | None  # seconds; None until an item has finished
     paused: bool = False
+    budgets: str = ""  # the paced keys' budgets now: `team-a 12/60 requests · team-b ...`
 
     @property
     def finished(self) -> int:
@@ -107,7 +108,8 @@ class Progress:
         eta = "unknown" if self.eta is None else duration(self.eta)
         return (f"progress: {self.done} done, {len(self.running)} running, "
                 f"{self.pending} pending, {self.failed} failed{self.others()}; "
-                f"{duration(self.elapsed)} elapsed, ETA {eta}")
+                f"{duration(self.elapsed)} elapsed, ETA {eta}"
+                + (f"; budgets now {self.budgets}" if self.budgets else ""))
 
 
 def duration(seconds: float) -> str:

@@ -126,6 +126,9 @@ class LiveConsole(Console):
             return Text("")
         indent = len(self.prefix)  # the bar fills the tags' column
         lines = [Text.assemble(_bar(p.finished, p.total, indent), " ", _counts(p, ago))]
+        if p.budgets:  # what each paced key may still send this minute
+            lines.append(Text.assemble(" " * (indent + 1), ("budgets ", "dim"),
+                                       (p.budgets, "cyan")))
         tags = max((len(a.tag) + 2 for a in p.running), default=0)
         keys = max((len(a.key) for a in p.running if a.key != "-"), default=0)
         for a in p.running:
