@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -36,6 +37,7 @@ from assemblyzero.cost import PRICE_MAX, Price, Spend, money
 from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import InvalidId, Kind, check_id, slug
 from assemblyzero.keys.pacer import KeyPlan, Pacer, SharedPacer
+from assemblyzero.keys.pacing import daily_reset
 from assemblyzero.keys.redact import Redactor
 from assemblyzero.providers import AuthFailed, Provider, ProviderError, ProviderKey, RateLimited
 from assemblyzero.results import WORKER_EXIT, Status, WorkerResult, retries_of, tokens_by_key
@@ -193,6 +195,8 @@ def run_item(
     except (RateLimited, AuthFailed) as exc:  # the coordinator retries on another key
         limited = isinstance(exc, RateLimited)
         wait = exc.retry_after if isinstance(exc, RateLimited) else None
+        if isinstance(exc, RateLimited) and exc.limits and exc.limits.daily_quota:
+            wait = daily_reset(time.time())  # the key is out until its quota is reset
         where = exc.credential or "a call made without a credential"
         say(f"{'rate limited' if limited else 'credential refused'} on {where}: {exc}")
         result = ended(Status.FAILED, str(exc), {

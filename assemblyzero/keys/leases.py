@@ -175,16 +175,16 @@ class LeaseStore:
 
             self._update(lease.name, change)
 
-    def cool_down(self, name: str, retry_after: float | None) -> float:
+    def cool_down(self, name: str, retry_after: float | None, jitter: bool = True) -> float:
         """Rest `name` for Retry-After (else 2 s doubling to 60 s) plus 0-20 %; the end time.
 
         The rest ends within COOLDOWN_MAX, whatever Retry-After said.
         """
 
-        until: float = self._update(name, lambda state: self._rest(state, retry_after))
+        until: float = self._update(name, lambda state: self._rest(state, retry_after, jitter))
         return until
 
-    def _rest(self, state: State, retry_after: float | None) -> float:
+    def _rest(self, state: State, retry_after: float | None, jitter: bool = True) -> float:
         asked = retry_after  # from a server: NaN or negative means nothing, a year a day
         if asked is not None and not asked >= 0:
             asked = None
@@ -192,7 +192,8 @@ class LeaseStore:
         base = min(BACKOFF_CAP, BACKOFF_START * 2 ** exponent) if asked is None else min(
             asked, COOLDOWN_MAX)
         now = self.clock()
-        until = min(now + base * (1 + random.uniform(0, BACKOFF_JITTER)), now + COOLDOWN_MAX)
+        spread = random.uniform(0, BACKOFF_JITTER) if jitter else 0.0
+        until = min(now + base * (1 + spread), now + COOLDOWN_MAX)
         state["streak"] = min(state["streak"] + 1, LEASE_STREAK_MAX)
         state["cooldown_until"] = max(state["cooldown_until"], until)
         return float(state["cooldown_until"])
@@ -214,7 +215,7 @@ class LeaseStore:
         return wait
 
     def settle(self, name: str, ceiling: Limits, reserved: Need, used: Need | None, role: str,
-               info: RateInfo | None) -> None:
+               info: RateInfo | None, sent: float | None = None) -> None:
         """A call on `name` was answered: give back (or take) the difference between what
         it reserved and `used`, learn from the reply's rate-limit headers, end the 429
         streak."""
@@ -222,7 +223,7 @@ class LeaseStore:
         def change(state: State) -> None:
             now = self.clock()
             pacing.settle(state["pace"], ceiling, reserved, used, role, now)
-            pacing.learn(state["pace"], info, ceiling, now)
+            pacing.learn(state["pace"], info, ceiling, now, sent)
             state["streak"] = 0
 
         self._update(name, change)

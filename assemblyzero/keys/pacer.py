@@ -159,7 +159,7 @@ class SharedPacer(Pacer):
         used = Need(1.0, float(reply.input_tokens or 0),
                     float(reply.output_tokens or 0)) if counted else None
         self.store.settle(ticket.key, plan.limits, ticket.need, used, ticket.role,
-                          reply.limits)
+                          reply.limits, ticket.sent)
 
     def refused(self, ticket: Ticket, exc: RateLimited) -> bool:
         plan = self.plans.get(ticket.key) if ticket.key is not None else None
@@ -170,9 +170,12 @@ class SharedPacer(Pacer):
         until = self.store.refused(ticket.key, plan.limits, exc.limits, exc.retry_after)
         own = max(0.0, until - self.clock())
         daily = exc.limits.daily_quota if exc.limits else ""
-        if daily:
+        if daily:  # out until the quota is reset: every process leaves the key alone
+            rest = pacing.daily_reset(self.clock())
+            self.store.cool_down(ticket.key, rest, jitter=False)  # a reset has no herd
             self.say(f"{ticket.role}: {ticket.key}'s daily quota {daily} is used up; it rests "
-                     "until it is reset, and the item moves to another key")
+                     f"{rest / 3600:.1f}h, until the quota is reset (midnight Pacific time), "
+                     "and the item moves to another key")
             return False
         if self._streak > RETRIES_429_MAX:
             self.say(f"{ticket.role}: {self._streak} 429s in a row on {ticket.key}; this "

@@ -23,7 +23,10 @@ each in range first.
 from __future__ import annotations
 
 import math
+import zoneinfo
 from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
 
 from assemblyzero.providers import RateInfo, Window
@@ -175,8 +178,11 @@ def settle(pace: dict[str, Any], ceiling: Limits, reserved: Need, used: Need | N
                                before + OUTPUT_AVG_WEIGHT * (used.output - before), 1)
 
 
-def learn(pace: dict[str, Any], info: RateInfo | None, ceiling: Limits, now: float) -> None:
-    """What the provider's headers said: its limits, and levels no higher than its own."""
+def learn(pace: dict[str, Any], info: RateInfo | None, ceiling: Limits, now: float,
+          sent: float | None = None) -> None:
+    """What the provider's headers said: its limits, and levels no higher than its own.
+    `sent`: when the call went out; the server's `remaining` is as of then, so what its
+    bucket refilled since counts too."""
     if info is None:
         return
     windows: dict[str, Window | None] = {"requests": info.requests, "tokens": info.tokens,
@@ -191,7 +197,21 @@ def learn(pace: dict[str, Any], info: RateInfo | None, ceiling: Limits, now: flo
         limit = limits_of(pace, ceiling).of(dimension)
         remaining = _finite(window.remaining)
         if limit is not None and remaining is not None and remaining >= 0:
+            since = max(0.0, now - sent) if sent is not None else 0.0
+            remaining = min(limit, remaining + since * limit / WINDOW)
             _set(pace, dimension, min(level(pace, dimension, limit, now), remaining), now)
+
+
+def daily_reset(now: float) -> float:
+    """Seconds until a per-day quota is reset: midnight Pacific time, as Google resets
+    Gemini's (a day when the zone is unknown here)."""
+    try:
+        zone = zoneinfo.ZoneInfo("America/Los_Angeles")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return 86400.0
+    here = datetime.fromtimestamp(now, zone)
+    midnight = datetime.combine(here.date() + timedelta(days=1), dt_time(), zone)
+    return max(60.0, midnight.timestamp() - now)
 
 
 def empty(pace: dict[str, Any], ceiling: Limits, now: float) -> None:
