@@ -24,12 +24,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assemblyzero.keys import pacing
-from assemblyzero.keys.leases import LeaseStore
 from assemblyzero.keys.pacing import Limits, Need
 from assemblyzero.providers import ModelReply, RateLimited
+
+if TYPE_CHECKING:
+    from assemblyzero.keys.leases import LeaseStore
 
 # A 429 is waited out in the worker when its rest ends within this (seconds); a longer
 # one ends the attempt, and the coordinator rests the key (up to a day) and moves on.
@@ -123,7 +125,7 @@ class Pacer:
 class SharedPacer(Pacer):
     """Paces every call on a planned key through the lease store's shared budget."""
 
-    store: LeaseStore = field(default_factory=LeaseStore)
+    store: LeaseStore = field(default_factory=lambda: _store())
     plans: dict[str, KeyPlan] = field(default_factory=dict)
     pause: Callable[[float], None] = time.sleep  # Stop.pause: a signal ends it at once
     say: Callable[[str], None] = print
@@ -216,3 +218,10 @@ class SharedPacer(Pacer):
         """`12/60 requests, 900/40,000 tokens` left now, for a line."""
         levels = pacing.levels(self.store.peek(key)["pace"], plan.limits, self.clock())
         return pacing.shown(levels) or "no limit known"
+
+
+def _store() -> LeaseStore:
+    """The lease store, imported only by a worker that paces (one without keys need not)."""
+    from assemblyzero.keys.leases import LeaseStore
+
+    return LeaseStore()

@@ -23,10 +23,7 @@ each in range first.
 from __future__ import annotations
 
 import math
-import zoneinfo
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
-from datetime import time as dt_time
 from typing import Any
 
 from assemblyzero.providers import RateInfo, Window
@@ -205,6 +202,10 @@ def learn(pace: dict[str, Any], info: RateInfo | None, ceiling: Limits, now: flo
 def daily_reset(now: float) -> float:
     """Seconds until a per-day quota is reset: midnight Pacific time, as Google resets
     Gemini's (a day when the zone is unknown here)."""
+    import zoneinfo  # here: a worker seldom needs it, and every worker imports this module
+    from datetime import datetime, timedelta
+    from datetime import time as dt_time
+
     try:
         zone = zoneinfo.ZoneInfo("America/Los_Angeles")
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
