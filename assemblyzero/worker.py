@@ -39,7 +39,14 @@ from assemblyzero.ids import InvalidId, Kind, check_id, slug
 from assemblyzero.keys.pacer import KeyPlan, Pacer, SharedPacer
 from assemblyzero.keys.pacing import daily_reset
 from assemblyzero.keys.redact import Redactor
-from assemblyzero.providers import AuthFailed, Provider, ProviderError, ProviderKey, RateLimited
+from assemblyzero.providers import (
+    AuthFailed,
+    Provider,
+    ProviderError,
+    ProviderKey,
+    RateLimited,
+    prefetch,
+)
 from assemblyzero.results import WORKER_EXIT, Status, WorkerResult, retries_of, tokens_by_key
 from assemblyzero.workflow.checkpoint import (
     Checkpoint,
@@ -148,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     keys, secrets, plans = read_keys()
     scrub = Redactor(secrets)
     args = parse_args(argv)
+    prefetch((args.drafter, args.reviewer))  # the SDKs load while the rest starts up
     stop.stop_file = args.stop_file
     if args.spend_file is not None and args.budget is not None:
         stop.over_budget = partial(_over_budget, args.spend_file.parent, args.budget)
@@ -275,12 +283,12 @@ def _build(
     args: argparse.Namespace, ws: Workspace, kind: Kind, item_id: str, checkpoint: Checkpoint,
     stop: Stop, keys: dict[str, ProviderKey], pacer: Pacer,
 ) -> Workflow:
-    from assemblyzero.providers import load_provider
+    from assemblyzero.providers import LazyProvider
     from assemblyzero.workflow.engine import Workflow
     from assemblyzero.workflow.templates import load_template
 
     def provider(spec: str) -> Provider:
-        return load_provider(spec, keys.get(spec.partition(":")[0]))
+        return LazyProvider(spec, keys.get(spec.partition(":")[0]))
 
     drafter = provider(args.drafter)
     reviewer = drafter if args.reviewer == args.drafter else provider(args.reviewer)

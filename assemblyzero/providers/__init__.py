@@ -177,6 +177,44 @@ def missing_sdk(specs: tuple[str, ...]) -> str | None:
     return None
 
 
+def prefetch(specs: tuple[str, ...]) -> None:
+    """Start importing the SDKs these models need, in a background thread: a worker reads
+    its secrets, arguments and checkpoint (and may wait for its key's budget) meanwhile,
+    instead of after (`import anthropic` alone takes a second or more). An import that
+    fails here fails again, with its message, where the provider is created."""
+    import contextlib
+    import threading
+
+    modules = [SDKS[p] for p in dict.fromkeys(s.partition(":")[0] for s in specs) if p in SDKS]
+    if not modules:
+        return
+
+    def load() -> None:
+        for module in modules:
+            # ImportError, or an SDK broken here: reported where the provider is created
+            with contextlib.suppress(Exception):
+                importlib.import_module(module)
+
+    threading.Thread(target=load, name="sdk-import", daemon=True).start()
+
+
+class LazyProvider:
+    """A provider created at its first call, so that a worker that needs none (resumed
+    after its last model call, or failing before one) never imports its SDK, and one
+    that does imports it while it starts up (`prefetch`). Creation errors (a missing SDK
+    or credential) are raised by that first call, as the provider's own."""
+
+    def __init__(self, spec: str, key: ProviderKey | None = None) -> None:
+        self.name = check_spec(spec)
+        self.spec, self.key = spec, key
+        self._made: Provider | None = None
+
+    def complete(self, request: ModelRequest) -> ModelReply:
+        if self._made is None:
+            self._made = load_provider(self.spec, self.key)
+        return self._made.complete(request)
+
+
 def load_provider(spec: str, key: ProviderKey | None = None) -> Provider:
     """Instantiate the provider named by `provider:model`, calling with `key`."""
     provider = check_spec(spec)
