@@ -236,7 +236,7 @@ class LeaseStore:
 
         def change(state: State) -> float:
             pacing.learn(state["pace"], info, ceiling, self.clock())
-            pacing.empty(state["pace"], ceiling, self.clock())
+            pacing.empty(state["pace"], ceiling, self.clock(), retry_after)
             return self._rest(state, retry_after)
 
         until: float = self._update(name, change)

@@ -177,9 +177,9 @@ def settle(pace: dict[str, Any], ceiling: Limits, reserved: Need, used: Need | N
 
 def learn(pace: dict[str, Any], info: RateInfo | None, ceiling: Limits, now: float,
           sent: float | None = None) -> None:
-    """What the provider's headers said: its limits, and levels no higher than its own.
-    `sent`: when the call went out; the server's `remaining` is as of then, so what its
-    bucket refilled since counts too."""
+    """What the provider's headers said: its limits, and levels no higher than its own
+    (`sent`, when the call went out, is accepted for callers; the headers are taken as
+    of the reply, a little conservative when the server wrote them at admission)."""
     if info is None:
         return
     windows: dict[str, Window | None] = {"requests": info.requests, "tokens": info.tokens,
@@ -192,11 +192,24 @@ def learn(pace: dict[str, Any], info: RateInfo | None, ceiling: Limits, now: flo
         if said is not None:
             pace["learned"][dimension] = said
         limit = limits_of(pace, ceiling).of(dimension)
-        remaining = _finite(window.remaining)
-        if limit is not None and remaining is not None and remaining >= 0:
-            since = max(0.0, now - sent) if sent is not None else 0.0
-            remaining = min(limit, remaining + since * limit / WINDOW)
-            _set(pace, dimension, min(level(pace, dimension, limit, now), remaining), now)
+        said_level = _server_level(window, limit, dimension in pace["buckets"])
+        if limit is not None and said_level is not None:
+            _set(pace, dimension, min(level(pace, dimension, limit, now), said_level), now)
+
+
+def _server_level(window: Window, limit: float | None, kept: bool) -> float | None:
+    """The level of the server's bucket as its headers tell it. `remaining` is rounded
+    down (whole numbers), so the level is in [remaining, remaining + 1); the time until
+    the bucket is full again (`reset`) places it inside that: limit - reset x limit/60.
+    Without a reset: remaining + 1 bounds a bucket we kept ourselves (`kept`), and a
+    bucket started from the header starts at remaining."""
+    remaining = _finite(window.remaining)
+    if limit is None or remaining is None or remaining < 0:
+        return None
+    reset = _finite(window.reset)
+    if reset is not None and reset >= 0:
+        return min(remaining + 1.0, max(remaining, limit - reset * limit / WINDOW))
+    return remaining + 1.0 if kept else remaining
 
 
 def daily_reset(now: float) -> float:
@@ -215,12 +228,16 @@ def daily_reset(now: float) -> float:
     return max(60.0, midnight.timestamp() - now)
 
 
-def empty(pace: dict[str, Any], ceiling: Limits, now: float) -> None:
-    """After a 429: the request bucket is empty, so that once the key's rest ends the
-    waiting calls go through one by one at the refill rate, not all at once."""
+def empty(pace: dict[str, Any], ceiling: Limits, now: float,
+          retry_after: float | None = None) -> None:
+    """After a 429: the request bucket holds one request when the server's Retry-After
+    ends (empty now, without one), so that the waiting calls then go through one by one
+    at the refill rate, not all at once."""
     limit = limits_of(pace, ceiling).of("requests")
     if limit is not None:
-        _set(pace, "requests", min(0.0, level(pace, "requests", limit, now)), now)
+        after = max(0.0, retry_after) if retry_after is not None else 0.0
+        target = 1.0 - after * limit / WINDOW if after else 0.0
+        _set(pace, "requests", min(target, level(pace, "requests", limit, now)), now)
 
 
 def levels(pace: dict[str, Any], ceiling: Limits, now: float) -> dict[str, tuple[float, float]]:
