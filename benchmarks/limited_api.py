@@ -7,8 +7,8 @@
 It speaks OpenAI chat completions (`POST /v1/chat/completions`, the key in
 `Authorization: Bearer`) and Anthropic messages (`POST /v1/messages`, the key in
 `x-api-key` or `Authorization: Bearer`). Each key has continuous-refill buckets, as
-Anthropic documents its limiter: one per configured limit (requests, input+output tokens, input tokens, output tokens per
-minute), holding at most a minute's allowance and refilled at limit/60 per second. A
+Anthropic documents its limiter: one per configured limit (requests, input+output
+tokens, input tokens, output tokens per minute), holding at most a minute's allowance and refilled at limit/60 per second. A
 request is admitted when the request bucket holds 1 and the token buckets hold its input
 tokens; its output tokens are taken after the reply is written (a bucket may go below 0:
 a debt). Otherwise: 429 with `retry-after` (whole seconds, rounded up), `retry-after-ms`
