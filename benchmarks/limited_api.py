@@ -5,17 +5,18 @@
         api.calls(), api.refused()
 
 It speaks OpenAI chat completions (`POST /v1/chat/completions`, the key in
-`Authorization: Bearer`) and Anthropic messages (`POST /v1/messages`, the key in
-`x-api-key` or `Authorization: Bearer`). Each key has continuous-refill buckets, as
-Anthropic documents its limiter: one per configured limit (requests, input+output
-tokens, input tokens, output tokens per minute), holding at most a minute's allowance and refilled at limit/60 per second. A
-request is admitted when the request bucket holds 1 and the token buckets hold its input
-tokens; its output tokens are taken after the reply is written (a bucket may go below 0:
-a debt). Otherwise: 429 with `retry-after` (whole seconds, rounded up), `retry-after-ms`
-and the API's own error body. Every reply, 429s included, carries the real rate-limit
-headers of the configured limits: OpenAI `x-ratelimit-limit|remaining|reset-requests|
-tokens` (resets as `1s`, `6m0s`, `120ms`), Anthropic `anthropic-ratelimit-requests|tokens|
-input-tokens|output-tokens-limit|remaining|reset` (resets as RFC 3339 times).
+`Authorization: Bearer`) and Anthropic messages (`POST /v1/messages`, the key in `x-api-
+key` or `Authorization: Bearer`). Each key has continuous-refill buckets, as Anthropic
+documents its limiter: one per configured limit (requests, input+output tokens, input
+tokens, output tokens per minute), holding at most a minute's allowance and refilled at
+limit/60 per second. A request is admitted when the request bucket holds 1 and the token
+buckets hold its input tokens; its output tokens are taken after the reply is written (a
+bucket may go below 0: a debt). Otherwise: 429 with `retry-after` (whole seconds,
+rounded up), `retry-after-ms` and the API's own error body. Every reply, 429s included,
+carries the real rate-limit headers of the configured limits: OpenAI `x-ratelimit-
+limit|remaining|reset-requests| tokens` (resets as `1s`, `6m0s`, `120ms`), Anthropic
+`anthropic-ratelimit-requests|tokens| input-tokens|output-tokens-limit|remaining|reset`
+(resets as RFC 3339 times).
 
 Replies make the LLD workflow take a known path: a draft (every section of the LLD
 template), a review that asks for a revision (REVISE with one finding), the revision,
