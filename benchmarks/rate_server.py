@@ -314,11 +314,12 @@ class RateServer:
     def __init__(self, limits: Limits | None = None, keys: Mapping[str, Limits] | None = None,
                  latency: float = 0.0, port: int = 0,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         if limits is None and not keys:
             limits = Limits()
         self.limits, self.keys = limits, dict(keys or {})
-        self.latency, self.clock, self.wall = latency, clock, wall
+        self.latency, self.clock, self.wall, self.sleep = latency, clock, wall, sleep
         self._lock = threading.Lock()
         self._buckets: dict[str, dict[str, Bucket]] = {}
         self._calls: list[Call] = []
@@ -419,7 +420,7 @@ class RateServer:
             index = len(self._calls)
             self._calls.append(call)
         if self.latency:
-            time.sleep(self.latency)
+            self.sleep(self.latency)  # no lock held: calls in flight overlap
         data, output = reply_body(wire, body, reply, index, input_tokens)
         with self._lock:
             done = self.clock()
