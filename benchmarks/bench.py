@@ -4,11 +4,13 @@
 
 Each figure is a ratio or a count against a peer measured in the same run
 (parallel against sequential, the coordinator against `xargs -P` running the
-very same worker command, ...), repeated `--repeat` times (default 3); the
-median counts, so the table holds on a noisy 2-core machine. Prints a table
-(figure, seed target, our goal, measured, PASS/FAIL) and writes every raw
-sample, the machine and the date to `logs/bench/<timestamp>.json` (relative
-to the repository root) or `--json-out`.
+very same worker command, the time to the first worker against the bare
+interpreter's start, our lease rate against a bare file-lock floor, ...),
+repeated `--repeat` times (default 3); the median counts, so the table holds
+on a noisy 2-core machine. Prints a table (figure, seed target, our goal,
+measured, PASS/FAIL) and writes every raw sample, the machine and the date
+to `logs/bench/<timestamp>.json` (relative to the repository root) or
+`--json-out`.
 
 Everything runs in a temp dir, with HOME, ASSEMBLYZERO_STATE_DIR and
 ASSEMBLYZERO_CREDENTIALS pointed into it, on generated workspaces, with the
@@ -21,13 +23,20 @@ Figures (`--only` takes these group names, or the row names of the table):
   overhead      zero-latency items: `lld-all --parallel=4` against `xargs -P 4`
                 running the same worker command line (prefix-tee included)
   first_worker  from launching `python -m assemblyzero lld-all` to the first
-                worker started (its journal event), and to that worker's first
-                line ("load: ..."), with a breakdown of startup costs and
+                worker started (its journal event), as a multiple of the
+                interpreter's own start (`python -c pass`, same python and
+                environment as the workers, timed just before and after each run;
+                the seconds beside it), and to that worker's first line
+                ("load: ..."), with a breakdown of startup costs and
                 `-X importtime` of the worker and the CLI in the JSON
   rss           peak RSS of one worker running one item, and of the coordinator
                 (itself only) during a 6-item parallel run
   lease         benchmarks/lease_rate.py: acquire+release per second, 10
-                processes contending, and the double leases it saw
+                processes contending, as a % of the bare floor measured the
+                same way (`lease_rate.py --floor`: flock, small JSON temp file,
+                fsync, os.replace, unlock; ours and the floor in ABBA order,
+                each run half as long; the rate per second beside it), and
+                the double leases it saw
   ctrl_c        SIGINT to a `lld-all --parallel=3` whose 3 workers are waiting on
                 a model call: seconds until it exits (with code 130)
   dry_run       `dry-run` of 1000 pending items
@@ -35,6 +44,32 @@ Figures (`--only` takes these group names, or the row names of the table):
                 sizes; linear when the largest is within 1.5x of the middle one
   live          the overhead items, `lld-all --parallel=4` with stdout on a
                 pseudo-terminal (the live status area) against stdout piped
+  sdk_start     for information, per real provider (openai, anthropic, gemini):
+                one worker (`python -m assemblyzero.worker`, its credential on
+                the secrets pipe as the coordinator passes it, base_url a
+                loopback server, benchmarks/sdk_server.py), from its launch to
+                its first model call arriving at that server, and its peak RSS
+                over the item (draft, review); `-X importtime` of each SDK in
+                the JSON. Alone: `--only sdk_start`.
+
+Why two goals are ratios. "First worker < 0.3 s" and "leases >= 500/s" were
+absolute and failed on a slow day for the machine's sake (a loaded host, a
+slow disk), not the code's. Each is now judged against a floor measured in
+the same run, with the same repeats (per repeat: our figure over that
+repeat's floor; the median counts); the absolute figure stands beside it in
+the table and the JSON keeps every raw sample of both.
+  first_worker <= 12x `python -c pass`: on a normal day on the 2-core VM of
+    README's table, `python -c pass` takes 22-27 ms (median of 15: 26.7 ms;
+    9 runs of the bench: 24-40 ms, median 26 ms) and the first worker came at
+    0.18-0.25 s, i.e. 7-9x. The old goal of 0.3 s over a 25 ms interpreter
+    start is 12x: the same goal on a normal day, and a day on which the
+    interpreter itself starts twice as slowly asks for 0.6 s.
+  lease_rate >= 24 % of the floor: the floor (10 processes, each cycle one
+    locked, fsynced record rewrite) ran at 1940-2280/s (median ~2170/s) where
+    ours ran at 630-770/s, i.e. 31-34 %. The old goal of 500/s over a
+    ~2100/s floor is 24 %. One cycle of ours (acquire + release) rewrites the
+    record twice, plus a slot lock, so about 50 % is the ceiling of any
+    store that records both.
 
 Sizes are tuned so that the default run fits in 5 minutes on 2 cores (it
 took 200 s there; one zero-latency item costs about 0.1 s of wall time at
@@ -42,11 +77,12 @@ took 200 s there; one zero-latency item costs about 0.1 s of wall time at
 the overhead on 100 items rather than 200 (the middle scaling size reuses
 those runs), the largest scaling size is 500 items rather than 1000 and runs
 once (over a minute, it averages over its own items); every other figure runs
-`--repeat` times. `--full` uses the goals' own sizes (overhead on 200 items,
-scaling 10/100/1000; about 6 minutes). `--repeat N` repeats everything N
-times, the slow figures too. `--quick`: tiny sizes, one repeat, well under a
-minute. Before each timed run the disk is synced, so that the writes of one
-run (or of a generated workspace) do not slow the next.
+`--repeat` times (sdk_start too: about 25 s). `--full` uses the goals' own
+sizes (overhead on 200 items, scaling 10/100/1000; about 6 minutes).
+`--repeat N` repeats everything N times, the slow figures too. `--quick`:
+tiny sizes, one repeat, well under a minute. Before each timed run the disk
+is synced, so that the writes of one run (or of a generated workspace) do
+not slow the next.
 
 Exit status: 0 when every measurement ran (even if a figure misses its goal:
 the table says FAIL), 1 when a measurement itself broke (a run exited with
@@ -87,12 +123,18 @@ if str(HERE) not in sys.path:  # lease_rate.py, next to this file
     sys.path.insert(0, str(HERE))
 
 import lease_rate  # noqa: E402
+import sdk_server  # noqa: E402
 
 from assemblyzero.constants import (  # noqa: E402
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MODEL,
+    ENV_CREDENTIAL,
+    ENV_DRAFTER,
+    ENV_LIFELINE_FD,
     ENV_OFFLINE_LATENCY,
+    ENV_REVIEWER,
     ENV_RUN_DIR,
+    ENV_SECRET_FD,
     ENV_WORKFLOW_DB,
     EXIT_INTERRUPTED,
 )
@@ -104,6 +146,11 @@ from assemblyzero.workspace import Workspace  # noqa: E402
 PY = sys.executable
 COORDINATOR_TAG = "[COORDINATOR]"
 RUN_TIMEOUT = 900.0  # seconds any single run may take before it counts as broken
+# The goals judged against a floor of the same run (the module docstring derives them).
+FIRST_WORKER_GOAL_X = 12.0  # first worker started, in multiples of `python -c pass`
+LEASE_GOAL_PCT = 24.0  # lease acquire+release rate, in % of the bare flock+fsync floor
+SDK_CALL_TIMEOUT = "30"  # seconds a worker waits for the loopback server's reply
+SDK_ENV_PREFIXES = ("OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_")  # kept from its workers
 
 # Issue text as in tests/conftest.py: a title and the sections of a real issue.
 ISSUE = """# {title}
@@ -157,7 +204,7 @@ DEFAULT = Sizes(speedup_items=6, speedup_latency=1.0, speedup_repeat=2, overhead
 FULL = dataclasses.replace(DEFAULT, overhead_items=200, scaling=(10, 100, 1000))
 QUICK = Sizes(speedup_items=6, speedup_latency=0.2, speedup_repeat=None, overhead_items=20,
               overhead_repeat=None, rss_run_items=6, first_worker_items=3, startup_runs=2,
-              lease_procs=10, lease_seconds=0.5, ctrl_c_items=6, ctrl_c_latency=30.0,
+              lease_procs=10, lease_seconds=1.0, ctrl_c_items=6, ctrl_c_latency=30.0,
               dry_run_items=1000, scaling=(10, 50, 100), scaling_largest_repeat=None)
 
 
@@ -178,6 +225,9 @@ class Row:
     details: dict[str, Any] = field(default_factory=dict)
     value: float | None = None  # the median unless set otherwise
     error: str | None = None
+    # A ratio's own figure (the seconds, the rate), shown beside it: samples and unit.
+    absolute: list[float] = field(default_factory=list)
+    absolute_unit: str = ""
 
     def measured(self) -> float | None:
         if self.value is not None:
@@ -198,14 +248,26 @@ class Row:
         ok = self.passed()
         return "info" if ok is None else ("PASS" if ok else "FAIL")
 
+    def shown(self) -> str:
+        """The measured column: the value, and a ratio's own figure beside it."""
+        text = fmt(self.measured(), self.unit)
+        if self.absolute:
+            text += f" ({fmt(statistics.median(self.absolute), self.absolute_unit)})"
+        return text
+
     def to_json(self) -> dict[str, Any]:
         value = self.measured()
-        return {"title": self.title, "unit": self.unit, "seed": self.seed,
+        data = {"title": self.title, "unit": self.unit, "seed": self.seed,
                 "goal": None if self.goal is None else f"{self.goal[0]} {self.goal[1]:g}",
                 "measured": None if value is None else round(value, 4),
                 "pass": self.passed(), "result": self.result(),
                 "samples": [round(s, 6) for s in self.samples],
                 "details": self.details, "error": self.error}
+        if self.absolute:
+            data["absolute"] = {"unit": self.absolute_unit,
+                                "measured": round(statistics.median(self.absolute), 4),
+                                "samples": [round(s, 6) for s in self.absolute]}
+        return data
 
 
 def fmt(value: float | None, unit: str) -> str:
@@ -321,13 +383,13 @@ def on_pty(argv: Sequence[str], env: dict[str, str], cwd: Path, what: str,
 
 def timed(argv: Sequence[str], env: dict[str, str], cwd: Path, what: str,
           expect: tuple[int, ...] = (0,), stdin: Any = subprocess.DEVNULL,
-          timeout: float = RUN_TIMEOUT) -> float:
+          timeout: float = RUN_TIMEOUT, pass_fds: tuple[int, ...] = ()) -> float:
     """Wall seconds of one run (output discarded); Broken unless it exits with `expect`."""
     os.sync()
     began = time.perf_counter()
     proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdin=stdin,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, pass_fds=pass_fds)
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -562,8 +624,9 @@ class Bench:
     # 3. time to the first worker, and where it goes ---------------------------------------
     def first_worker(self) -> None:
         s = self.sizes
-        row = self.row("first_worker", "invocation to first worker started (journal)", "s",
-                       "< 2 s", ("<", 0.3))
+        row = self.row("first_worker", "invocation to first worker started (journal), "
+                       "x python -c pass", "x", "< 2 s", ("<=", FIRST_WORKER_GOAL_X))
+        row.absolute_unit = "s"
         line_row = self.row("first_worker.line", "  invocation to its first line (load: ...)",
                             "s")
         parts = {
@@ -580,8 +643,11 @@ class Bench:
         parts["first_worker.tee_alone"] = ("  startup: prefix-tee alone (-- true)", tee)
         part_rows = {name: self.row(name, title, "s") for name, (title, _) in parts.items()}
         env = self.box.env(0)
+        bare = parts["first_worker.python_bare"][1]
         for _ in range(self.repeat):
             ws = self.box.workspace("first-worker", s.first_worker_items)
+            before = [timed(bare, env, self.box.dir, "python -c pass")
+                      for _ in range(s.startup_runs)]  # the floor brackets the run
             os.sync()
             began, launched = time.perf_counter(), time.time()
             proc = subprocess.Popen(az("lld-all", "--parallel=3", "--repo", str(ws)), env=env,
@@ -604,13 +670,23 @@ class Bench:
             journal = ws / "logs" / "parallel" / "latest" / "journal.jsonl"
             starts = [json.loads(x)["ts"] for x in journal.read_text().splitlines()
                       if '"event": "start"' in x]
-            row.samples.append(starts[0] - launched)  # the worker's process (tee + worker) exists
+            started = starts[0] - launched  # the worker's process (tee + worker) exists
+            row.absolute.append(started)
             row.details.setdefault("coordinator_first_line", []).append(
                 None if header is None else round(header - began, 4))
             for name, (_, argv) in parts.items():
                 for _ in range(s.startup_runs):
                     part_rows[name].samples.append(timed(argv, env, self.box.dir, name))
-            self.log(f"first worker: {first - began:.3f}s")
+            after = part_rows["first_worker.python_bare"].samples[-s.startup_runs:]
+            part_rows["first_worker.python_bare"].samples[-s.startup_runs:] = before + after
+            floor = statistics.median(before + after)  # this repeat's interpreter start
+            row.samples.append(started / floor)
+            row.details.setdefault("floor_s", []).append(round(floor, 6))
+            self.log(f"first worker: started {started:.3f}s = {started / floor:.1f}x "
+                     f"python -c pass ({floor:.3f}s); first line {first - began:.3f}s")
+        row.details["floor"] = ("per repeat, the median of that repeat's python -c pass runs "
+                                "(first_worker.python_bare: as many right before the run as "
+                                "right after it), same python and environment")
         row.details["importtime_worker"] = importtime([PY, "-X", "importtime", "-m",
                                                        "assemblyzero.worker", "--help"], env)
         row.details["importtime_cli"] = importtime(
@@ -661,24 +737,138 @@ class Bench:
         coord.details["how"] = ("VmHWM of `python -m assemblyzero lld-all` run in-process by a "
                                 "wrapper (whose runpy/json imports it includes)")
 
+    # 4b. a real provider's SDK: one worker's start to its first call, and its peak RSS --
+    def sdk_start(self) -> None:
+        from assemblyzero.providers import SDKS, missing_sdk
+        from assemblyzero.providers._common import ENV_CALL_TIMEOUT
+
+        env = {k: v for k, v in self.box.env(0).items() if not k.startswith(SDK_ENV_PREFIXES)}
+        env[ENV_CALL_TIMEOUT] = SDK_CALL_TIMEOUT
+        launch = self.box.fresh("sdk") / "launch.py"
+        launch.write_text(LAUNCH)
+        present = [p for p in sdk_server.PROVIDERS if missing_sdk((f"{p}:m",)) is None]
+        if not present:
+            raise Broken("sdk_start: no provider SDK is installed (pip install "
+                         "\"assemblyzero[openai,anthropic,gemini]\")")
+        rows = {}
+        for p in present:
+            rows[p] = (self.row(f"sdk_start.{p}", f"{p} worker: launch to its first model call "
+                                "(loopback)", "s"),
+                       self.row(f"sdk_start.{p}.rss", f"  {p} worker: peak RSS, one item", "MB"))
+        server = sdk_server.SdkServer()
+        try:
+            for n in range(self.repeat):
+                for p in present[n % len(present):] + present[:n % len(present)]:
+                    start, rss = rows[p]
+                    run = self._sdk_worker(p, server, env, launch, n)
+                    start.samples.append(run.pop("first_call_s"))
+                    rss.samples.append(run.pop("maxrss_kb") / 1024)
+                    start.details.setdefault("runs", []).append(run)
+                    self.log(f"sdk_start: {p}: first call {start.samples[-1]:.3f}s, "
+                             f"peak RSS {rss.samples[-1]:.1f} MB")
+        finally:
+            server.close()
+        for p in present:
+            start, rss = rows[p]
+            start.details["importtime"] = importtime([PY, "-X", "importtime", "-c",
+                                                      f"import {SDKS[p]}"], env, top=15)
+            start.details["how"] = ("time.monotonic() of the launcher's posix_spawn of the "
+                                    "worker to the first request's headers read by the "
+                                    "loopback server (benchmarks/sdk_server.py)")
+            rss.details["how"] = ("ru_maxrss from wait4 of the worker process (no tee), "
+                                  "started by a python -I -S launcher; draft and review")
+        missing = [p for p in sdk_server.PROVIDERS if p not in present]
+        if missing:
+            raise Broken(f"sdk_start: SDK not installed for {', '.join(missing)}")
+
+    def _sdk_worker(self, provider: str, server: sdk_server.SdkServer, env: dict[str, str],
+                    launch: Path, n: int) -> dict[str, Any]:
+        """One worker of `provider` runs one item against `server`, given its credential on
+        the secrets pipe as the coordinator gives it (local.py, keys/gate.py)."""
+        ws = self.box.workspace(f"sdk-{provider}", 1)
+        Workspace.at(ws).ensure_state_dirs()
+        run_dir = ws / "logs" / "sdk-run"
+        (run_dir / "results").mkdir(parents=True)
+        argv, item_env = worker_command(ws, "1", run_dir, len(COORDINATOR_TAG))
+        argv = argv[argv.index("--") + 1:]  # the worker alone, without its tee
+        name, secret, spec = f"bench-{provider}", f"bench-secret-{provider}-{n}-0123456789", \
+            f"{provider}:bench-model"
+        payload = {"keys": {name: {"provider": provider, "secret": secret, "structured": True,
+                                   "base_url": server.url_for(provider)}},
+                   "mask": [secret], "pace": {name: {"limits": {}, "others": []}}}
+        out = launch.parent / f"{provider}-{n}.json"
+        secrets = procs.secret_pipe(payload)
+        life_read, life_write = procs.lifeline()
+        worker_env = {**env, **item_env, ENV_DRAFTER: spec, ENV_REVIEWER: spec,
+                      ENV_CREDENTIAL: name, ENV_SECRET_FD: str(secrets),
+                      ENV_LIFELINE_FD: str(life_read)}
+        server.reset()
+        try:
+            wall = timed([PY, "-I", "-S", str(launch), str(out), *argv], worker_env,
+                         self.box.dir, f"{provider} worker", pass_fds=(secrets, life_read))
+        except Broken as exc:
+            raise Broken(f"{exc}; result: {self._result(run_dir)}") from None
+        finally:
+            for fd in (secrets, life_read, life_write):
+                os.close(fd)
+        got = json.loads(out.read_text())
+        first = server.first_call()
+        if first is None or llds(ws) != 1:
+            raise Broken(f"{provider} worker: {'no model call' if first is None else 'no LLD'}"
+                         f"; result: {self._result(run_dir)}")
+        with server.lock:
+            calls = list(server.calls)
+        return {"first_call_s": first.arrived - got["spawned"], "maxrss_kb": got["maxrss_kb"],
+                "worker_s": round(got["ended"] - got["spawned"], 4), "wall_s": round(wall, 4),
+                "exit_after_last_call_s": round(got["ended"] - calls[-1].arrived, 4),
+                "calls": [{"at_s": round(c.arrived - got["spawned"], 4), "method": c.method,
+                           "path": c.path, "review": c.review} for c in calls]}
+
+    @staticmethod
+    def _result(run_dir: Path) -> str:
+        found = sorted((run_dir / "results").glob("*.json"))
+        if not found:
+            return "none written"
+        data = json.loads(found[0].read_text())
+        return f"{data.get('status')}: {data.get('reason')}"
+
     # 5. leases ---------------------------------------------------------------------------
     def lease(self) -> None:
         s = self.sizes
-        rate = self.row("lease_rate", f"lease acquire+release, {s.lease_procs} processes",
-                        "/s", "-", (">=", 500.0))
+        rate = self.row("lease_rate", f"lease acquire+release, {s.lease_procs} processes, "
+                        "% of the bare floor", "%", "-", (">=", LEASE_GOAL_PCT))
+        rate.absolute_unit = "/s"
+        floor = self.row("lease.floor", "  floor: flock + temp file + fsync + os.replace + "
+                         "unlock", "/s")
         double = self.row("lease_double", "  double leases seen", "count", "-", ("==", 0))
-        for _ in range(self.repeat):
-            work = self.box.fresh("lease")
-            os.sync()
-            try:
-                got = lease_rate.run(s.lease_procs, s.lease_seconds, work / "state", work)
-            except SystemExit as exc:  # how lease_rate reports a child that failed
-                raise Broken(f"lease_rate: {exc}") from None
-            rate.samples.append(float(got["per_second"]))  # type: ignore[arg-type]
-            double.samples.append(float(got["double_leases"]))  # type: ignore[arg-type]
-            rate.details.setdefault("runs", []).append(got)
-            self.log(f"leases: {got['per_second']}/s, {got['double_leases']} double")
+        for i in range(self.repeat):
+            # ABBA, each run half as long: a load that drifts during the repeat falls on both
+            got: dict[str, list[dict[str, Any]]] = {"ours": [], "floor": []}
+            for how in (["ours", "floor", "floor", "ours"] if i % 2 == 0 else
+                        ["floor", "ours", "ours", "floor"]):
+                work = self.box.fresh(f"lease-{how}")
+                os.sync()
+                try:
+                    got[how].append(lease_rate.run(s.lease_procs, s.lease_seconds / 2,
+                                                   work / "state", work, floor=how == "floor"))
+                except SystemExit as exc:  # how lease_rate reports a child that failed
+                    raise Broken(f"lease_rate ({how}): {exc}") from None
+            ours, bare = (sum(r["cycles"] for r in got[how]) / sum(r["seconds"] for r in got[how])
+                          for how in ("ours", "floor"))
+            if any(r["double_leases"] for r in got["floor"]) or not bare:
+                raise Broken(f"lease floor: {got['floor']}")  # then flock itself is broken
+            rate.absolute.append(ours)
+            rate.samples.append(100.0 * ours / bare)
+            floor.samples.append(bare)
+            double.samples.append(float(max(r["double_leases"] for r in got["ours"])))
+            rate.details.setdefault("runs", []).extend(got["ours"])
+            floor.details.setdefault("runs", []).extend(got["floor"])
+            self.log(f"leases: {ours:.0f}/s = {100 * ours / bare:.1f} % of the floor's "
+                     f"{bare:.0f}/s, {int(double.samples[-1])} double")
         double.value = max(double.samples)  # one double lease anywhere is one too many
+        rate.details["how"] = floor.details["how"] = (
+            f"per repeat, ABBA: ours and the floor twice each, {s.lease_seconds / 2:g} s a run; "
+            "each side's cycles over its seconds")
 
     # 6. Ctrl+C ---------------------------------------------------------------------------
     def ctrl_c(self) -> None:
@@ -769,13 +959,17 @@ class Bench:
         row.details["sizes"] = list(sizes)
 
 
-LAUNCH = '''"""launch.py OUT CMD...: run CMD, write its peak RSS (KB) to OUT, exit with its code."""
-import json, os, sys
+LAUNCH = '''"""launch.py OUT CMD...: run CMD, write its peak RSS (KB) to OUT, exit with its code.
 
+Also writes when it spawned CMD and when CMD ended, on time.monotonic()."""
+import json, os, sys, time
+
+spawned = time.monotonic()
 pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
 _, status, usage = os.wait4(pid, 0)
+ended = time.monotonic()
 with open(sys.argv[1], "w") as f:
-    json.dump({"maxrss_kb": usage.ru_maxrss}, f)
+    json.dump({"maxrss_kb": usage.ru_maxrss, "spawned": spawned, "ended": ended}, f)
 sys.exit(os.waitstatus_to_exitcode(status))
 '''
 
@@ -825,10 +1019,10 @@ def heaviest(profile: dict[str, Any], n: int = 8) -> str:
 GROUPS: dict[str, Callable[[Bench], None]] = {
     "speedup": Bench.speedup, "overhead": Bench.overhead, "first_worker": Bench.first_worker,
     "rss": Bench.rss, "lease": Bench.lease, "ctrl_c": Bench.ctrl_c, "dry_run": Bench.dry_run,
-    "scaling": Bench.scaling, "live": Bench.live,
+    "scaling": Bench.scaling, "live": Bench.live, "sdk_start": Bench.sdk_start,
 }
 ORDER = ["first_worker", "rss", "dry_run", "lease", "ctrl_c", "speedup", "overhead", "scaling",
-         "live"]
+         "live", "sdk_start"]
 ALIASES = {"dry_run_1000": "dry_run", "rss_worker": "rss", "rss_coordinator": "rss",
            "lease_rate": "lease", "lease_double": "lease"}
 
@@ -864,7 +1058,7 @@ def table(rows: Sequence[Row]) -> str:
     head = ("figure", "seed target", "our goal", "measured", "result")
     body = [(f"{r.name}  {r.title}" if not r.title.startswith("  ") else
              f"  {r.name}  {r.title.strip()}", r.seed, goal_text(r),
-             fmt(r.measured(), r.unit), r.result()) for r in rows]
+             r.shown(), r.result()) for r in rows]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
@@ -881,8 +1075,8 @@ def notes(rows: dict[str, Row]) -> list[str]:
         header = [t for t in first.details.get("coordinator_first_line", []) if t is not None]
         if header:
             out.append(f"first_worker: in the run, the first [COORDINATOR] line came after "
-                       f"{statistics.median(header):.3f} s, the first worker line after "
-                       f"{first.measured():.3f} s")
+                       f"{statistics.median(header):.3f} s, the first worker started after "
+                       f"{statistics.median(first.absolute):.3f} s")
         parts = {n: rows[n].measured() for n in rows if n.startswith("first_worker.")}
         out.append("  startup alone (median s): " + ", ".join(
             f"{n.split('.', 1)[1]} {v:.3f}" for n, v in parts.items() if v is not None))

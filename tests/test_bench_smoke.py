@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks" / "lease_rate.py"
-KEYS = {"procs", "seconds", "cycles", "per_second", "double_leases"}
+KEYS = {"mode", "procs", "seconds", "cycles", "per_second", "double_leases"}
 
 
 def bench(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -29,12 +29,28 @@ def test_bench_reports_cycles_and_no_double_lease(tmp_path: Path) -> None:
     code, result = bench("--procs", "2", "--seconds", "0.3", "--state-dir", str(state))
     assert code == 0
     assert set(result) == KEYS
+    assert result["mode"] == "ours"
     assert result["procs"] == 2
     assert result["double_leases"] == 0
     assert result["cycles"] > 0
     record = json.loads((state / "leases" / "bench-key.json").read_text())
     assert record["holders"] == []
     assert record["generation"] == result["cycles"]  # every cycle took one lease
+
+
+@pytest.mark.e2e
+def test_floor_mode_does_the_bare_locked_write_with_no_double_lease(tmp_path: Path) -> None:
+    state = tmp_path / "floor-state"
+    code, result = bench("--procs", "2", "--seconds", "0.3", "--state-dir", str(state),
+                         "--floor")
+    assert code == 0
+    assert set(result) == KEYS and result["mode"] == "floor"
+    assert result["double_leases"] == 0 and result["cycles"] > 0
+    record = json.loads((state / "bench-key.json").read_text())  # the last cycle's write
+    assert record["generation"] >= 0 and len(record["holders"]) == 1
+    assert (state / "bench-key.lock").exists()  # the lock file stays
+    assert not list(state.glob("*.tmp"))  # every temp file was replaced over the record
+    assert not (state / "leases").exists()  # the lease store was not used
 
 
 @pytest.mark.e2e
