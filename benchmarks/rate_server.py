@@ -50,6 +50,7 @@ CHARS_PER_TOKEN = 4
 CALLS_PER_ITEM = 4  # draft, review (REVISE), revise, review (APPROVED)
 APPROVE_AT = 2  # the revision the reviewer approves
 EPSILON = 1e-6  # bucket arithmetic slack in the replay
+POLL = 0.05  # seconds: how soon serve_forever sees a shutdown
 DIMENSIONS = ("requests", "tokens", "input", "output")
 SECTIONS = ("Context & Goal", "Proposed Changes", "Data Structures", "Interfaces",
             "Alternatives Considered", "Security", "Performance", "Risks", "Testing",
@@ -91,6 +92,7 @@ class Call:
     done: float | None = None  # when the reply was sent and its output debited
     item: str = ""  # the "Feature N" the prompt is about
     role: str = ""  # draft, revise, review
+    seq: tuple[int, int] = (0, 0)  # the server's event order of `at` and `done` (ties)
 
     @property
     def accepted(self) -> bool:
@@ -145,15 +147,17 @@ def debit(buckets: Mapping[str, Bucket], amounts: Mapping[str, float], now: floa
 def replay(calls: Iterable[Call], limits: Limits) -> list[str]:
     """Every admission of the accepted `calls` (one key's) that fresh buckets of `limits`
     would have refused: the requests, input or total bucket short, or output in debt."""
-    events: list[tuple[float, int, Call]] = []
+    events: list[tuple[float, int, int, Call]] = []
     for call in calls:
         if call.accepted:
-            events.append((call.at, 1, call))
-            events.append((call.done if call.done is not None else call.at, 0, call))
-    events.sort(key=lambda e: (e[0], e[1]))  # a reply sent at t refills before an arrival at t
+            events.append((call.at, call.seq[0], 1, call))
+            events.append((call.done if call.done is not None else call.at, call.seq[1], 0,
+                           call))
+    # In time order, then the server's; a reply sent at t before an arrival at t.
+    events.sort(key=lambda e: e[:3])
     buckets = buckets_for(limits, events[0][0]) if events else {}
     wrong = []
-    for at, arrival, call in events:
+    for at, _, arrival, call in events:
         if not arrival:
             debit(buckets, {"tokens": call.output_tokens, "output": call.output_tokens}, at)
             continue
@@ -251,7 +255,7 @@ def rfc3339(epoch: float) -> str:
 
 def limit_headers(wire: str, buckets: Mapping[str, Bucket], now: float,
                   wall: float) -> dict[str, str]:
-    headers = {}
+    headers: dict[str, str] = {}
     names = OPENAI_HEADERS if wire == "openai" else ANTHROPIC_HEADERS
     for dimension, name in names.items():
         bucket = buckets.get(dimension)
@@ -323,11 +327,13 @@ class RateServer:
         self._lock = threading.Lock()
         self._buckets: dict[str, dict[str, Bucket]] = {}
         self._calls: list[Call] = []
+        self._events = 0  # admissions and replies so far (the lock held)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(POLL,),
+                                        daemon=True)
         self._thread.start()
 
     def __enter__(self) -> RateServer:
@@ -389,6 +395,10 @@ class RateServer:
     def exceeded(self) -> bool:
         return bool(self.violations())
 
+    def _next(self) -> int:
+        self._events += 1
+        return self._events
+
     # --- one request ------------------------------------------------------------------------
     def handle(self, wire: str, key: str, body: Mapping[str, Any]
                ) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -417,7 +427,7 @@ class RateServer:
                            f"{wait:.3f}s")
                 return 429, error_body(wire, 429, message, dimension), headers
             debit(buckets, {"requests": 1, "tokens": input_tokens, "input": input_tokens}, now)
-            index = len(self._calls)
+            index, arrived = len(self._calls), self._next()
             self._calls.append(call)
         if self.latency:
             self.sleep(self.latency)  # no lock held: calls in flight overlap
@@ -425,7 +435,8 @@ class RateServer:
         with self._lock:
             done = self.clock()
             debit(buckets, {"tokens": output, "output": output}, done)
-            self._calls[index] = replace(call, output_tokens=output, done=done)
+            self._calls[index] = replace(call, output_tokens=output, done=done,
+                                         seq=(arrived, self._next()))
             return 200, data, limit_headers(wire, buckets, done, self.wall())
 
 
