@@ -18,7 +18,8 @@ which the server could have admitted the last accepted request had requests arri
 optimally (per dimension: what must be debited before it, less the buckets' contents,
 over the keys' combined refill rate; the tightest dimension counts, with the server's
 own token counts), plus the latency of that call, and at least one item's chain
-(CALLS_PER_ITEM x latency). Reported per scenario: wall, floor, wall/floor, calls,
+(CALLS_PER_ITEM x latency); it counts the accepted calls, so a run that lost items
+has a lower one. Reported per scenario: wall, floor, wall/floor, calls,
 calls answered 429 (and %), whether the accepted traffic exceeded a limit (replayed
 through fresh buckets), and items lost (no docs/lld/active/LLD-*.md).
 
