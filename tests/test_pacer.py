@@ -129,11 +129,6 @@ def test_a_cooldown_makes_reserve_answer_at_least_the_rest(store: LeaseStore,
     assert store.reserve(KEY, Limits(rpm=60), ONE) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "LeaseStore.reserve during a rest answers max(rest, wait_for(pace, ..., at="
-    "cooldown_until)): the bucket's wait measured from the rest's end, not from now. An "
-    "empty rpm=6 bucket (ready in 10 s) under a 2-2.4 s rest answers 7.6-8 s instead of "
-    "10 s: the caller wakes early and asks again, and 'waiting Xs' says too little"))
 def test_a_rest_shorter_than_the_bucket_refill_answers_the_refill(store: LeaseStore,
                                                                   clock: Clock) -> None:
     limits = Limits(rpm=6)
@@ -165,10 +160,6 @@ def test_after_a_429_the_calls_go_one_at_a_time_at_the_refill_rate(store: LeaseS
     assert grants(store, limits) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pacing.empty aims at one request when the raw Retry-After ends, but the key rests "
-    "Retry-After x (1 + jitter up to BACKOFF_JITTER): the extra rest refills the bucket, so "
-    "at rpm=60 with Retry-After 10 s and a 20 % spread 3 calls go at once at the rest's end"))
 def test_after_a_429_with_its_rest_spread_the_calls_still_go_one_at_a_time(
         store: LeaseStore, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(leases.random, "uniform", lambda low, high: high)
@@ -179,11 +170,6 @@ def test_after_a_429_with_its_rest_spread_the_calls_still_go_one_at_a_time(
     assert grants(store, limits) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a 429 without Retry-After empties the request bucket at the time of the 429 "
-    "(pacing.empty target 0), and it refills during the key's backoff rest: after a 60 s "
-    "backoff at rpm=60 the bucket is full again, so 60 waiting calls go at once, not one "
-    "by one as pacing.empty/LeaseStore.refused promise"))
 def test_after_a_429_without_retry_after_the_calls_go_one_at_a_time(
         store: LeaseStore, root: Path, clock: Clock, no_jitter: None) -> None:
     write_record(root, KEY, pacing.fresh(), streak=5)  # the backoff is at its 60 s cap
@@ -194,11 +180,6 @@ def test_after_a_429_without_retry_after_the_calls_go_one_at_a_time(
     assert grants(store, limits) <= 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pacing.empty takes the raw Retry-After: a 429 saying Retry-After 1e6 s (the rest itself "
-    "is capped at COOLDOWN_MAX, a day) leaves the request bucket at 1 - 1e6 requests at "
-    "rpm=60: reserve answers 913,600 s after the day's rest (the key is unusable for ~1e6 s, "
-    "11.6 days) instead of at most the day's rest and one refill"))
 def test_a_huge_retry_after_never_delays_the_key_beyond_a_days_rest(store: LeaseStore,
                                                                     clock: Clock) -> None:
     until = store.refused(KEY, Limits(rpm=60), None, 1e6)

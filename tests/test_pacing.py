@@ -140,7 +140,9 @@ def test_the_output_average_is_kept_per_role_and_used_by_estimate() -> None:
     pacing.settle(pace, Limits(), Need(), Need(1, 0, 50), "review", T0)
     pacing.settle(pace, Limits(), Need(), Need(1, 0, 50), "not-a-role", T0)
     assert set(pace["output_avg"]) == {"draft", "review"}
-    assert pacing.estimate(10, "draft", pace).output == pytest.approx(1300)
+    drafted = 1000 + pacing.OUTPUT_AVG_WEIGHT * 1000
+    assert pacing.estimate(10, "draft", pace).output == pytest.approx(drafted)
+    assert pacing.estimate(10, "revise", pace).output == pytest.approx(drafted)  # as drafts
     assert pacing.estimate(10, "review", pace).output == 50
     assert pacing.estimate(10, "draft", pace, max_output=100).output == 100  # the call's cap
 
@@ -190,16 +192,17 @@ def test_remaining_of_an_unlimited_dimension_sets_no_bucket() -> None:
     assert pace == fresh()
 
 
-def test_empty_after_a_429_leaves_no_request_and_keeps_a_debt() -> None:
+def test_empty_after_a_429_holds_one_request_when_the_rest_ends_and_keeps_a_debt() -> None:
     pace, limits = fresh(), Limits(rpm=60, tpm=1000)
-    pacing.empty(pace, limits, T0)
-    assert held(pace, "requests", limits, T0) == 0
+    pacing.empty(pace, limits, T0, T0 + 5)  # rests 5 s: 1 request/s refill
+    assert held(pace, "requests", limits, T0) == -4
+    assert held(pace, "requests", limits, T0 + 5) == 1  # one call when the rest ends
     assert held(pace, "tokens", limits, T0) == 1000  # only the request bucket
-    pace["buckets"]["requests"] = [-3.0, T0]
-    pacing.empty(pace, limits, T0)
-    assert held(pace, "requests", limits, T0) == -3
+    pace["buckets"]["requests"] = [-30.0, T0]
+    pacing.empty(pace, limits, T0, T0 + 5)
+    assert held(pace, "requests", limits, T0) == -30  # a deeper debt is kept
     unlimited = fresh()
-    pacing.empty(unlimited, Limits(), T0)
+    pacing.empty(unlimited, Limits(), T0, T0 + 5)
     assert unlimited == fresh()
 
 

@@ -206,9 +206,9 @@ class LeaseStore:
         def change(state: State) -> float:
             now = self.clock()
             rest = float(state["cooldown_until"]) - now
-            if rest > 0:
-                return max(rest, pacing.wait_for(state["pace"], ceiling, need,
-                                                 state["cooldown_until"]))
+            if rest > pacing.TICK:  # the rest, then what the bucket still lacks once it ends
+                return rest + pacing.wait_for(state["pace"], ceiling, need,
+                                              state["cooldown_until"])
             return pacing.reserve(state["pace"], ceiling, need, now)
 
         wait: float = self._update(name, change)
@@ -236,8 +236,9 @@ class LeaseStore:
 
         def change(state: State) -> float:
             pacing.learn(state["pace"], info, ceiling, self.clock())
-            pacing.empty(state["pace"], ceiling, self.clock(), retry_after)
-            return self._rest(state, retry_after)
+            until = self._rest(state, retry_after)
+            pacing.empty(state["pace"], ceiling, self.clock(), until)
+            return until
 
         until: float = self._update(name, change)
         return until

@@ -169,8 +169,6 @@ class SharedPacer(Pacer):
             return super().refused(ticket, exc)
         self.use.setdefault(ticket.key, Use()).rate_limited += 1
         self._streak += 1
-        until = self.store.refused(ticket.key, plan.limits, exc.limits, exc.retry_after)
-        own = max(0.0, until - self.clock())
         daily = exc.limits.daily_quota if exc.limits else ""
         if daily:  # out until the quota is reset: every process leaves the key alone
             rest = pacing.daily_reset(self.clock())
@@ -179,6 +177,8 @@ class SharedPacer(Pacer):
                      f"{rest / 3600:.1f}h, until the quota is reset (midnight Pacific time), "
                      "and the item moves to another key")
             return False
+        until = self.store.refused(ticket.key, plan.limits, exc.limits, exc.retry_after)
+        own = max(0.0, until - self.clock())
         if self._streak > RETRIES_429_MAX:
             self.say(f"{ticket.role}: {self._streak} 429s in a row on {ticket.key}; this "
                      "attempt ends, and the item resumes on a key that is free")

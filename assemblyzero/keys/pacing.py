@@ -33,12 +33,14 @@ DIMENSIONS = ("requests", "tokens", "input", "output")  # the buckets, in that o
 _FIELD_OF = dict(zip(DIMENSIONS, PACE_FIELDS, strict=True))
 LIMIT_MAX = 1e9  # per minute: a larger limit is a typo (or a hostile record)
 WINDOW = 60.0  # seconds: a limit is per minute, and its bucket holds one minute's worth
-OUTPUT_AVG_WEIGHT = 0.3  # how much one call's output moves the role's running average
+OUTPUT_AVG_WEIGHT = 0.5  # how much one call's output moves the role's running average
 # Output tokens a call is expected to write before the key has a history (cost.py's
 # estimate of the usual path), per role.
 DEFAULT_OUTPUT = {"draft": 2000, "revise": 2000, "review": 600}
 ROLES = tuple(DEFAULT_OUTPUT)
+_LIKE = {"draft": "revise", "revise": "draft"}
 CHARS_PER_TOKEN = 4  # an input estimate: the prompt's characters / 4
+TICK = 0.001  # seconds: a wait shorter than this is none (a clock's rounding)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,11 @@ def estimate(prompt_chars: int, role: str, pace: dict[str, Any],
              max_output: int | None = None) -> Need:
     """The need of a call: its prompt's tokens, and the output the role wrote lately on this
     key (its default before any), never above the call's output cap."""
-    expected = float(pace.get("output_avg", {}).get(role) or DEFAULT_OUTPUT.get(role, 2000))
+    averages = pace.get("output_avg", {})
+    # A revision writes a whole document, as a draft does: each stands in for the other
+    # until it has a history of its own (a first revision is not held to 2000 tokens).
+    expected = float(averages.get(role) or averages.get(_LIKE.get(role, role))
+                     or DEFAULT_OUTPUT.get(role, 2000))
     if max_output:
         expected = min(expected, float(max_output))
     return Need(1.0, float(prompt_chars // CHARS_PER_TOKEN), expected)
@@ -145,7 +151,7 @@ def reserve(pace: dict[str, Any], ceiling: Limits, need: Need, now: float) -> fl
     """Take `need` from every bucket and answer 0, or answer the seconds to wait (taking
     nothing). A dimension without a limit is not counted."""
     wait = wait_for(pace, ceiling, need, now)
-    if wait > 0:
+    if wait > TICK:
         return wait
     limits = limits_of(pace, ceiling)
     for dimension in DIMENSIONS:
@@ -228,15 +234,13 @@ def daily_reset(now: float) -> float:
     return max(60.0, midnight.timestamp() - now)
 
 
-def empty(pace: dict[str, Any], ceiling: Limits, now: float,
-          retry_after: float | None = None) -> None:
-    """After a 429: the request bucket holds one request when the server's Retry-After
-    ends (empty now, without one), so that the waiting calls then go through one by one
-    at the refill rate, not all at once."""
+def empty(pace: dict[str, Any], ceiling: Limits, now: float, until: float) -> None:
+    """After a 429 that rests the key until `until`: the request bucket is to hold one
+    request when the rest ends, so that the waiting calls then go through one by one at
+    the refill rate, not all at once (however long the rest, jitter included)."""
     limit = limits_of(pace, ceiling).of("requests")
     if limit is not None:
-        after = max(0.0, retry_after) if retry_after is not None else 0.0
-        target = 1.0 - after * limit / WINDOW if after else 0.0
+        target = 1.0 - max(0.0, until - now) * limit / WINDOW
         _set(pace, "requests", min(target, level(pace, "requests", limit, now)), now)
 
 
