@@ -250,7 +250,7 @@ def credential_states(settings: Settings,
     return states
 
 
-def _credential_line(c: dict[str, Any]) -> str:
+def _credential_line(c: dict[str, Any], paced: bool = True) -> str:
     if not c["enabled"]:
         state = "disabled"
     elif not c["has_secret"]:
@@ -264,7 +264,8 @@ def _credential_line(c: dict[str, Any]) -> str:
     else:
         state = f"free ({c['max_concurrent']} slot(s))"
     unused = "" if c["used_by_models"] else "  [not used by these models]"
-    return f"  {c['name']} ({c['provider']}): {state}{_budget_text(c)}{unused}"
+    budget = _budget_text(c) if paced else ""
+    return f"  {c['name']} ({c['provider']}): {state}{budget}{unused}"
 
 
 def _budget_text(c: dict[str, Any]) -> str:
@@ -298,7 +299,7 @@ def _plan_lines(data: dict[str, Any], warning: str) -> list[str]:
     if data["credentials"]:
         lines.append("credentials:" if data.get("pacing", True) else
                      "credentials (pacing off, --no-pacing: only a 429 slows a key down):")
-        lines.extend(_credential_line(c) for c in data["credentials"])
+        lines.extend(_credential_line(c, data.get("pacing", True)) for c in data["credentials"])
     else:
         lines.append("credentials: none configured (the offline provider needs none)")
     lines.append(_cost_line(data["cost"], sum(len(e["pending"]) for e in data["kinds"].values())))

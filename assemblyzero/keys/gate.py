@@ -42,7 +42,7 @@ class Refusal:
 
     def describe(self) -> str:
         if self.kind == "rate_limited":
-            return f"got a 429 on {self.credential}, which rests {self.rest:.1f}s"
+            return f"got a 429 on {self.credential}, which rests {max(0.0, self.rest):.1f}s"
         return f"was refused (401/403) by {self.credential}, now disabled for this run"
 
 
@@ -53,6 +53,8 @@ class KeyGate:
         store) is the one rests and waits are measured on. `pacing`: each worker paces its
         calls to its keys' budgets (False: `--no-pacing`, a 429 alone slows a key)."""
         self.pool, self.clock, self.pacing = pool, clock, pacing
+        if pool is not None:
+            pool.paced = pacing
         self.wall = pool.clock if pool else time.time
         # Per item: its totals as of its last attempt, overall and per key.
         self._seen: dict[str, list[int]] = {}

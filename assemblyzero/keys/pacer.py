@@ -141,7 +141,7 @@ class SharedPacer(Pacer):
         need = pacing.estimate(prompt_chars, role, self.store.peek(key)["pace"], max_output)
         waited, said = 0.0, False
         while (wait := self.store.reserve(key, plan.limits, need)) > 0:
-            if not said and wait > SAY_WAIT_AFTER:
+            if not said and wait > SAY_WAIT_AFTER and not self._streak:  # a 429's rest: said
                 said = True
                 self.say(f"{role}: waiting {wait:.1f}s for {key}'s budget "
                          f"({self._budget(key, plan)})")
@@ -185,8 +185,8 @@ class SharedPacer(Pacer):
             return False
         if own > WAIT_429_MAX:
             self.say(f"{ticket.role}: {ticket.key} rests {own:.0f}s after a 429, longer than "
-                     f"{WAIT_429_MAX:.0f}s; this attempt ends, and the item resumes on "
-                     "another key")
+                     f"{WAIT_429_MAX:.0f}s; this attempt ends, and the item resumes from its "
+                     "checkpoint once a key is free")
             return False
         sooner = self._sooner(plan, ticket.need, own)
         if sooner is not None:

@@ -19,10 +19,11 @@ from urllib.parse import urlsplit
 
 from assemblyzero.constants import LEASE_RECHECK, MAX_PARALLEL
 from assemblyzero.cost import Spend
-from assemblyzero.keys import credentials
+from assemblyzero.keys import credentials, pacing
 from assemblyzero.keys.credentials import Credential, CredentialFile
 from assemblyzero.keys.leases import Busy, Lease, LeaseStore
 from assemblyzero.keys.pacer import KeyPlan, Other
+from assemblyzero.keys.pacing import Need
 from assemblyzero.providers import KEYLESS
 
 
@@ -65,6 +66,7 @@ class Pool:
     clock: Callable[[], float] = time.time
     run_id: str = ""
     stats: dict[str, KeyStats] = field(default_factory=dict)
+    paced: bool = True  # give an item the key whose budget frees up first (pacing is on)
     _turn: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -117,9 +119,11 @@ class Pool:
                                "retry-failed")
         turn = self._turn.get(provider, 0)
         self._turn[provider] = turn + 1
+        order = [candidates[(turn + k) % len(candidates)] for k in range(len(candidates))]
+        if self.paced and len(order) > 1:  # the key whose budget has a request soonest
+            order.sort(key=self._ready_in)  # stable: round-robin among equals
         waits: list[Busy] = []
-        for k in range(len(candidates)):
-            cred = candidates[(turn + k) % len(candidates)]
+        for cred in order:
             got = self.store.acquire(cred.name, cred.max_concurrent, self.run_id, item)
             if isinstance(got, Lease):
                 return got
@@ -128,6 +132,14 @@ class Pool:
         until = min(w.until if w.until is not None else self.clock() + LEASE_RECHECK
                     for w in waits)
         return Busy(provider, f"every {provider} credential is held or cooling down", until)
+
+    def _ready_in(self, cred: Credential) -> float:
+        """Seconds until `cred`'s shared budget allows a request (0: now, or unlimited)."""
+        try:
+            state = self.store.peek(cred.name)
+        except OSError:
+            return 0.0
+        return pacing.wait_for(state["pace"], cred.limits, Need(), self.store.clock())
 
     def give_back(self, grant: Grant, succeeded: bool) -> None:
         """Release every lease of the grant, even if one release fails."""
