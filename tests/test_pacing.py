@@ -70,8 +70,9 @@ def test_reserve_answers_the_exact_wait_and_takes_nothing() -> None:
     pace, limits = fresh(), Limits(rpm=60, tpm=6000)
     pace["buckets"] = {"requests": [0.25, T0], "tokens": [1000.0, T0]}
     before = json.loads(json.dumps(pace))
-    # requests: 0.75 short at 1/s -> 0.75 s; tokens: 2000 short at 100/s -> 20 s
-    assert pacing.reserve(pace, limits, Need(1, 2000, 1000), T0) == pytest.approx(20)
+    # requests: 0.75 short at 1/s -> 0.75 s; tokens: admitted on the input, 2000: 1000
+    # short at 100/s -> 10 s (the output is spent as it is written)
+    assert pacing.reserve(pace, limits, Need(1, 2000, 1000), T0) == pytest.approx(10)
     assert pace == before
     assert pacing.reserve(pace, limits, Need(1, 0, 0), T0) == pytest.approx(0.75)
     assert pace == before
@@ -116,10 +117,10 @@ def test_overuse_is_a_debt_that_delays_the_next_reserve_by_the_right_time() -> N
     assert pacing.reserve(pace, limits, need, T0) == 0
     pacing.settle(pace, limits, need, Need(1, 100, 700), "draft", T0)  # 600 more than reserved
     assert held(pace, "tokens", limits, T0) == pytest.approx(-200)
-    # the next needs 200: 400 short at 10/s
-    assert pacing.reserve(pace, limits, need, T0) == pytest.approx(40)
-    assert pacing.reserve(pace, limits, need, T0 + 39.9) > 0
-    assert pacing.reserve(pace, limits, need, T0 + 40) == 0
+    # the next is admitted on its 100 input tokens: 300 short at 10/s
+    assert pacing.reserve(pace, limits, need, T0) == pytest.approx(30)
+    assert pacing.reserve(pace, limits, need, T0 + 29.9) > 0
+    assert pacing.reserve(pace, limits, need, T0 + 30) == 0
 
 
 def test_settle_without_counts_changes_nothing() -> None:
@@ -379,3 +380,11 @@ def test_nan_and_infinite_limits_are_refused(creds_path: Path, text: str) -> Non
                           f'"key_env": "{ENV}", "tpm": {text}}}]}}', encoding="utf-8")
     with pytest.raises(CredentialError, match=r"entry 1: 'tpm' must be a number above 0"):
         credentials.load(creds_path)
+
+
+def test_a_call_is_admitted_while_its_output_bucket_is_not_in_debt() -> None:
+    pace, limits = fresh(), Limits(output_tpm=600)  # 10 tokens a second
+    pace["buckets"]["output"] = [5.0, T0]
+    assert pacing.reserve(pace, limits, Need(1, 0, 2000), T0) == 0  # a 2000 estimate
+    assert held(pace, "output", limits, T0) == pytest.approx(-1995)  # taken all the same
+    assert pacing.reserve(pace, limits, Need(1, 0, 10), T0) == pytest.approx(199.6)

@@ -134,13 +134,21 @@ def level(pace: dict[str, Any], dimension: str, limit: float, now: float) -> flo
 
 
 def wait_for(pace: dict[str, Any], ceiling: Limits, need: Need, now: float) -> float:
-    """Seconds until every bucket holds `need` (0: now). Changes nothing."""
+    """Seconds until every bucket admits `need` (0: now). Changes nothing.
+
+    Requests and input tokens must be there before the call, as servers count them on
+    admission. Output tokens are spent as the model writes them, so a call is admitted
+    while its output bucket is not in debt (it needs one token), and the estimate of its
+    output is taken from the bucket all the same (`reserve`): the next calls then wait
+    for it. An estimate that is too high (a first draft's) thus delays nothing itself."""
     limits, wait = limits_of(pace, ceiling), 0.0
     for dimension in DIMENSIONS:
         limit = limits.of(dimension)
         if limit is None:
             continue
-        want = min(need.of(dimension), limit)  # a call above a bucket waits for a full one
+        wanted = {"output": min(1.0, need.output), "tokens": need.input}.get(
+            dimension, need.of(dimension))
+        want = min(wanted, limit)  # a call above a bucket waits for a full one
         short = want - level(pace, dimension, limit, now)
         if short > 0:
             wait = max(wait, short * WINDOW / limit)
