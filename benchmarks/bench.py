@@ -42,6 +42,10 @@ Figures (`--only` takes these group names, or the row names of the table):
   dry_run       `dry-run` of 1000 pending items
   scaling       cost per item (wall / items) of `lld-all --parallel=4` at three
                 sizes; linear when the largest is within 1.5x of the middle one
+  pacing        benchmarks/pacing.py: 12 items on 2 keys against a loopback server that
+                enforces per-key rpm/tpm limits (OpenAI and Anthropic wire formats, real
+                headers and 429s): paced, --no-pacing and two concurrent runs; wall against
+                the floor the limits set, calls answered 429, items lost
   live          the overhead items, `lld-all --parallel=4` with stdout on a
                 pseudo-terminal (the live status area) against stdout piped
   sdk_start     for information, per real provider (openai, anthropic, gemini):
@@ -1016,13 +1020,46 @@ def heaviest(profile: dict[str, Any], n: int = 8) -> str:
             f"{r['module']} {r['cumulative_us'] / 1000:.0f}" for r in profile.get("top", [])[:n])
 
 
+def pacing_rows(bench: Bench) -> None:
+    """benchmarks/pacing.py: the real CLI against rate_server.py under enforced per-key
+    limits, each wire format paced, with --no-pacing, and as two runs sharing the keys
+    (measured once: each scenario is a 20-40 s run, its own median of many calls)."""
+    import pacing
+
+    quick = bench.sizes is QUICK
+    result = pacing.measure(bench.box.fresh("pacing"), quick, bench.log)
+    for r in result["scenarios"]:
+        name = f"pacing.{r['wire']}.{r['scenario'].split()[-1]}"
+        paced = r["pacing"]
+        limits = ", ".join(f"{k} {v:,.0f}" for k, v in r["limits"].items())
+        ratio = bench.row(name, f"{r['scenario']}: {r['items']} items on 2 keys "
+                          f"({limits} each), from the first call, / the limits' floor",
+                          "x", "-",
+                          ("<=", 1.15) if paced else None)
+        share = bench.row(f"{name}.429", f"  {r['scenario']}: calls answered 429", "%", "-",
+                          ("<=", 2.0) if paced else None)
+        lost = bench.row(f"{name}.lost", f"  {r['scenario']}: items lost, limit exceeded",
+                         "count", "-", ("==", 0) if paced else None)
+        if r["skipped"]:
+            for row in (ratio, share, lost):
+                row.error = f"skipped: {r['skipped']}"
+            continue
+        ratio.samples.append(r["wall_over_floor"])
+        ratio.absolute, ratio.absolute_unit = [r["from_first_call_s"]], "s"
+        share.samples.append(r["rate_limited_pct"])
+        lost.samples.append(float(r["items_lost"] + (1 if r["exceeded"] else 0)))
+        for row in (ratio, share, lost):
+            row.details.update(r)
+
+
 GROUPS: dict[str, Callable[[Bench], None]] = {
     "speedup": Bench.speedup, "overhead": Bench.overhead, "first_worker": Bench.first_worker,
     "rss": Bench.rss, "lease": Bench.lease, "ctrl_c": Bench.ctrl_c, "dry_run": Bench.dry_run,
     "scaling": Bench.scaling, "live": Bench.live, "sdk_start": Bench.sdk_start,
+    "pacing": pacing_rows,
 }
 ORDER = ["first_worker", "rss", "dry_run", "lease", "ctrl_c", "speedup", "overhead", "scaling",
-         "live", "sdk_start"]
+         "live", "sdk_start", "pacing"]
 ALIASES = {"dry_run_1000": "dry_run", "rss_worker": "rss", "rss_coordinator": "rss",
            "lease_rate": "lease", "lease_double": "lease"}
 
