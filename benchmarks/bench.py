@@ -1031,14 +1031,13 @@ def pacing_rows(bench: Bench) -> None:
     for r in result["scenarios"]:
         name = f"pacing.{r['wire']}.{r['scenario'].split()[-1]}"
         paced = r["pacing"]
-        limits = ", ".join(f"{k} {v:,.0f}" for k, v in r["limits"].items())
-        ratio = bench.row(name, f"{r['scenario']}: {r['items']} items on 2 keys "
-                          f"({limits} each), from the first call, / the limits' floor",
-                          "x", "-",
+        bound = "+".join(f"{k}" for k in r["limits"])
+        ratio = bench.row(name, f"{r['scenario']}: {r['items']} items, 2 keys ({bound}), "
+                          "from the 1st call / the limits' floor", "x", "-",
                           ("<=", 1.15) if paced else None)
-        share = bench.row(f"{name}.429", f"  {r['scenario']}: calls answered 429", "%", "-",
+        share = bench.row(f"{name}.429", "  calls answered 429", "%", "-",
                           ("<=", 2.0) if paced else None)
-        lost = bench.row(f"{name}.lost", f"  {r['scenario']}: items lost, limit exceeded",
+        lost = bench.row(f"{name}.lost", "  items lost, or a limit exceeded",
                          "count", "-", ("==", 0) if paced else None)
         if r["skipped"]:
             for row in (ratio, share, lost):
