@@ -36,7 +36,7 @@ from assemblyzero.constants import (
 from assemblyzero.cost import PRICE_MAX, Price, Spend, money
 from assemblyzero.fileio import atomic_write
 from assemblyzero.ids import InvalidId, Kind, check_id, slug
-from assemblyzero.keys.pacer import KeyPlan, Pacer, SharedPacer
+from assemblyzero.keys.pacer import KeyMoved, KeyPlan, Pacer, SharedPacer
 from assemblyzero.keys.pacing import daily_reset
 from assemblyzero.keys.redact import Redactor
 from assemblyzero.providers import (
@@ -206,13 +206,15 @@ def run_item(
         if isinstance(exc, RateLimited) and exc.limits and exc.limits.daily_quota:
             wait = daily_reset(time.time())  # the key is out until its quota is reset
         where = exc.credential or "a call made without a credential"
-        say(f"{'rate limited' if limited else 'credential refused'} on {where}: {exc}")
+        if isinstance(exc, KeyMoved):
+            say(f"moving to another key: {exc}")
+        else:
+            say(f"{'rate limited' if limited else 'credential refused'} on {where}: {exc}")
         result = ended(Status.FAILED, str(exc), {
             "kind": "rate_limited" if limited else "auth", "credential": exc.credential,
             "retry_after": wait,
             # the pacer rested the key for every process already: the coordinator need not
-            "rested": limited and isinstance(pacer, SharedPacer)
-            and exc.credential in pacer.plans})
+            "rested": limited and isinstance(pacer, SharedPacer) and pacer.rested})
     except Interrupted as why:
         say(f"interrupted by {why}")
         result = ended(Status.INTERRUPTED, f"interrupted by {why}")

@@ -30,10 +30,12 @@ from assemblyzero.keys.pacer import (
     RETRIES_429_MAX,
     SWITCH_COST,
     WAIT_429_MAX,
+    KeyMoved,
     KeyPlan,
     Other,
     Pacer,
     SharedPacer,
+    Ticket,
     Use,
 )
 from assemblyzero.keys.pacing import WINDOW, Limits, Need
@@ -299,13 +301,16 @@ def test_a_wait_above_a_second_is_said_once(store: LeaseStore, clock: Clock,
     assert lines[0].startswith(f"review: waiting 10.0s for {KEY}'s budget (0/6 requests")
 
 
-def test_a_long_wait_is_slept_in_parts_of_at_most_the_429_limit(store: LeaseStore, root: Path,
-                                                                clock: Clock,
-                                                                fake_time: None) -> None:
+def test_a_wait_longer_than_the_429_limit_ends_the_attempt_to_move(store: LeaseStore,
+                                                                  root: Path, clock: Clock,
+                                                                  fake_time: None) -> None:
     write_record(root, KEY, pacing.fresh(), cooldown_until=T0 + WAIT_429_MAX * 2.5)
     paced, pause, _ = shared(store, clock, Limits(rpm=60))
-    paced.before(KEY, "draft", 0)
-    assert pause.waits == [WAIT_429_MAX, WAIT_429_MAX, pytest.approx(WAIT_429_MAX / 2)]
+    with pytest.raises(KeyMoved) as moved:
+        paced.before(KEY, "draft", 0)
+    assert pause.waits == [] and moved.value.credential == KEY
+    assert paced.rested and "longer than 300s" in str(moved.value)
+    assert paced.use_json()[KEY]["rate_limited"] == 0  # a move, not a 429
 
 
 def test_after_settles_the_real_usage_and_learns_the_headers(store: LeaseStore,
@@ -371,7 +376,9 @@ def test_an_other_key_with_every_slot_held_is_no_move(root: Path, clock: Clock) 
     paced, _, _ = shared(store, clock, Limits(rpm=60), Other(OTHER, 1, Limits()))
     assert paced.refused(paced.before(KEY, "draft", 0), refusal(5)) is True
     holding.release(lease)
-    assert paced.refused(paced.before(KEY, "draft", 0), refusal(5)) is False
+    assert paced.refused(Ticket(KEY, "draft", Need(), clock.now), refusal(5)) is False
+    with pytest.raises(KeyMoved):  # and a wait for the rest moves too, the other being free
+        paced.before(KEY, "draft", 0)
 
 
 def test_a_daily_quota_ends_the_attempt_and_rests_the_key_until_its_reset(

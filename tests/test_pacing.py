@@ -378,7 +378,7 @@ def test_each_limit_field_refuses_what_is_no_positive_count(creds_path: Path, fi
 def test_nan_and_infinite_limits_are_refused(creds_path: Path, text: str) -> None:
     creds_path.write_text('{"credentials": [{"name": "team-a", "provider": "anthropic", '
                           f'"key_env": "{ENV}", "tpm": {text}}}]}}', encoding="utf-8")
-    with pytest.raises(CredentialError, match=r"entry 1: 'tpm' must be a number above 0"):
+    with pytest.raises(CredentialError, match=r"entry 1: 'tpm' must be a number from 0.01"):
         credentials.load(creds_path)
 
 

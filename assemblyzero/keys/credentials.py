@@ -25,7 +25,7 @@ from typing import Any
 
 from assemblyzero.constants import ENV_CREDENTIALS
 from assemblyzero.ids import is_valid_id
-from assemblyzero.keys.pacing import LIMIT_MAX, PACE_FIELDS, Limits
+from assemblyzero.keys.pacing import LIMIT_MAX, LIMIT_MIN, PACE_FIELDS, Limits
 from assemblyzero.keys.redact import Redactor
 from assemblyzero.providers import KEYLESS, REGISTRY
 from assemblyzero.ui.prefix_tee import KEY_SHAPES
@@ -260,9 +260,9 @@ def _limits(where: str, item: dict[str, Any]) -> Limits:
         if value is None:
             continue
         if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or not 0 < value <= LIMIT_MAX):
-            raise CredentialError(f"{where}: '{name}' must be a number above 0 and at most "
-                                  f"{LIMIT_MAX:,.0f} per minute (got {_got(value)}); write "
+                or not LIMIT_MIN <= value <= LIMIT_MAX):
+            raise CredentialError(f"{where}: '{name}' must be a number from {LIMIT_MIN:g} "
+                                  f"to {LIMIT_MAX:,.0f} per minute (got {_got(value)}); write "
                                   f"e.g. \"{name}\": {50 if name == 'rpm' else 40000}, or "
                                   "leave it out for no limit of ours")
         found[name] = float(value)

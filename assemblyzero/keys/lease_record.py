@@ -30,7 +30,15 @@ _HOLDER_TEXT = ("token", "host", "start", "run_id", "item")  # fields every hold
 _WARN_HOLDERS = 3  # malformed holders warned one by one; the rest in one line
 
 
-def warn(path: Path, what: str) -> None:
+_WARNED: set[tuple[str, str]] = set()  # (path, what): each said once per process
+
+
+def warn(path: Path, what: str, once: bool = False) -> None:
+    """`once`: once per file and problem per process (a pace problem: a record nothing
+    rewrites is read again and again, by the live area's budgets every 2 s)."""
+    if once and (str(path), what) in _WARNED:
+        return
+    _WARNED.add((str(path), what))
     print(printable(f"warning: lease file {path}: {what}"), file=sys.stderr)
 
 
@@ -47,7 +55,7 @@ def checked(record: dict[str, Any], name: str, path: Path, now: float) -> State:
     state["cooldown_until"] = _cooldown(state["cooldown_until"], path, now)
     state["pace"], fixed = pacing.checked(record.get("pace"), now, LEASE_TTL)
     for what in fixed[:_WARN_HOLDERS]:
-        warn(path, what)
+        warn(path, what, once=True)
     holders, bad = [], 0
     for number, holder in enumerate(state["holders"], 1):
         problem = holder_problem(holder)

@@ -229,12 +229,14 @@ class LeaseStore:
         self._update(name, change)
 
     def refused(self, name: str, ceiling: Limits, info: RateInfo | None,
-                retry_after: float | None) -> float:
+                retry_after: float | None, reserved: Need | None = None) -> float:
         """A 429 on `name`: rest it as `cool_down` does, empty its request bucket so the
         waiting calls go through one by one once the rest ends, learn from the 429's
         headers; the rest's end."""
 
         def change(state: State) -> float:
+            if reserved is not None:  # the refused call's tokens were never spent
+                pacing.refund(state["pace"], ceiling, reserved, self.clock())
             pacing.learn(state["pace"], info, ceiling, self.clock())
             until = self._rest(state, retry_after)
             pacing.empty(state["pace"], ceiling, self.clock(), until)

@@ -121,9 +121,18 @@ class Pacer:
         return {name: use.to_json() for name, use in self.use.items()}
 
 
+class KeyMoved(RateLimited):
+    """The attempt ends before its call, to resume on another key: this one rests, or waits
+    for its budget, longer than WAIT_429_MAX, or another is free sooner. Not a 429: it is
+    not counted as one, and the key was rested (if at all) already."""
+
+
 @dataclass
 class SharedPacer(Pacer):
-    """Paces every call on a planned key through the lease store's shared budget."""
+    """Paces every call on a planned key through the lease store's shared budget.
+
+    Pacing is advisory: when the lease store cannot be read or written (a lock held by a
+    stopped process, a full disk), the call goes out unpaced, said once in the log."""
 
     store: LeaseStore = field(default_factory=lambda: _store())
     plans: dict[str, KeyPlan] = field(default_factory=dict)
@@ -131,53 +140,101 @@ class SharedPacer(Pacer):
     say: Callable[[str], None] = print
     clock: Callable[[], float] = time.time  # the lease store's (wall time)
     _streak: int = 0  # 429s in a row on the current call
+    rested: bool = False  # the last 429 rested its key for every process (the result says)
+    _broken: bool = False  # the store failed once: said, and pacing is off from then on
+
+    def _plan(self, key: str | None) -> KeyPlan | None:
+        return None if key is None or self._broken else self.plans.get(key)
+
+    def _failed(self, exc: Exception) -> None:
+        self._broken = True
+        self.say(f"warning: pacing is off for this attempt: the key's shared budget cannot "
+                 f"be used ({type(exc).__name__}: {exc})")
 
     def before(self, key: str | None, role: str, prompt_chars: int,
                max_output: int | None = None) -> Ticket:
-        plan = self.plans.get(key) if key is not None else None
+        plan = self._plan(key)
         if plan is None or key is None:
             return super().before(key, role, prompt_chars, max_output)
+        try:
+            return self._reserved(key, plan, role, prompt_chars, max_output)
+        except (OSError, TimeoutError) as exc:
+            self._failed(exc)
+            return super().before(key, role, prompt_chars, max_output)
+
+    def _reserved(self, key: str, plan: KeyPlan, role: str, prompt_chars: int,
+                  max_output: int | None) -> Ticket:
         use = self.use.setdefault(key, Use())
         need = pacing.estimate(prompt_chars, role, self.store.peek(key)["pace"], max_output)
-        waited, said = 0.0, False
+        said = False
         while (wait := self.store.reserve(key, plan.limits, need)) > 0:
+            self._move_if_better(key, plan, need, wait)
             if not said and wait > SAY_WAIT_AFTER and not self._streak:  # a 429's rest: said
                 said = True
                 self.say(f"{role}: waiting {wait:.1f}s for {key}'s budget "
                          f"({self._budget(key, plan)})")
             started = time.monotonic()
-            self.pause(min(wait, WAIT_429_MAX))
-            waited += time.monotonic() - started
+            self.pause(wait)
+            use.waited += time.monotonic() - started
         use.requests += 1
-        use.waited += waited
         return Ticket(key, role, need, self.clock())
+
+    def _move_if_better(self, key: str, plan: KeyPlan, need: Need, wait: float) -> None:
+        """End the attempt (KeyMoved) rather than wait `wait` seconds on `key`, when that is
+        longer than WAIT_429_MAX or another key is free sooner."""
+        sooner = self._sooner(plan, need, wait) if wait > SWITCH_COST else None
+        if wait <= WAIT_429_MAX and sooner is None:
+            return
+        why = (f"{sooner} is free sooner" if sooner else
+               f"that is longer than {WAIT_429_MAX:.0f}s")
+        self.rested = True  # nothing for the coordinator to rest: the item only moves
+        moved = KeyMoved(f"{key} is not free for {wait:.0f}s (it rests, or its budget is "
+                         f"spent); {why}: the item resumes from its checkpoint on a free key")
+        moved.credential = key
+        raise moved
 
     def after(self, ticket: Ticket, reply: ModelReply) -> None:
         self._streak = 0
-        plan = self.plans.get(ticket.key) if ticket.key is not None else None
+        plan = self._plan(ticket.key)
         if plan is None or ticket.key is None:
             return
         counted = reply.input_tokens is not None and reply.output_tokens is not None
         used = Need(1.0, float(reply.input_tokens or 0),
                     float(reply.output_tokens or 0)) if counted else None
-        self.store.settle(ticket.key, plan.limits, ticket.need, used, ticket.role,
-                          reply.limits, ticket.sent)
+        try:
+            self.store.settle(ticket.key, plan.limits, ticket.need, used, ticket.role,
+                              reply.limits, ticket.sent)
+        except (OSError, TimeoutError) as exc:
+            self._failed(exc)
 
     def refused(self, ticket: Ticket, exc: RateLimited) -> bool:
-        plan = self.plans.get(ticket.key) if ticket.key is not None else None
+        self.rested = False
+        plan = self._plan(ticket.key)
         if plan is None or ticket.key is None:
             return super().refused(ticket, exc)
+        try:
+            return self._refused(ticket, plan, exc)
+        except (OSError, TimeoutError) as failed:
+            self._failed(failed)
+            self.rested = False  # the coordinator rests the key, as without pacing
+            return False
+
+    def _refused(self, ticket: Ticket, plan: KeyPlan, exc: RateLimited) -> bool:
+        assert ticket.key is not None
         self.use.setdefault(ticket.key, Use()).rate_limited += 1
         self._streak += 1
         daily = exc.limits.daily_quota if exc.limits else ""
         if daily:  # out until the quota is reset: every process leaves the key alone
             rest = pacing.daily_reset(self.clock())
             self.store.cool_down(ticket.key, rest, jitter=False)  # a reset has no herd
+            self.rested = True
             self.say(f"{ticket.role}: {ticket.key}'s daily quota {daily} is used up; it rests "
                      f"{rest / 3600:.1f}h, until the quota is reset (midnight Pacific time), "
                      "and the item moves to another key")
             return False
-        until = self.store.refused(ticket.key, plan.limits, exc.limits, exc.retry_after)
+        until = self.store.refused(ticket.key, plan.limits, exc.limits, exc.retry_after,
+                                   ticket.need)
+        self.rested = True
         own = max(0.0, until - self.clock())
         if self._streak > RETRIES_429_MAX:
             self.say(f"{ticket.role}: {self._streak} 429s in a row on {ticket.key}; this "
@@ -209,7 +266,7 @@ class SharedPacer(Pacer):
             if len(state["holders"]) >= other.max_concurrent:
                 continue
             rest = max(0.0, float(state["cooldown_until"]) - now)
-            ready = max(rest, pacing.wait_for(state["pace"], other.limits, need, now + rest))
+            ready = rest + pacing.wait_for(state["pace"], other.limits, need, now + rest)
             if ready + SWITCH_COST < own:
                 return other.name
         return None

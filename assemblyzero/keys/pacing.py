@@ -32,6 +32,9 @@ PACE_FIELDS = ("rpm", "tpm", "input_tpm", "output_tpm")  # the credential's fiel
 DIMENSIONS = ("requests", "tokens", "input", "output")  # the buckets, in that order
 _FIELD_OF = dict(zip(DIMENSIONS, PACE_FIELDS, strict=True))
 LIMIT_MAX = 1e9  # per minute: a larger limit is a typo (or a hostile record)
+LIMIT_MIN = 0.01  # per minute: a smaller configured limit is a typo
+LEARNED_MIN = 1.0  # per minute: a header stating less is not believed
+OUTPUT_MAX = 1e6  # tokens: an average output beyond any model's is not one
 WINDOW = 60.0  # seconds: a limit is per minute, and its bucket holds one minute's worth
 OUTPUT_AVG_WEIGHT = 0.5  # how much one call's output moves the role's running average
 # Output tokens a call is expected to write before the key has a history (cost.py's
@@ -182,11 +185,21 @@ def settle(pace: dict[str, Any], ceiling: Limits, reserved: Need, used: Need | N
         if limit is not None:
             back = reserved.of(dimension) - used.of(dimension)
             _set(pace, dimension, min(limit, level(pace, dimension, limit, now) + back), now)
-    if role in ROLES and used.output >= 0:
+    if role in ROLES and 0 <= used.output <= OUTPUT_MAX:
         averages = pace.setdefault("output_avg", {})
         before = averages.get(role)
         averages[role] = round(used.output if before is None else
                                before + OUTPUT_AVG_WEIGHT * (used.output - before), 1)
+
+
+def refund(pace: dict[str, Any], ceiling: Limits, reserved: Need, now: float) -> None:
+    """A call refused (429) gives its tokens back; its request stays taken."""
+    limits = limits_of(pace, ceiling)
+    for dimension in ("tokens", "input", "output"):
+        limit = limits.of(dimension)
+        if limit is not None and dimension in pace["buckets"]:
+            _set(pace, dimension, min(limit, level(pace, dimension, limit, now)
+                                      + reserved.of(dimension)), now)
 
 
 def learn(pace: dict[str, Any], info: RateInfo | None, ceiling: Limits, now: float,
@@ -203,7 +216,7 @@ def learn(pace: dict[str, Any], info: RateInfo | None, ceiling: Limits, now: flo
         if window is None:
             continue
         said = _limit(window.limit)
-        if said is not None:
+        if said is not None and said >= LEARNED_MIN:  # below: a broken proxy, not a limit
             pace["learned"][dimension] = said
         limit = limits_of(pace, ceiling).of(dimension)
         said_level = _server_level(window, limit, dimension in pace["buckets"])
@@ -305,7 +318,7 @@ def checked(raw: Any, now: float, ahead: float) -> tuple[dict[str, Any], list[st
     averages = raw.get("output_avg", {})
     for role, value in (averages.items() if isinstance(averages, dict) else ()):
         number = _finite(value)
-        if role in ROLES and number is not None and 0 <= number <= LIMIT_MAX:
+        if role in ROLES and number is not None and 0 <= number <= OUTPUT_MAX:
             pace["output_avg"][role] = number
         else:
             problems.append("pace has an average output out of range; dropped")

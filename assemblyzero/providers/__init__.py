@@ -209,9 +209,14 @@ class LazyProvider:
         self.spec, self.key = spec, key
         self._made: Provider | None = None
 
-    def complete(self, request: ModelRequest) -> ModelReply:
+    def ensure(self) -> None:
+        """Create the provider now (before a call reserves its key's budget)."""
         if self._made is None:
             self._made = load_provider(self.spec, self.key)
+
+    def complete(self, request: ModelRequest) -> ModelReply:
+        self.ensure()
+        assert self._made is not None
         return self._made.complete(request)
 
 

@@ -328,6 +328,13 @@ class Workflow:
         key = getattr(provider, "key", None)
         name = key.name if key is not None else None
         chars = len(request.prompt) + len(request.system)
+        ensure = getattr(provider, "ensure", None)  # a LazyProvider: created before it paces
+        if ensure is not None:
+            try:
+                self.stop.call(ensure)
+            except ProviderError as exc:
+                exc.credential = name
+                raise
         while True:
             ticket = self.pacer.before(name, role, chars, request.max_output_tokens)
             started = time.monotonic()
