@@ -84,12 +84,19 @@ def test_050_a_429_rests_that_key_and_the_item_finishes_on_the_other(tmp_path: P
 def test_a_429_on_every_attempt_fails_the_item_after_max_attempts(tmp_path: Path):
     ws = make_workspace(tmp_path / "ws", issues=["7"])
     credentials(key("key-a"))
-    run = cli("lld-all", "--repo", str(ws), "--max-attempts=2",
+    run = cli("lld-all", "--repo", str(ws), "--max-attempts=2", "--no-pacing",  # reactive
               env={"ASSEMBLYZERO_SIMULATE_429": "key-a:99:0.1"})
     assert run.code == 1, run.out + run.err
     item = summary(latest_run(ws))["items"][0]
     assert item["status"] == "failed" and item["attempts"] == 2 and item["rate_limited"] == 2
     assert "no attempts left (2)" in run.out
+    # Paced, each attempt first waits out 1 + RETRIES_429_MAX 429s on its key in the worker.
+    paced = cli("lld-all", "--repo", str(ws), "--max-attempts=2",
+                env={"ASSEMBLYZERO_SIMULATE_429": "key-a:99:0.1"})
+    assert paced.code == 1, paced.out + paced.err
+    item = summary(latest_run(ws))["items"][0]
+    assert item["attempts"] == 2 and item["rate_limited"] == 18
+    assert "9 429s in a row on key-a" in paced.out
 
 
 def test_a_401_disables_the_key_for_the_run_and_the_item_moves_on(tmp_path: Path):
