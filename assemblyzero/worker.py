@@ -214,7 +214,8 @@ def run_item(
             "kind": "rate_limited" if limited else "auth", "credential": exc.credential,
             "retry_after": wait,
             # the pacer rested the key for every process already: the coordinator need not
-            "rested": limited and isinstance(pacer, SharedPacer) and pacer.rested})
+            "rested": limited and isinstance(pacer, SharedPacer) and pacer.rested,
+            "moved": isinstance(exc, KeyMoved)})  # left the key before a call: no 429
     except Interrupted as why:
         say(f"interrupted by {why}")
         result = ended(Status.INTERRUPTED, f"interrupted by {why}")

@@ -24,7 +24,7 @@ from test_engine import APPROVED, ITEM, Drafter, Reviewer, run, workflow
 from assemblyzero.constants import BACKOFF_JITTER, COOLDOWN_MAX, EXIT_RATE_LIMITED
 from assemblyzero.keys import leases, pacer, pacing
 from assemblyzero.keys.credentials import Credential, CredentialFile
-from assemblyzero.keys.gate import KeyGate
+from assemblyzero.keys.gate import KeyGate, Refusal
 from assemblyzero.keys.leases import Lease, LeaseStore
 from assemblyzero.keys.pacer import (
     RETRIES_429_MAX,
@@ -618,6 +618,21 @@ def test_a_429_rested_by_the_worker_is_not_rested_or_counted_again(pool: Pool, c
     assert after["cooldown_until"] == before["cooldown_until"]
     assert after["streak"] == before["streak"]
     assert pool.stats[name].rate_limited == 0  # the worker's key_use counts it
+
+
+def test_a_move_before_a_call_says_so_instead_of_a_429_and_rests_nothing(
+        pool: Pool, clock: Clock, store: LeaseStore) -> None:
+    grant = take(pool)
+    name = grant.names[0]
+    moved = rate_limited(name, True)
+    assert moved.retry is not None
+    moved.retry["moved"] = True
+    refusal = KeyGate(pool, clock).refused(grant, moved, EXIT_RATE_LIMITED)
+    assert refusal is not None and refusal.moved and refusal.counted
+    assert refusal.describe().startswith(f"left {name} before its call")
+    assert "429" not in refusal.describe()
+    assert store.peek(name)["streak"] == 0 and pool.stats[name].rate_limited == 0
+    assert "got a 429" in Refusal("rate_limited", name, 1.0).describe()  # a 429 still is
 
 
 @pytest.mark.parametrize("rested", [None, False, "true", 1])

@@ -39,8 +39,12 @@ class Refusal:
     credential: str
     rest: float = 0.0  # seconds the key rests (a 429)
     counted: bool = False  # the worker counted this 429 in its result's key_use already
+    moved: bool = False  # no 429: the worker left the key before a call (KeyMoved)
 
     def describe(self) -> str:
+        if self.kind == "rate_limited" and self.moved:
+            return (f"left {self.credential} before its call (the key rests or its budget is "
+                    "spent, longer than a move costs)")
         if self.kind == "rate_limited":
             return f"got a 429 on {self.credential}, which rests {max(0.0, self.rest):.1f}s"
         return f"was refused (401/403) by {self.credential}, now disabled for this run"
@@ -120,7 +124,8 @@ class KeyGate:
             # Rested by the worker's pacer already (and its 429 counted in its key_use).
             rested = retry.get("rested") is True
             rest = self.pool.rate_limited(name, retry["retry_after"], rested) - self.wall()
-            return Refusal("rate_limited", name, rest, counted=rested)
+            return Refusal("rate_limited", name, rest, counted=rested,
+                           moved=retry.get("moved") is True)
         self.pool.disable(name, "refused (401/403)")
         return Refusal("auth", name)
 

@@ -215,7 +215,7 @@ class LeaseStore:
         return wait
 
     def settle(self, name: str, ceiling: Limits, reserved: Need, used: Need | None, role: str,
-               info: RateInfo | None, sent: float | None = None) -> None:
+               info: RateInfo | None) -> None:
         """A call on `name` was answered: give back (or take) the difference between what
         it reserved and `used`, learn from the reply's rate-limit headers, end the 429
         streak."""
@@ -223,7 +223,7 @@ class LeaseStore:
         def change(state: State) -> None:
             now = self.clock()
             pacing.settle(state["pace"], ceiling, reserved, used, role, now)
-            pacing.learn(state["pace"], info, ceiling, now, sent)
+            pacing.learn(state["pace"], info, ceiling, now)
             state["streak"] = 0
 
         self._update(name, change)

@@ -203,7 +203,7 @@ class SharedPacer(Pacer):
                     float(reply.output_tokens or 0)) if counted else None
         try:
             self.store.settle(ticket.key, plan.limits, ticket.need, used, ticket.role,
-                              reply.limits, ticket.sent)
+                              reply.limits)
         except (OSError, TimeoutError) as exc:
             self._failed(exc)
 

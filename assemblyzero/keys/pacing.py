@@ -202,11 +202,10 @@ def refund(pace: dict[str, Any], ceiling: Limits, reserved: Need, now: float) ->
                                       + reserved.of(dimension)), now)
 
 
-def learn(pace: dict[str, Any], info: RateInfo | None, ceiling: Limits, now: float,
-          sent: float | None = None) -> None:
+def learn(pace: dict[str, Any], info: RateInfo | None, ceiling: Limits, now: float) -> None:
     """What the provider's headers said: its limits, and levels no higher than its own
-    (`sent`, when the call went out, is accepted for callers; the headers are taken as
-    of the reply, a little conservative when the server wrote them at admission)."""
+    (taken as of the reply: a little conservative when the server wrote them at
+    admission)."""
     if info is None:
         return
     windows: dict[str, Window | None] = {"requests": info.requests, "tokens": info.tokens,

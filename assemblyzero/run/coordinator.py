@@ -308,8 +308,7 @@ class Coordinator:
         self._release(attempt.grant, attempt.lock, succeeded=status is Status.DONE)
         self.gate.charge(end.key, attempt.grant, result)
         for use in (result.key_use.values() if result else ()):  # 429s the worker waited out
-            self.sched.limited[end.key] = (self.sched.limited.get(end.key, 0)
-                                           + int(use["rate_limited"]))
+            self.sched.rate_limited(end.key, int(use["rate_limited"]))
         self._spent(end.key, item.tag, attempt, result, status)
         self.record.event(Event.END, item=item.tag, status=status.value, exit_code=code,
                           duration=round(duration, 3))

@@ -236,8 +236,9 @@ class Scheduler:
         self.queue.appendleft(item)
         return True
 
-    def rate_limited(self, key: str) -> None:
-        self.limited[key] = self.limited.get(key, 0) + 1
+    def rate_limited(self, key: str, count: int = 1) -> None:
+        """`count` 429s more for item `key` (its worker's waited-out ones, or the last)."""
+        self.limited[key] = self.limited.get(key, 0) + count
 
     def finished(self, status: Status, duration: float, counted: bool = True) -> None:
         """An item is over for this run (`counted`: it was one of the run's items)."""
