@@ -71,6 +71,8 @@ DEMO_LATENCY = 0.25
 # Credential leases (docs/user-guide.md, Credentials and leases).
 ENV_CREDENTIAL = "ASSEMBLYZERO_CREDENTIAL"  # names of the worker's leased credentials
 ENV_SECRET_FD = "ASSEMBLYZERO_SECRET_FD"  # pipe the worker reads its secrets from
+ENV_LINK_FD = "ASSEMBLYZERO_LINK_FD"  # on a cluster: the socket to the worker's Dask task
+ENV_CLUSTER = "ASSEMBLYZERO_CLUSTER"  # the cluster to run on (--cluster)
 DEFAULT_STATE_DIR = "~/.assemblyzero/state"
 LEASE_TTL = 120.0  # a holder on another host whose heartbeat is older is stale
 LEASE_HEARTBEAT = 30.0  # seconds between heartbeats of held leases

@@ -47,6 +47,14 @@ def read(path: Path) -> Spend | None:
         os.close(fd)
 
 
+def parse(data: bytes) -> Spend | None:
+    """A spend file's bytes (as a cluster task sends them): None if not one of ours."""
+    try:
+        return Spend.read(json.loads(data[:FILE_LIMIT]))
+    except (ValueError, RecursionError):
+        return None
+
+
 def total(folder: Path) -> float:
     """What the run has spent: its ended attempts' and every running one's, as written."""
     try:

@@ -26,6 +26,7 @@ from assemblyzero.constants import (
     ENV_CREDENTIAL,
     ENV_DRAFTER,
     ENV_LIFELINE_FD,
+    ENV_LINK_FD,
     ENV_REVIEWER,
     ENV_SECRET_FD,
     ENV_WORKFLOW_DB,
@@ -60,6 +61,7 @@ from assemblyzero.workflow.state import InvalidState, WorkflowState, checked, ne
 from assemblyzero.workspace import Workspace
 
 if TYPE_CHECKING:
+    from assemblyzero.cluster.link import Link
     from assemblyzero.workflow.engine import Workflow
 
 
@@ -166,14 +168,46 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     kind, ws = Kind(args.kind), Workspace.at(args.repo)
     db_path = Path(os.environ.get(ENV_WORKFLOW_DB) or ws.checkpoint(kind, item_id))
-    pacer: Pacer = (SharedPacer(plans=plans, pause=stop.pause, say=say) if plans is not None
-                    else Pacer())
-    result = run_item(args, ws, kind, item_id, Checkpoint(db_path, slug(kind, item_id)), stop,
-                      keys, pacer)
+    checkpoint = Checkpoint(db_path, slug(kind, item_id))
+    link = _cluster_link(checkpoint)  # on a cluster: the task that started us
+    pacer: Pacer = Pacer()
+    if plans is not None and link is not None:
+        from assemblyzero.cluster.link import RemoteStore
+
+        pacer = SharedPacer(store=RemoteStore(link), plans=plans, pause=stop.pause, say=say)
+    elif plans is not None:
+        pacer = SharedPacer(plans=plans, pause=stop.pause, say=say)
+    result = run_item(args, ws, kind, item_id, checkpoint, stop, keys, pacer)
     _write_result(args.run_dir, result)
     if result.retry:
         return EXIT_RATE_LIMITED if result.retry["kind"] == "rate_limited" else EXIT_AUTH_FAILED
     return WORKER_EXIT.get(result.status, 1)
+
+
+def _cluster_link(checkpoint: Checkpoint) -> Link | None:
+    """On a cluster, the line to our task (ENV_LINK_FD): each checkpoint step goes through
+    it to the coordinator before the next model call; None when run locally."""
+    fd = os.environ.get(ENV_LINK_FD)
+    if not fd:
+        return None
+    from assemblyzero.cluster.link import Link
+
+    link = Link(int(fd))
+    broken = False
+
+    def saved(step: str, state: WorkflowState) -> None:
+        nonlocal broken
+        if broken:
+            return
+        try:
+            link.call("step", step=step, state=state)
+        except OSError as exc:
+            broken = True
+            say(f"warning: checkpoint steps no longer reach the coordinator ({exc}); they "
+                "are kept here, and come back when the attempt ends")
+
+    checkpoint.on_saved = saved
+    return link
 
 
 def run_item(

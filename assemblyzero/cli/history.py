@@ -167,6 +167,14 @@ def overview(ws: Workspace) -> dict[str, Any]:
 
 def render(data: dict[str, Any]) -> str:
     lines = [f"problem: {p}" for p in data["problems"]]
+    if cluster := data.get("cluster"):
+        lines.append(f"cluster {cluster['address']}: {cluster['workers']} worker(s) on "
+                     f"{', '.join(cluster['hosts']) or 'no host'}, {cluster['slots']} slot(s)")
+        for key in cluster["keys"]:
+            rest = (f", rests {key['rests_seconds']:g}s more" if key["rests_seconds"]
+                    else "")
+            lines.append(f"  {key['name']}: {key['held']}/{key['max_concurrent']} slot(s) "
+                         f"held on the cluster{rest}")
     runs = ([("latest run", data["latest"])] if data["latest"] else []) + [
         ("in progress", run) for run in data["in_progress"]]
     if not runs:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from assemblyzero.constants import (
     DEFAULT_MODEL,
     DEFAULT_PARALLEL,
     DEFAULT_TIMEOUT,
+    ENV_CLUSTER,
     ENV_DRAFTER,
     ENV_REVIEWER,
     MAX_BUDGET,
@@ -69,6 +71,7 @@ class Settings:
     budget: float | None = None  # USD the run may spend; None: no limit
     prices: Prices = field(default_factory=Prices)  # built in, and [tool.assemblyzero.prices]
     pacing: bool = True  # pace each key's calls to its budget (False: --no-pacing)
+    cluster: str | None = None  # a Dask cluster to run the workers on (cluster/connect.py)
 
     @property
     def models(self) -> tuple[str, str]:
@@ -93,6 +96,7 @@ class Flags(TypedDict, total=False):
     max_output_tokens: str | None
     budget: str | None
     no_pacing: bool
+    cluster: str | None
 
 
 _DEFAULTS = Settings()
@@ -107,6 +111,7 @@ _ENV = {
     "max_attempts": "ASSEMBLYZERO_MAX_ATTEMPTS",
     "max_output_tokens": "ASSEMBLYZERO_MAX_OUTPUT_TOKENS",
     "budget": "ASSEMBLYZERO_BUDGET",
+    "cluster": ENV_CLUSTER,
 }
 
 
@@ -116,8 +121,11 @@ class Parallel:
     warning: str = ""
 
 
-def parse_parallel(value: bool | str | int | None) -> Parallel:
-    """None: sequential; True (`--parallel` alone): 3; above 10: capped, warned."""
+def parse_parallel(value: bool | str | int | None, cluster: bool = False) -> Parallel:
+    """None: sequential; True (`--parallel` alone): 3; above 10: capped, warned. On a
+    cluster: None is 0 (every worker thread it has), and there is no cap."""
+    if (value is None or value is False) and cluster:
+        return Parallel(0)
     if value is None or value is False:
         return Parallel(1)
     if value is True:
@@ -126,7 +134,7 @@ def parse_parallel(value: bool | str | int | None) -> Parallel:
     if n < 1:
         raise UsageError(f"--parallel must be at least 1 (got {n}); pass e.g. "
                          f"--parallel={DEFAULT_PARALLEL}, or leave it out to run one at a time")
-    if n > MAX_PARALLEL:
+    if n > MAX_PARALLEL and not cluster:  # one machine's rule
         return Parallel(MAX_PARALLEL, f"--parallel={n} is above the cap; running "
                                       f"{MAX_PARALLEL} workers at most")
     return Parallel(n)
@@ -200,10 +208,42 @@ def resolve(repo: Path, flags: Flags) -> Settings:
         budget=_budget(*given("budget")),
         prices=_prices(config, repo),
         pacing=not flags.get("no_pacing"),
+        cluster=_cluster(*given("cluster")),
     )
     if settings.budget is not None:
         _check_budget(settings, given("budget")[1])
     return settings
+
+
+def cluster_setting(repo: Path, flag: str | None) -> str | None:
+    """The cluster alone (for `status`), from the flag, the variable or pyproject."""
+    return _cluster(*_given("cluster", {"cluster": flag}, _pyproject(repo), repo))
+
+
+def _cluster(value: object, source: str) -> str | None:
+    """A cluster address (`tcp://HOST:8786`, `local:2`), or None: run on this machine.
+
+    A workspace's pyproject.toml may name only one on this machine (`local:N`, a loopback
+    scheduler): the client unpickles what the scheduler sends, so a far one must be the
+    user's own choice (the flag or the variable), as a cmd: model is."""
+    if value in (None, ""):
+        return None
+    from assemblyzero.cluster.connect import ClusterError, parse
+
+    try:
+        address = parse(str(value), source)
+    except ClusterError as exc:
+        raise UsageError(str(exc)) from None
+    if source.startswith("[tool.assemblyzero] ") and not (
+            address.local or _LOOPBACK.match(address.text)):
+        raise UsageError(f"{source}: a workspace's pyproject.toml may name only a cluster on "
+                         f"this machine (local:N, tcp://127.0.0.1:PORT); pass a far one "
+                         f"yourself as --cluster={address.text} or {ENV_CLUSTER}=..., or "
+                         "remove it there")
+    return address.text
+
+
+_LOOPBACK = re.compile(r"(tcp|tls)://(127\.0\.0\.1|localhost|\[::1\]):\d+")
 
 
 def _budget(value: object, source: str) -> float | None:

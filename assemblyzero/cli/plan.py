@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from assemblyzero.keys.credentials import CredentialError
 from assemblyzero.keys.leases import LeaseStore
 from assemblyzero.keys.pool import NoCredential, Pool
 from assemblyzero.keys.redact import Redactor
-from assemblyzero.ui.console import for_terminal, printable
+from assemblyzero.ui.console import Console, for_terminal, printable
 from assemblyzero.workflow.prompts import load_prompts
 from assemblyzero.workflow.templates import load_template
 from assemblyzero.workspace import Workspace
@@ -78,20 +79,80 @@ def run_kind(
     problem = preflight(ws, [kind])
     if problem:
         raise UsageError(problem)
-    creds, pool = credential_pool(settings, say)
+    if origin.publish and settings.cluster:
+        raise UsageError("--publish=github does not run on a cluster yet (its hosts would "
+                         "each need gh and its login); run issue-all --publish=github "
+                         "without --cluster")
+    with cluster_of(settings) as cluster:
+        workers = parallel.workers
+        if cluster is not None:
+            workers = workers or cluster.slots()
+            say(f"cluster {cluster.describe()}; {workers} item(s) at a time")
+        creds, pool = credential_pool(settings, say, store=_store(cluster))
+        return _run(ws, kind, settings, workers, origin, todo, console, creds, pool, cluster)
+
+
+def _run(ws: Workspace, kind: Kind, settings: Settings, workers: int, origin: Origin,
+         todo: Plan, console: Console, creds: credentials.CredentialFile, pool: Pool | None,
+         cluster: Any) -> int:
     # Lazy: dry-run and status, which load this module too, need no scheduler.
     from assemblyzero.run.coordinator import Coordinator
     from assemblyzero.run.jobs import RunOptions
 
-    opts = RunOptions(parallel=parallel.workers, drafter=settings.drafter,
+    opts = RunOptions(parallel=workers, drafter=settings.drafter,
                       reviewer=settings.reviewer, max_iterations=settings.max_iterations,
                       timeout=settings.timeout, grace=settings.grace,
                       max_attempts=settings.max_attempts,
                       max_output_tokens=settings.max_output_tokens, publish=origin.publish,
                       source=origin.source, label=origin.label, budget=settings.budget,
                       prices=settings.model_prices, pacing=settings.pacing)
-    coordinator = Coordinator(ws, opts, console, pool=pool, creds=creds)
+    coordinator = Coordinator(ws, opts, console, pool=pool, creds=creds, cluster=cluster)
     return coordinator.run(todo.items, f"{kind.value}-all", todo.skipped)
+
+
+def cluster_status(address: str) -> dict[str, Any]:
+    """`status --cluster`: the cluster's workers and slots, each listed key's slots held
+    and rest there (every run's)."""
+    with cluster_of(Settings(cluster=address)) as cluster:
+        data = cluster_data(cluster) or {}
+        store, now = _store(cluster), time.time()
+        assert store is not None
+        keys = []
+        for cred in load_credentials().entries:
+            state = store.peek(cred.name)
+            rest = state["cooldown_until"] - now
+            keys.append({"name": cred.name, "held": len(state["holders"]),
+                         "max_concurrent": cred.max_concurrent,
+                         "rests_seconds": round(rest, 1) if rest > 0 else None})
+        data["keys"] = keys
+        return data
+
+
+@contextmanager
+def cluster_of(settings: Settings) -> Iterator[Any]:
+    """The cluster the settings name, connected (None: this machine); closed after."""
+    if settings.cluster is None:
+        yield None
+        return
+    from assemblyzero.cluster.connect import ClusterError, connect, parse
+
+    try:
+        cluster = connect(parse(settings.cluster))
+    except ClusterError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def _store(cluster: Any) -> LeaseStore | None:
+    """The lease store: the cluster's (its keys' semaphores and records), else the files."""
+    if cluster is None:
+        return None
+    from assemblyzero.cluster.store import ClusterStore
+
+    return ClusterStore(cluster.client)
 
 
 def check_workspace(ws: Workspace) -> None:
@@ -134,7 +195,7 @@ def load_credentials() -> credentials.CredentialFile:
 
 def credential_pool(
     settings: Settings, warn: Callable[[str], None],
-    creds: credentials.CredentialFile | None = None,
+    creds: credentials.CredentialFile | None = None, store: LeaseStore | None = None,
 ) -> tuple[credentials.CredentialFile, Pool | None]:
     """The credentials file, and the pool the models need (None: no credential needed).
 
@@ -146,7 +207,7 @@ def credential_pool(
     if missing:
         raise UsageError(missing)
     creds = creds or load_credentials()
-    pool = Pool.for_models(settings.models, creds=creds)
+    pool = Pool.for_models(settings.models, store=store, creds=creds)
     for problem in creds.problems_for(pool.providers) if pool else ():
         warn(f"warning: {problem}")
     return creds, pool
@@ -159,14 +220,24 @@ def describe(
     """The dry-run plan as data: nothing is written, no model called."""
     if origin.source == "files":
         check_workspace(ws)
+    with cluster_of(settings) as cluster:
+        return _describe(ws, kinds, settings, parallel, only, limit, origin, cluster)
+
+
+def _describe(
+    ws: Workspace, kinds: list[Kind], settings: Settings, parallel: Parallel,
+    only: list[str] | None, limit: int | None, origin: Origin, cluster: Any,
+) -> dict[str, Any]:
     checkpoints, creds, scrub = ws.state / "checkpoints", load_credentials(), Redactor()
     sizes: list[int] = []  # each pending item's input size, for the cost estimate
     data: dict[str, Any] = {
-        "version": PLAN_VERSION, "repo": str(ws.root), "parallel": parallel.workers,
+        "version": PLAN_VERSION, "repo": str(ws.root),
+        "parallel": parallel.workers or (cluster.slots() if cluster else 1),
+        "cluster": cluster_data(cluster),
         "drafter": scrub(settings.drafter), "reviewer": scrub(settings.reviewer),
         "max_iterations": settings.max_iterations, "timeout": settings.timeout,
         "max_output_tokens": settings.max_output_tokens,
-        "credentials": credential_states(settings, creds), "kinds": {},
+        "credentials": credential_states(settings, creds, _store(cluster)), "kinds": {},
         "pacing": settings.pacing,
     }
     data["source"], data["publish"] = origin.source, origin.publish
@@ -225,10 +296,18 @@ def blocked(settings: Settings, creds: credentials.CredentialFile,
     return None
 
 
-def credential_states(settings: Settings,
-                      creds: credentials.CredentialFile) -> list[dict[str, Any]]:
+def cluster_data(cluster: Any) -> dict[str, Any] | None:
+    """The cluster as the plan and status show it (None: this machine)."""
+    if cluster is None:
+        return None
+    return {"address": cluster.address.text, "workers": len(cluster.client.nthreads()),
+            "hosts": cluster.hosts(), "slots": cluster.slots()}
+
+
+def credential_states(settings: Settings, creds: credentials.CredentialFile,
+                      store: LeaseStore | None = None) -> list[dict[str, Any]]:
     """Each credential as dry-run shows it: usable or why not, holders, cooldown."""
-    store, now, states = LeaseStore(), time.time(), []
+    store, now, states = store or LeaseStore(), time.time(), []
     used = {spec.partition(":")[0] for spec in settings.models}
     for cred in creds.entries:
         lease = store.peek(cred.name)
@@ -237,7 +316,7 @@ def credential_states(settings: Settings,
             "name": cred.name, "provider": cred.provider, "max_concurrent": cred.max_concurrent,
             "enabled": cred.enabled, "has_secret": cred.name in creds.secrets,
             "used_by_models": cred.provider in used,
-            "holders": [{k: h[k] for k in ("pid", "host", "run_id", "item")}
+            "holders": [{k: h.get(k) for k in ("pid", "host", "run_id", "item")}
                         for h in lease["holders"]],
             "cooldown_until": cooling,
             # pacing: the per-minute limits in force (configured, tightened by what the
@@ -258,6 +337,8 @@ def _credential_line(c: dict[str, Any], paced: bool = True) -> str:
     elif c["cooldown_until"]:
         state = "cooling down until " + time.strftime("%H:%M:%S",
                                                       time.localtime(c["cooldown_until"]))
+    elif c["holders"] and c["holders"][0].get("pid") is None:  # a cluster's: counted only
+        state = f"{len(c['holders'])}/{c['max_concurrent']} held on the cluster"
     elif c["holders"]:
         state = f"{len(c['holders'])}/{c['max_concurrent']} held by " + ", ".join(
             f"{h['item']} (pid {h['pid']}, run {h['run_id']})" for h in c["holders"])
@@ -287,9 +368,14 @@ def _plan_lines(data: dict[str, Any], warning: str) -> list[str]:
     lines = [f"dry run of {data['repo']}: nothing is written, no model is called"]
     if warning:
         lines.append(f"warning: {warning}")
-    workers = data["parallel"]
-    lines.append(f"parallelism: {workers} worker(s)" if workers > 1 else
-                 "parallelism: sequential (one at a time; add --parallel for 3)")
+    workers, cluster = data["parallel"], data.get("cluster")
+    if cluster:
+        lines.append(f"cluster: {cluster['address']}: {cluster['workers']} worker(s) on "
+                     f"{len(cluster['hosts'])} host(s) ({', '.join(cluster['hosts'])}), "
+                     f"{cluster['slots']} slot(s); {workers} item(s) at a time")
+    else:
+        lines.append(f"parallelism: {workers} worker(s)" if workers > 1 else
+                     "parallelism: sequential (one at a time; add --parallel for 3)")
     cap = data.get("max_output_tokens")
     lines.append(f"models: drafter {data['drafter']}, reviewer {data['reviewer']}, "
                  f"max {data['max_iterations']} revision(s), timeout {data['timeout']:g}s"

@@ -28,6 +28,7 @@ from assemblyzero.cli import plan
 from assemblyzero.cli.options import (
     Flags,
     UsageError,
+    cluster_setting,
     parse_ids,
     parse_int,
     parse_parallel,
@@ -67,12 +68,17 @@ _SHARED = {
               "their current step once the spend does (exit 1); needs a price for both models",
     "no_pacing": "do not pace calls to each key's requests/tokens-per-minute budget: only a "
                  "429 slows a key down (the behaviour before pacing, for comparison)",
+    "cluster": "run the workers on a Dask cluster: its scheduler's address "
+               "(tcp://HOST:8786), or local:N to start N worker processes here "
+               "(default: $ASSEMBLYZERO_CLUSTER, else this machine); needs "
+               "assemblyzero[cluster]",
 }
-_ONE_HELP = {k: v for k, v in _SHARED.items() if k not in ("only", "limit")}
+_ONE_HELP = {k: v for k, v in _SHARED.items() if k not in ("only", "limit", "cluster")}
 _RUN_HELP = {
     **_SHARED,
     "parallel": "run N workers at once; --parallel alone means 3, at most 10; "
-                "without it items run one at a time",
+                "without it items run one at a time (on a cluster: no cap, and without it "
+                "as many as the cluster has worker threads)",
     "dry_run": "show what would run (same as `dry-run`) and stop",
 }
 _SOURCE_HELP = {
@@ -139,7 +145,8 @@ def _plan(kinds: list[Kind], as_json: bool, parallel: Parallelism, repo: str, on
           limit: str | None, flags: Flags, origin: Origin = FILES) -> None:
     with _user_errors():
         ws = plan.workspace(repo)
-        settings, workers = resolve(ws.root, flags), parse_parallel(parallel)
+        settings = resolve(ws.root, flags)
+        workers = parse_parallel(parallel, cluster=settings.cluster is not None)
         data = plan.describe(ws, kinds, settings, workers, parse_ids(only), _limit(limit),
                              origin)
     _out(plan.plan_json(data) if as_json else plan.render_plan(data, workers.warning))
@@ -154,7 +161,8 @@ def _run_all(kind: Kind, parallel: Parallelism, dry_run: bool, repo: str, only: 
         return
     with _user_errors():
         ws = plan.workspace(repo)
-        settings, workers = resolve(ws.root, flags), parse_parallel(parallel)
+        settings = resolve(ws.root, flags)
+        workers = parse_parallel(parallel, cluster=settings.cluster is not None)
         code = plan.run_kind(ws, kind, settings, workers, parse_ids(only), _limit(limit),
                              origin)
     if code:
@@ -167,12 +175,13 @@ def lld_all(c: Context, parallel: Parallelism = None, dry_run: bool = False, rep
             grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
             max_iterations: str | None = None, max_attempts: str | None = None,
             max_output_tokens: str | None = None, budget: str | None = None,
-            no_pacing: bool = False,
+            no_pacing: bool = False, cluster: str | None = None,
             source: str = "files", label: str | None = None) -> None:
     """Write an LLD for every pending issue (docs/issues/active, or open GitHub issues)."""
     flags = Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                    max_iterations=max_iterations, max_attempts=max_attempts,
-                   max_output_tokens=max_output_tokens, budget=budget, no_pacing=no_pacing)
+                   max_output_tokens=max_output_tokens, budget=budget, no_pacing=no_pacing,
+                   cluster=cluster)
     _run_all(Kind.LLD, parallel, dry_run, repo, only, limit, flags, Origin(source, label))
 
 
@@ -182,12 +191,13 @@ def issue_all(c: Context, parallel: Parallelism = None, dry_run: bool = False, r
               grace: str | None = None, drafter: str | None = None, reviewer: str | None = None,
               max_iterations: str | None = None, max_attempts: str | None = None,
               max_output_tokens: str | None = None, budget: str | None = None,
-              no_pacing: bool = False,
+              no_pacing: bool = False, cluster: str | None = None,
               publish: str | None = None) -> None:
     """Write an issue for every pending brief (ideas/active), then move the brief to ideas/done."""
     flags = Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                    max_iterations=max_iterations, max_attempts=max_attempts,
-                   max_output_tokens=max_output_tokens, budget=budget, no_pacing=no_pacing)
+                   max_output_tokens=max_output_tokens, budget=budget, no_pacing=no_pacing,
+                   cluster=cluster)
     _run_all(Kind.ISSUE, parallel, dry_run, repo, only, limit, flags, Origin(publish=publish))
 
 
@@ -258,7 +268,7 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Parall
             reviewer: str | None = None, max_iterations: str | None = None,
             max_attempts: str | None = None,
             max_output_tokens: str | None = None, budget: str | None = None,
-            no_pacing: bool = False, source: str = "files",
+            no_pacing: bool = False, cluster: str | None = None, source: str = "files",
             label: str | None = None, publish: str | None = None) -> None:
     """Show the plan: pending items, skipped ones and why, parallelism. Writes nothing."""
     if kind not in _KINDS:
@@ -267,18 +277,25 @@ def dry_run(c: Context, kind: str = "all", json_: bool = False, parallel: Parall
     _plan(_KINDS[kind], json_, parallel, repo, only, limit,
           Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                  max_iterations=max_iterations, max_attempts=max_attempts,
-                 max_output_tokens=max_output_tokens, budget=budget, no_pacing=no_pacing),
+                 max_output_tokens=max_output_tokens, budget=budget, no_pacing=no_pacing,
+                 cluster=cluster),
           Origin(source, label, publish))
 
 
 @task(auto_shortflags=False, help={
-    "repo": _SHARED["repo"], "json": "print it as JSON (schema version 1) instead of text"})
-def status(c: Context, repo: str = ".", json_: bool = False) -> None:
+    "repo": _SHARED["repo"], "json": "print it as JSON (schema version 1) instead of text",
+    "cluster": "also show the Dask cluster: its workers and slots, and each key's slots "
+               "held and rest there (default: $ASSEMBLYZERO_CLUSTER)"})
+def status(c: Context, repo: str = ".", json_: bool = False, cluster: str | None = None) -> None:
     """Show the latest run, and any run still in progress, item by item."""
     from assemblyzero.cli import history
 
     with _user_errors():
-        data = history.overview(plan.workspace(repo))
+        ws = plan.workspace(repo)
+        data = history.overview(ws)
+        address = cluster_setting(ws.root, cluster)
+        if address:
+            data["cluster"] = plan.cluster_status(address)
     _out(json.dumps(data, indent=2) if json_ else history.render(data))
 
 
@@ -289,7 +306,7 @@ def retry_failed(c: Context, parallel: Parallelism = None, repo: str = ".",
                  reviewer: str | None = None, max_iterations: str | None = None,
                  max_attempts: str | None = None,
                  max_output_tokens: str | None = None, budget: str | None = None,
-                 no_pacing: bool = False) -> None:
+                 no_pacing: bool = False, cluster: str | None = None) -> None:
     """Run again what the latest run did not finish, each from its checkpoint."""
     from assemblyzero.cli import history
 
@@ -303,7 +320,7 @@ def retry_failed(c: Context, parallel: Parallelism = None, repo: str = ".",
              Flags(timeout=timeout, grace=grace, drafter=drafter, reviewer=reviewer,
                     max_iterations=max_iterations, max_attempts=max_attempts,
                     max_output_tokens=max_output_tokens, budget=budget,
-                    no_pacing=no_pacing), origin)
+                    no_pacing=no_pacing, cluster=cluster), origin)
 
 
 _EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workspace"

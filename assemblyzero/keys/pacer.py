@@ -24,11 +24,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from assemblyzero.keys import pacing
 from assemblyzero.keys.pacing import Limits, Need
-from assemblyzero.providers import ModelReply, RateLimited
+from assemblyzero.providers import ModelReply, RateInfo, RateLimited
 
 if TYPE_CHECKING:
     from assemblyzero.keys.leases import LeaseStore
@@ -40,6 +40,23 @@ RETRIES_429_MAX = 8  # 429s in a row on one call before the attempt ends
 SWITCH_COST = 1.0  # seconds a move to another key costs (a worker restart, a resume)
 SAY_WAIT_AFTER = 1.0  # a wait for the budget longer than this is said in the item's log
 PLAN_KEYS_MAX = 64  # other keys a plan lists at most
+
+
+class PaceStore(Protocol):
+    """Where a key's shared budget and rest are kept: the lease files (keys/leases.py), or on
+    a cluster the task's line to the cluster's records (cluster/link.py)."""
+
+    def reserve(self, name: str, ceiling: Limits, need: Need) -> float: ...
+
+    def settle(self, name: str, ceiling: Limits, reserved: Need, used: Need | None, role: str,
+               info: RateInfo | None) -> None: ...
+
+    def refused(self, name: str, ceiling: Limits, info: RateInfo | None,
+                retry_after: float | None, reserved: Need | None = None) -> float: ...
+
+    def cool_down(self, name: str, retry_after: float | None, jitter: bool = True) -> float: ...
+
+    def peek(self, name: str) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -134,7 +151,7 @@ class SharedPacer(Pacer):
     Pacing is advisory: when the lease store cannot be read or written (a lock held by a
     stopped process, a full disk), the call goes out unpaced, said once in the log."""
 
-    store: LeaseStore = field(default_factory=lambda: _store())
+    store: PaceStore = field(default_factory=lambda: _store())
     plans: dict[str, KeyPlan] = field(default_factory=dict)
     pause: Callable[[float], None] = time.sleep  # Stop.pause: a signal ends it at once
     say: Callable[[str], None] = print

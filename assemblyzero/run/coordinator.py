@@ -73,6 +73,7 @@ class _Attempt:
     lock: int  # fd holding the item's flock
     grant: Grant | None
     log: Path
+    tag: str = ""
 
 
 class Coordinator:
@@ -80,16 +81,20 @@ class Coordinator:
         self, ws: Workspace, opts: RunOptions, console: Console | None = None,
         spawn: procs.Spawn = procs.spawn, clock: Callable[[], float] = time.monotonic,
         pool: Pool | None = None, creds: CredentialFile | None = None,
-        backend: Backend | None = None, inbox: Inbox | None = None,
+        backend: Backend | None = None, inbox: Inbox | None = None, cluster: Any = None,
     ) -> None:
-        """`backend` runs the workers (default: local processes started with `spawn`);
-        `inbox` is where it posts their ends; `clock` serves every time decision."""
+        """`backend` runs the workers (default: local processes started with `spawn`, or
+        with `cluster` (cluster/connect.py) tasks on it); `inbox` is where it posts their
+        ends; `clock` serves every time decision."""
         self.ws, self.opts, self.spawn, self.clock = ws, opts, spawn, clock
         self.console = console or Console()
         self.gate = KeyGate(pool, clock, opts.pacing)
         # Every credential listed, leased or not: its variable is hidden from workers and
         # its value masked in everything the coordinator prints or writes.
         creds = creds or (pool.creds if pool else None)
+        self.cluster = cluster
+        # Where each key's secret is found (its variable's name), for a cluster's hosts.
+        self.key_env = {c.name: c.key_env for c in (creds.entries if creds else ())}
         self.hidden_env = set(SECRET_ENV_VARS) | {
             c.key_env for c in (creds.entries if creds else ()) if c.key_env}
         self.scrub = Redactor(creds.secrets.values() if creds else ())
@@ -139,9 +144,7 @@ class Coordinator:
                           tag=refused.name)
         self._plan_budget(items)
         self.sched.begin(items)
-        self.backend = self._backend or LocalBackend(
-            self.inbox.put, self.console, self.scrub, self.hidden_env, self.opts.grace,
-            self.spawn)
+        self.backend = self._backend or self._new_backend()
         with self._signals():
             try:
                 self.console.start(self._progress())
@@ -162,6 +165,16 @@ class Coordinator:
                 finally:  # the terminal gets its cursor back
                     self.console.stop()
         return self._finish(label, started, self.clock() - wall)
+
+    def _new_backend(self) -> Backend:
+        if self.cluster is None:
+            return LocalBackend(self.inbox.put, self.console, self.scrub, self.hidden_env,
+                                self.opts.grace, self.spawn)
+        from assemblyzero.cluster.backend import ClusterBackend
+
+        return ClusterBackend(self.cluster, self.inbox.put, self.console, self.scrub, self.ws,
+                              self.record.run_id, self.key_env, self.opts.grace,
+                              self.opts.timeout, self.say)
 
     def _plan_budget(self, items: list[Item]) -> None:
         """Each item's estimate, for the budget's reserve until an item is done."""
@@ -258,7 +271,7 @@ class Coordinator:
                 for say in later:
                     say()
         self.sched.started(item, grant.names if grant else (), hue)
-        self.running[job.key] = _Attempt(handle, lock, grant, job.log)
+        self.running[job.key] = _Attempt(handle, lock, grant, job.log, item.tag)
         self.record.event(Event.START, item=item.tag, pid=handle.pid,
                           attempt=self.sched.attempts[job.key],
                           credentials=list(grant.names) if grant else [])
@@ -371,7 +384,9 @@ class Coordinator:
     def _retry(self, item: Item, grant: Grant | None, result: WorkerResult | None,
                code: int) -> bool:
         """A 429 or 401/403: the gate rests or disables that key; the item runs again if
-        it has attempts left."""
+        it has attempts left. So does an item whose cluster host was lost."""
+        if result is not None and result.retry and result.retry.get("kind") == "lost":
+            return self._resume_lost(item, result)
         refusal = self.gate.refused(grant, result, code)
         if refusal is None:
             return False
@@ -390,6 +405,18 @@ class Coordinator:
         self.record.event(Event.RETRY, item=item.tag, credential=refusal.credential,
                           kind=refusal.kind)
         self.say(f"{item.tag} {refusal.describe()}; resuming from its checkpoint "
+                 f"(attempt {self.sched.attempts[key] + 1} of {most})")
+        return True
+
+    def _resume_lost(self, item: Item, result: WorkerResult) -> bool:
+        """Its Dask worker died mid-item: resume it from the steps that reached us."""
+        key, most = slug(item.kind, item.id), self.opts.max_attempts
+        if not self.sched.retry(item):
+            self.say(f"{item.tag} {result.reason}; no attempts left ({most}): run "
+                     "retry-failed")
+            return False
+        self.record.event(Event.RETRY, item=item.tag, credential=None, kind="lost")
+        self.say(f"{item.tag} {result.reason}; resuming from its checkpoint "
                  f"(attempt {self.sched.attempts[key] + 1} of {most})")
         return True
 
@@ -524,7 +551,8 @@ class Coordinator:
             # Stopped after a step, not by a signal or a timeout: asked to (winding), or by
             # itself, having added up the run's spend files.
             stopped_by_budget=bool(slot and slot.ended_by is None and self.budget is not None
-                                   and self.budget.reached and status is Status.INTERRUPTED)))
+                                   and self.budget.reached and status is Status.INTERRUPTED),
+            host=getattr(attempt.handle, "host", None) if attempt else None))
         if slot is None:  # no worker ran (skipped, no credential, ...): the journal says so
             self.record.event(Event.END, item=tag or item.tag, status=status.value)
 
@@ -538,7 +566,13 @@ class Coordinator:
 
     def _progress(self) -> Progress:
         """The scheduler's view, with the keys' budgets as they stand now."""
-        return replace(self.sched.progress(), budgets=self.gate.budgets())
+        progress = replace(self.sched.progress(), budgets=self.gate.budgets())
+        if self.cluster is None:
+            return progress
+        hosts = {a.tag: getattr(a.handle, "host", None) or "queued"
+                 for a in self.running.values()}
+        return replace(progress, running=tuple(replace(a, host=hosts.get(a.tag, ""))
+                                               for a in progress.running))
 
     @contextmanager
     def _signals(self) -> Iterator[None]:

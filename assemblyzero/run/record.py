@@ -48,6 +48,7 @@ class Outcome:
     retries: dict[str, int] = field(default_factory=dict)
     cost: Spend = field(default_factory=Spend)  # what its attempts spent in this run
     stopped_by_budget: bool = False  # stopped after a step: the run's budget was reached
+    host: str | None = None  # on a cluster: the host its last attempt ran on
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -13,6 +13,7 @@ from assemblyzero.ids import sort_key
 from assemblyzero.journal import Event
 from assemblyzero.results import Status
 from assemblyzero.run.record import Outcome, RunRecord
+from assemblyzero.ui.console import printable
 
 SUMMARY_VERSION = 1
 
@@ -152,8 +153,9 @@ _ORDER = {Status.FAILED: 0, Status.TIMEOUT: 1, Status.HALTED: 2, Status.INTERRUP
 
 def table(outcomes: list[Outcome], root: Path) -> list[str]:
     """The items as aligned rows, failures first."""
+    hosts = any(o.host for o in outcomes)  # a cluster run: where each ran
     rows = [("ITEM", "STATUS", "TIME", "ITER", "CALLS", "TOKENS", "COST", "TRIES", "429S",
-             "KEY", "LOG / REASON")]
+             "KEY", *(("HOST",) if hosts else ()), "LOG / REASON")]
     for o in sorted(outcomes, key=lambda o: (_ORDER[o.status], o.tag)):
         note = o.reason if o.status is not Status.DONE else ""
         where = _rel(o.log, root) if o.log else ""
@@ -161,7 +163,8 @@ def table(outcomes: list[Outcome], root: Path) -> list[str]:
                      str(o.model_calls), f"{o.tokens[0]}/{o.tokens[1]}", o.cost.shown(),
                      str(o.attempts),
                      str(o.rate_limited),
-                     o.credential or "-", "  ".join(filter(None, (where, note)))))
+                     o.credential or "-", *((printable(o.host or "-"),) if hosts else ()),
+                     "  ".join(filter(None, (where, note)))))
     return _aligned(rows)
 
 

@@ -76,6 +76,7 @@ class Active:
     key: str  # the credential(s) it holds, "-" if none
     age: float  # seconds since it started
     hue: int = 0  # the colour of its prefix
+    host: str = ""  # on a cluster: the host its worker runs on
 
 
 @dataclass(frozen=True)

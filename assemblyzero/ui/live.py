@@ -131,11 +131,14 @@ class LiveConsole(Console):
                                        (p.budgets, "cyan")))
         tags = max((len(a.tag) + 2 for a in p.running), default=0)
         keys = max((len(a.key) for a in p.running if a.key != "-"), default=0)
+        hosts = max((len(a.host) for a in p.running), default=0)
         for a in p.running:
             line = Text(" " * (indent + 1))
             line.append_text(Text.from_ansi(format_prefix(a.tag, tags, True, a.hue).decode()))
             if keys:  # no column of dashes when nothing is leased
                 line.append(a.key.ljust(keys) + "  ", style="cyan")
+            if hosts:  # on a cluster: where it runs
+                line.append(safe(a.host).ljust(hosts) + "  ", style="magenta")
             line.append(_span(a.age + ago).rjust(6) + "  ")
             line.append(last.get(a.tag, "starting"), style="dim")
             lines.append(line)

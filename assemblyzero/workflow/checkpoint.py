@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,8 @@ class Checkpoint:
         self.owner = owner
         self.root = root
         self._db: sqlite3.Connection | None = None
+        # Told of every step once it is committed (on a cluster: it goes to the coordinator)
+        self.on_saved: Callable[[str, WorkflowState], None] | None = None
 
     def __enter__(self) -> Checkpoint:
         return self
@@ -194,6 +197,8 @@ class Checkpoint:
                 )
         except sqlite3.Error as exc:
             raise trouble(self.path, exc, "write") from None
+        if self.on_saved is not None:
+            self.on_saved(step, state)
 
     def steps(self) -> list[str]:
         """Names of the completed steps, oldest first."""

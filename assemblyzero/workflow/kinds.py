@@ -21,6 +21,7 @@ from assemblyzero.workflow.state import WorkflowState
 
 if TYPE_CHECKING:
     from assemblyzero.workflow.engine import Workflow
+    from assemblyzero.workspace import Workspace
 
 
 class KindRules(Protocol):
@@ -90,9 +91,12 @@ def _publish(flow: Workflow, state: WorkflowState) -> None:
 
 
 def _retire_brief(flow: Workflow) -> None:
+    retire_brief(flow.ws, flow.item_id)
+
+
+def retire_brief(ws: Workspace, item_id: str) -> None:
     """Move the brief to ideas/done, never over an older brief of the same name."""
-    ws = flow.ws
-    brief = ws.input_file(Kind.ISSUE, flow.item_id)
+    brief = ws.input_file(Kind.ISSUE, item_id)
     if not brief.exists():
         return
     check_inside(ws.root, ws.briefs_done)
@@ -100,5 +104,5 @@ def _retire_brief(flow: Workflow) -> None:
     target, n = ws.briefs_done / brief.name, 1
     while target.exists():
         n += 1
-        target = ws.briefs_done / f"{flow.item_id}.{n}.md"
+        target = ws.briefs_done / f"{item_id}.{n}.md"
     brief.replace(target)

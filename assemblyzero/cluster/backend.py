@@ -1,0 +1,476 @@
+"""The cluster backend: each attempt one Dask task (cluster/task.py), this process the one
+that owns the workspace.
+
+`start` packs the attempt as plain data: its worker's arguments with the workspace and
+run folder as placeholders, the files it reads (its input, the template and prompt
+overrides), its last checkpoint step, its keys' names and where each host finds their
+secrets (never a secret), and submits it. Everything the task says comes back as events
+on the run's topic, in order, to one pump thread here: output (into the item's log and
+onto the console, prefixed as a local worker's), each checkpoint step (saved into the
+workspace's checkpoint at once), its spend. Its end brings its result and files, which
+are checked against the item's own outputs and applied under the item lock (still the
+coordinator's), before the coordinator hears of the end. A task whose host died is
+reported as lost: the coordinator resumes the item from the steps that reached it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distributed import Event, Future, Variable
+from distributed.client import FutureCancelledError
+
+from assemblyzero import spendfiles
+from assemblyzero.cluster.connect import Cluster
+from assemblyzero.cluster.task import ALIVE_EVERY, run_attempt
+from assemblyzero.cost import Spend
+from assemblyzero.fileio import atomic_write, check_inside
+from assemblyzero.ids import Kind, slug
+from assemblyzero.results import Status, WorkerResult
+from assemblyzero.run.backend import Finished, Job, Post
+from assemblyzero.ui.console import Console
+from assemblyzero.ui.prefix_tee import LinePrefixer, LogLines, format_prefix
+from assemblyzero.workflow.checkpoint import Checkpoint, CheckpointUnusable
+from assemblyzero.workspace import Workspace
+
+# Variables passed on to the task's worker from ours: the offline model's test knobs (none
+# secret). Every other setting is the Dask worker's own environment.
+FORWARDED_ENV = ("ASSEMBLYZERO_OFFLINE_", "ASSEMBLYZERO_SIMULATE_")
+LATE_EVENTS_WAIT = 5.0  # seconds an end waits for the task's events still on their way
+_LINEAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+WRITE_MAX = 4096  # bytes per console write: whole lines, as a tee writes them
+
+
+@dataclass
+class _Remote:
+    """One submitted attempt, as the pump sees it."""
+
+    job: Job
+    kind: Kind
+    item_id: str
+    token: str
+    relay: Relay
+    handle: ClusterHandle
+    seen: int = 0  # events applied so far
+    ended: bool = False
+    last_step: list[str] | None = None  # [step, state JSON] last saved here
+    done: threading.Event = field(default_factory=threading.Event)
+    end: Finished | None = None
+
+
+class ClusterHandle:
+    """A submitted attempt: the coordinator's stop, kill and wind reach its task."""
+
+    def __init__(self, backend: ClusterBackend, job: Job, token: str) -> None:
+        self.backend, self.job, self.token = backend, job, token
+        self.future: Future | None = None
+        self.host: str | None = None  # the Dask worker's host, once the task started
+        self.started = False
+        self._spent: Spend | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None  # the worker runs on another host
+
+    def stop(self) -> None:
+        self._tell("stop")
+
+    def kill(self) -> None:
+        self._tell("kill")
+
+    def stop_after_step(self, reason: str) -> None:
+        self._tell(f"wind:{reason}")
+
+    def _tell(self, word: str) -> None:
+        if not self.started and self.future is not None and word in ("stop", "kill"):
+            self.future.cancel()  # still queued: it never starts (and if it just did, the
+        self.backend.tell(self.token, word)  # word stops it at once)
+
+    def spent(self) -> Spend | None:
+        return self._spent
+
+    def wait(self) -> Finished:
+        remote = self.backend.remotes.get(self.token)
+        if remote is not None and remote.done.wait(self.backend.grace + LATE_EVENTS_WAIT):
+            assert remote.end is not None
+            return remote.end
+        return Finished(self.job.key, None, 137)
+
+
+class Relay:
+    """One attempt's output: into its log as it came (key shapes masked), onto the console
+    as `[TAG] line`, whole lines, exactly as prefix-tee writes a local worker's."""
+
+    def __init__(self, job: Job, console: Console, scrub: Callable[[str], str]) -> None:
+        job.log.parent.mkdir(parents=True, exist_ok=True)
+        self.log = open(job.log, "ab")  # noqa: SIM115 - closed by close()
+        self.console, self.lines = console, LogLines()
+        self.sink = console.sink(job.tag, scrub)
+        clean: Callable[[bytes], bytes] = lambda line: scrub(line.decode()).encode()  # noqa: E731
+        self.prefixer = None if self.sink else LinePrefixer(
+            format_prefix(job.tag, console.width, False, job.hue), transform=clean)
+        self.places: list[tuple[bytes, bytes]] = []  # (the task's scratch path, ours)
+
+    def feed(self, data: bytes) -> None:
+        self._out(self.lines.feed(data))
+
+    def _out(self, whole: bytes) -> None:
+        if not whole:
+            return
+        for theirs, ours in self.places:
+            whole = whole.replace(theirs, ours)
+        try:
+            self.log.write(whole)
+            self.log.flush()
+        except OSError:
+            pass
+        if self.sink is not None:
+            self.sink(whole)
+        elif self.prefixer is not None:
+            self._write(self.prefixer.feed(whole))
+
+    def _write(self, lines: list[bytes]) -> None:
+        block = b""
+        for line in lines:
+            if block and len(block) + len(line) > WRITE_MAX:
+                self._emit(block)
+                block = b""
+            block += line
+        if block:
+            self._emit(block)
+
+    def _emit(self, data: bytes) -> None:
+        if self.console.fd < 0:
+            return
+        try:
+            os.write(self.console.fd, data)
+        except OSError:
+            self.console.fd = -1
+
+    def close(self) -> None:
+        self._out(self.lines.flush())
+        if self.sink is not None:
+            self.sink(b"")
+        elif self.prefixer is not None:
+            self._write(self.prefixer.flush())
+        self.log.close()
+
+
+class ClusterBackend:
+    def __init__(self, cluster: Cluster, post: Post, console: Console,
+                 scrub: Callable[[str], str], ws: Workspace, run_id: str,
+                 key_env: Mapping[str, str | None], grace: float, timeout: float,
+                 say: Callable[[str], None]) -> None:
+        self.client, self.post, self.console, self.scrub = cluster.client, post, console, scrub
+        self.ws, self.run_id, self.key_env = ws, run_id, dict(key_env)
+        self.grace, self.timeout, self.say = grace, timeout, say
+        self.topic = f"assemblyzero-{run_id}"
+        self.alive_name = f"assemblyzero-{run_id}-alive"
+        self.remotes: dict[str, _Remote] = {}
+        self._numbers: dict[str, int] = {}
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._control = ThreadPoolExecutor(1, thread_name_prefix="assemblyzero-control")
+        self._closing = threading.Event()
+        self.client.subscribe_topic(self.topic, lambda event: self._inbox.put(("event",
+                                                                               event[1])))
+        self._pump = threading.Thread(target=self._run_pump, name="assemblyzero-pump",
+                                      daemon=True)
+        self._pump.start()
+        self._alive = threading.Thread(target=self._beat, name="assemblyzero-alive",
+                                       daemon=True)
+        self._alive.start()
+
+    # --- starting an attempt ------------------------------------------------------------
+    def start(self, job: Job) -> ClusterHandle:
+        opts = dict(arg[2:].split("=", 1) for arg in job.args if "=" in arg)
+        kind, item_id = Kind(opts["kind"]), opts["id"]
+        number = self._numbers[job.key] = self._numbers.get(job.key, 0) + 1
+        token = f"assemblyzero-{self.run_id}-{job.key}-{number}"
+        spec = self._spec(job, kind, item_id, opts, token)
+        handle = ClusterHandle(self, job, token)
+        relay = Relay(job, self.console, self.scrub)
+        remote = _Remote(job, kind, item_id, token, relay, handle,
+                         last_step=spec["checkpoint"])
+        self.remotes[token] = remote
+        try:
+            future = self.client.submit(run_attempt, spec, key=token, pure=False)
+        except BaseException:
+            self.remotes.pop(token, None)
+            relay.close()
+            raise
+        handle.future = future
+        future.add_done_callback(lambda f: self._inbox.put(("done", token)))
+        return handle
+
+    def _spec(self, job: Job, kind: Kind, item_id: str, opts: dict[str, str],
+              token: str) -> dict[str, Any]:
+        ws, root = self.ws, str(self.ws.root)
+        run_dir = str(job.result.parent.parent)
+
+        def place(value: str) -> str:
+            for local, mark in ((run_dir, "{run}"), (root, "{root}")):
+                if value == local or value.startswith(local + os.sep):
+                    return mark + value[len(local):]
+            return value
+
+        args = []
+        for arg in job.args:
+            name, eq, value = arg.partition("=")
+            args.append(f"{name}={place(value)}" if eq else arg)
+        files: dict[str, bytes] = {}
+        source = Path(opts["input"]) if "input" in opts else ws.input_file(kind, item_id)
+        files[self._rel(source)] = ws.read_text(source).encode()
+        if os.path.lexists(ws.template_override(kind)):
+            override = ws.template_override(kind)
+            files[self._rel(override)] = ws.read_text(override).encode()
+        if ws.prompt_overrides.is_dir():
+            check_inside(ws.root, ws.prompt_overrides, "read")
+            for path in sorted(ws.prompt_overrides.glob("*.md")):
+                files[self._rel(path)] = ws.read_text(path).encode()
+        secrets = dict(job.secrets or {})
+        keys = {name: {"provider": entry.get("provider"), "base_url": entry.get("base_url"),
+                       "structured": entry.get("structured", True),
+                       "key_env": self.key_env.get(name),
+                       "keyless": entry.get("secret") == ""}
+                for name, entry in (secrets.get("keys") or {}).items()}
+        env = {k: place(v) for k, v in job.env.items()}
+        env.update({k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)})
+        return {
+            "token": token, "topic": self.topic, "alive": self.alive_name, "key": job.key,
+            "kind": kind.value, "id": item_id, "args": args, "env": env, "files": files,
+            "keys": keys, "pace": secrets.get("pace"),
+            "checkpoint": self._last_step(kind, item_id),
+            "checkpoint_rel": self._rel(ws.checkpoint(kind, item_id)),
+            "output_rel": self._rel(ws.output_file(kind, item_id)),
+            "lineage_rel": self._rel(ws.lineage_dir(kind, item_id)),
+            "input_rel": (self._rel(ws.input_file(kind, item_id))
+                          if kind is Kind.ISSUE and "input" not in opts else None),
+            "timeout": self.timeout, "grace": self.grace,
+            "spend_file": place(str(job.spend_file)) if job.spend_file else None,
+            "stop_file": place(str(job.stop_file)) if job.stop_file else None,
+        }
+
+    def _rel(self, path: Path) -> str:
+        return str(Path(path).resolve().relative_to(self.ws.root)) if Path(path).is_absolute() \
+            else str(path)
+
+    def _last_step(self, kind: Kind, item_id: str) -> list[str] | None:
+        """[step, state JSON] of the item's checkpoint here; an unusable one is set aside."""
+        path = self.ws.checkpoint(kind, item_id)
+        if not os.path.lexists(path):
+            return None
+        with Checkpoint(path, slug(kind, item_id), self.ws.root) as db:
+            try:
+                saved = db.load()
+            except CheckpointUnusable as exc:
+                db.close()
+                aside = db.set_aside()
+                self.say(f"warning: checkpoint unusable: {exc}; "
+                         f"{'moved to ' + aside.name if aside else 'removed'}; the item "
+                         "starts over")
+                return None
+        return [saved[0], json.dumps(saved[1])] if saved else None
+
+    # --- words to the tasks -------------------------------------------------------------
+    def tell(self, token: str, word: str) -> None:
+        """Without blocking the caller: the word in the attempt's Variable, then its Event."""
+
+        def send() -> None:
+            try:
+                Variable(token, client=self.client).set(word)
+                Event(token, client=self.client).set()
+            except Exception as exc:
+                self.say(f"warning: cannot reach the task of {token}: {exc}")
+
+        self._control.submit(send)
+
+    def _beat(self) -> None:
+        """The heartbeat the tasks watch: a counter, raised every ALIVE_EVERY seconds."""
+        count = 0
+        variable = Variable(self.alive_name, client=self.client)
+        while not self._closing.wait(ALIVE_EVERY if count else 0):
+            count += 1
+            try:
+                variable.set(count)
+            except Exception:
+                if self._closing.is_set():
+                    return
+
+    # --- the pump -----------------------------------------------------------------------
+    def _run_pump(self) -> None:
+        later: list[tuple[float, str]] = []  # ends waiting for their last events
+        while True:
+            try:
+                kind, value = self._inbox.get(timeout=0.05 if later else None)
+            except queue.Empty:
+                kind, value = "", None
+            if kind == "stop":
+                return
+            try:
+                if kind == "event":
+                    self._event(value)
+                elif kind == "done":
+                    later.append((time.monotonic() + LATE_EVENTS_WAIT, value))
+                for entry in list(later):
+                    if self._try_end(*entry):
+                        later.remove(entry)
+            except Exception as exc:  # one bad message must not stop the others' relay
+                self.say(f"warning: cluster backend: {type(exc).__name__}: {exc}")
+
+    def _event(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            return
+        remote = self.remotes.get(str(message.get("token")))
+        if remote is None or remote.ended:
+            return  # not ours, or too late: its end was applied (its lock may be gone)
+        remote.seen = max(remote.seen, int(message.get("seq", 0)))
+        what = message.get("kind")
+        if what == "out" and isinstance(message.get("data"), bytes):
+            remote.relay.feed(message["data"])
+        elif what == "step":
+            step = [str(message["step"]), str(message["state"])]
+            with Checkpoint(self.ws.checkpoint(remote.kind, remote.item_id),
+                            slug(remote.kind, remote.item_id), self.ws.root) as db:
+                db.save(step[0], json.loads(step[1]))
+            remote.last_step = step
+        elif what == "spend" and isinstance(message.get("data"), bytes):
+            remote.handle._spent = spendfiles.parse(message["data"])
+        elif what == "started":
+            remote.handle.started = True
+            remote.handle.host = str(message.get("host", ""))[:100]
+            ours = (str(remote.job.result.parent.parent), str(self.ws.root))
+            theirs = (message.get("run"), message.get("root"))
+            remote.relay.places = [(t.encode(), o.encode()) for t, o in zip(theirs, ours,
+                                                                            strict=True)
+                                   if isinstance(t, str) and len(t) > 1]
+
+    def _try_end(self, deadline: float, token: str) -> bool:
+        remote = self.remotes.get(token)
+        if remote is None or remote.ended:
+            return True
+        future = remote.handle.future
+        assert future is not None
+        outcome = _outcome(future)
+        if int(outcome.get("sent", 0)) > remote.seen and time.monotonic() < deadline:
+            return False
+        remote.ended = True
+        try:
+            end = self._end(remote, outcome)
+        except Exception as exc:
+            self.say(f"warning: {remote.job.tag}: its end could not be applied: "
+                     f"{type(exc).__name__}: {exc}")
+            end = Finished(remote.job.key, None, 1)
+        finally:
+            remote.relay.close()
+            self._forget(token)
+        remote.end = end
+        remote.done.set()
+        self.post(end)
+        return True
+
+    def _end(self, remote: _Remote, outcome: dict[str, Any]) -> Finished:
+        job, host = remote.job, outcome.get("host") or remote.handle.host or "?"
+        remote.handle.host = remote.handle.host or outcome.get("host")
+        if outcome.get("lost"):
+            result = WorkerResult(remote.kind.value, remote.item_id, Status.FAILED,
+                                  reason=f"its Dask worker on {host} was lost mid-item",
+                                  retry={"kind": "lost", "credential": None,
+                                         "retry_after": None, "host": host})
+            atomic_write(job.result, json.dumps(result.to_json(), indent=2) + "\n")
+            return Finished(job.key, result, 1)
+        if "error" in outcome:
+            result = WorkerResult(remote.kind.value, remote.item_id, Status.FAILED,
+                                  reason=f"its cluster task failed: {outcome['error']}")
+            atomic_write(job.result, json.dumps(result.to_json(), indent=2) + "\n")
+            return Finished(job.key, result, 1)
+        code = int(outcome.get("code", 1))
+        text = outcome.get("result")
+        if isinstance(text, str):
+            atomic_write(job.result, text)
+        read = WorkerResult.read(job.result) if isinstance(text, str) else None
+        self._apply(remote, outcome, read)
+        return Finished(job.key, read, code)
+
+    def _apply(self, remote: _Remote, outcome: dict[str, Any],
+               result: WorkerResult | None) -> None:
+        """The task's files, into the workspace: only the item's own outputs."""
+        ws, kind, item_id = self.ws, remote.kind, remote.item_id
+        output = self._rel(ws.output_file(kind, item_id))
+        lineage = self._rel(ws.lineage_dir(kind, item_id))
+        done = result is not None and result.status is Status.DONE
+        for rel, data in (outcome.get("files") or {}).items():
+            name = rel[len(lineage) + 1:] if rel.startswith(lineage + "/") else None
+            if rel != output and not (name and _LINEAGE_NAME.fullmatch(name)):
+                self.say(f"warning: {remote.job.tag}: ignored {rel!r} from its task: not "
+                         "one of the item's outputs")
+                continue
+            path = ws.root / rel
+            check_inside(ws.root, path.parent)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ws.write_text(path, bytes(data).decode("utf-8", "replace"))
+        if done and kind is Kind.ISSUE and outcome.get("removed"):
+            from assemblyzero.workflow.kinds import retire_brief
+
+            retire_brief(ws, item_id)
+        entry = outcome.get("index")
+        if kind is Kind.LLD and isinstance(entry, dict) and isinstance(entry.get("status"), str):
+            from assemblyzero.workflow import lld_index
+
+            fields = {k: v for k, v in entry.items()
+                      if k not in ("status", "updated") and isinstance(v, (str, int, float))}
+            lld_index.record_or_warn(ws, item_id, entry["status"][:40], self.say, **fields)
+        path = ws.checkpoint(kind, item_id)
+        if done and not outcome.get("checkpoint_kept"):
+            Checkpoint(path, slug(kind, item_id), ws.root).delete()
+        elif (saved := outcome.get("checkpoint")) and list(saved) != remote.last_step:
+            with Checkpoint(path, slug(kind, item_id), ws.root) as db:
+                db.save(str(saved[0]), json.loads(saved[1]))
+
+    def _forget(self, token: str) -> None:
+        def clean() -> None:
+            for thing in (Variable(token, client=self.client),):
+                with contextlib.suppress(Exception):
+                    thing.delete()
+            for name in (token, f"{token}-claim"):
+                with contextlib.suppress(Exception):
+                    Event(name, client=self.client).clear()
+
+        self._control.submit(clean)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._inbox.put(("stop", None))
+        self._pump.join(5)
+        self._alive.join(5)
+        self._control.shutdown(wait=True)
+        try:
+            self.client.unsubscribe_topic(self.topic)
+            Variable(self.alive_name, client=self.client).delete()
+        except Exception:
+            pass
+
+
+def _outcome(future: Future) -> dict[str, Any]:
+    """What the task returned; its failure said as `error`, its host's loss as `lost`."""
+    if future.cancelled():
+        return {"code": 130, "sent": 0, "never_ran": True}
+    try:
+        value = future.result(timeout=30)
+    except FutureCancelledError:
+        return {"code": 130, "sent": 0, "never_ran": True}
+    except Exception as exc:
+        if type(exc).__name__ == "KilledWorker":
+            return {"lost": True, "sent": 0}
+        return {"error": f"{type(exc).__name__}: {str(exc)[:500]}", "sent": 0}
+    return value if isinstance(value, dict) else {"error": "it returned no outcome", "sent": 0}

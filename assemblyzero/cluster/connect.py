@@ -1,0 +1,118 @@
+"""Which cluster a run uses, and reaching it: `--cluster=tcp://HOST:8786`, `tls://...`, or
+`local:N` (a LocalCluster of N worker processes on this machine, 3 threads each;
+`local:NxT` for T threads each).
+
+`parse` needs nothing installed; `connect` imports dask only then, so that a run without
+a cluster never does. A missing `cluster` extra or an unreachable scheduler is a
+ClusterError naming the fix, raised before any item starts (the CLI exits 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+LOCAL_THREADS = 3  # threads of each local:N worker process
+LOCAL_MAX = 64  # local:N at most (a typo would fork hundreds of processes)
+CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up
+_LOCAL = re.compile(r"local:(\d{1,3})(?:x(\d{1,3}))?")
+_REMOTE = re.compile(r"(tcp|tls|ucx|inproc|ws|wss)://[^\s/]+")
+EXTRA_HINT = "pip install 'assemblyzero[cluster]' (it brings dask[distributed])"
+
+
+class ClusterError(Exception):
+    """The cluster cannot be used: its address, the extra, the scheduler (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Address:
+    text: str  # as given: `tcp://10.0.0.5:8786` or `local:2`
+    local_workers: int = 0  # local:N: N worker processes
+    local_threads: int = LOCAL_THREADS
+
+    @property
+    def local(self) -> bool:
+        return self.local_workers > 0
+
+
+def parse(value: str, source: str = "--cluster") -> Address:
+    """A cluster address; a ClusterError says what is wrong with it and where it came from."""
+    text = value.strip()
+    if match := _LOCAL.fullmatch(text):
+        workers, threads = int(match.group(1)), int(match.group(2) or LOCAL_THREADS)
+        if not 1 <= workers <= LOCAL_MAX or not 1 <= threads <= LOCAL_MAX:
+            raise ClusterError(f"{source}={text}: local:N takes 1 to {LOCAL_MAX} worker "
+                               f"processes and threads each; pass e.g. {source}=local:2")
+        return Address(text, workers, threads)
+    if _REMOTE.fullmatch(text):
+        return Address(text)
+    shown = text if text.isprintable() and len(text) <= 200 else repr(text[:200])
+    raise ClusterError(f"{source}: {shown!r} is not a cluster address; pass the scheduler's, "
+                       f"e.g. {source}=tcp://10.0.0.5:8786, or {source}=local:2 to try it "
+                       "on this machine")
+
+
+@dataclass
+class Cluster:
+    """A connected cluster: the client, and the LocalCluster we started (if we did)."""
+
+    address: Address
+    client: Any
+    local: Any = None
+
+    def slots(self) -> int:
+        """Worker threads across the cluster now: items it can run at once."""
+        return int(sum(self.client.nthreads().values()))
+
+    def hosts(self) -> list[str]:
+        info = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        return sorted({str(w.get("host", "?")) for w in info.values()})
+
+    def describe(self) -> str:
+        """`tcp://10.0.0.5:8786: 4 workers on 2 hosts, 12 slots`."""
+        workers = len(self.client.nthreads())
+        hosts = len(self.hosts())
+        return (f"{self.address.text}: {workers} worker(s) on {hosts} host(s), "
+                f"{self.slots()} slot(s)")
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self.local is not None:
+                self.local.close()
+
+
+def connect(address: Address) -> Cluster:
+    """Reach the scheduler (or start the local cluster) and wait for a worker."""
+    try:
+        import distributed
+    except ImportError:
+        raise ClusterError(f"--cluster needs the cluster extra: {EXTRA_HINT}") from None
+    if address.local:
+        cluster = distributed.LocalCluster(
+            n_workers=address.local_workers, threads_per_worker=address.local_threads,
+            processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+        try:
+            return Cluster(address, distributed.Client(cluster), cluster)
+        except BaseException:
+            cluster.close()
+            raise
+    try:
+        client = distributed.Client(address.text, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"cannot reach the Dask scheduler at {address.text}: {exc}; start "
+                           f"it there (`dask scheduler`, and `dask worker {address.text}` on "
+                           "each worker host), or check the address and the firewall") from None
+    except ValueError as exc:  # a tls:// address without certificates, ...
+        raise ClusterError(f"cannot use the Dask scheduler at {address.text}: {exc}") from None
+    try:
+        if not client.nthreads():
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError):
+        client.close()
+        raise ClusterError(f"the Dask scheduler at {address.text} has no worker: start one "
+                           f"on each worker host with `dask worker {address.text}`") from None
+    return Cluster(address, client)
