@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distributed import Event, Future, Variable
+from distributed import Event, Future
 from distributed.client import FutureCancelledError
 
 from assemblyzero import spendfiles
@@ -284,11 +284,12 @@ class ClusterBackend:
 
     # --- words to the tasks -------------------------------------------------------------
     def tell(self, token: str, word: str) -> None:
-        """Without blocking the caller: the word in the attempt's Variable, then its Event."""
+        """Without blocking the caller: the word in the scheduler's metadata, then the
+        attempt's Event (which its task waits on)."""
 
         def send() -> None:
             try:
-                Variable(token, client=self.client).set(word)
+                self.client.set_metadata([token], word)
                 Event(token, client=self.client).set()
             except Exception as exc:
                 self.say(f"warning: cannot reach the task of {token}: {exc}")
@@ -298,11 +299,10 @@ class ClusterBackend:
     def _beat(self) -> None:
         """The heartbeat the tasks watch: a counter, raised every ALIVE_EVERY seconds."""
         count = 0
-        variable = Variable(self.alive_name, client=self.client)
         while not self._closing.wait(ALIVE_EVERY if count else 0):
             count += 1
             try:
-                variable.set(count)
+                self.client.set_metadata([self.alive_name], count)
             except Exception:
                 if self._closing.is_set():
                     return
@@ -439,9 +439,8 @@ class ClusterBackend:
 
     def _forget(self, token: str) -> None:
         def clean() -> None:
-            for thing in (Variable(token, client=self.client),):
-                with contextlib.suppress(Exception):
-                    thing.delete()
+            with contextlib.suppress(Exception):
+                self.client.set_metadata([token], "")
             for name in (token, f"{token}-claim"):
                 with contextlib.suppress(Exception):
                     Event(name, client=self.client).clear()
@@ -456,7 +455,7 @@ class ClusterBackend:
         self._control.shutdown(wait=True)
         try:
             self.client.unsubscribe_topic(self.topic)
-            Variable(self.alive_name, client=self.client).delete()
+            self.client.set_metadata([self.alive_name], None)
         except Exception:
             pass
 

@@ -100,8 +100,12 @@ def connect(address: Address) -> Cluster:
         except BaseException:
             cluster.close()
             raise
+    from dask import config
+    from dask.utils import parse_timedelta
+
+    timeout = min(CONNECT_TIMEOUT, parse_timedelta(config.get("distributed.comm.timeouts.connect")))
     try:
-        client = distributed.Client(address.text, timeout=CONNECT_TIMEOUT)
+        client = distributed.Client(address.text, timeout=timeout)
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"cannot reach the Dask scheduler at {address.text}: {exc}; start "
                            f"it there (`dask scheduler`, and `dask worker {address.text}` on "
@@ -110,7 +114,7 @@ def connect(address: Address) -> Cluster:
         raise ClusterError(f"cannot use the Dask scheduler at {address.text}: {exc}") from None
     try:
         if not client.nthreads():
-            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+            client.wait_for_workers(1, timeout=timeout)
     except (OSError, TimeoutError):
         client.close()
         raise ClusterError(f"the Dask scheduler at {address.text} has no worker: start one "

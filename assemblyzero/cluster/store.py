@@ -4,7 +4,7 @@ The same operations as the file lease store (keys/leases.py), so the pool, the g
 the pacer need no change: a key's slots are one `distributed.Semaphore` named for it
 (`max_leases` = its `max_concurrent`; a holder that dies loses its lease after Dask's
 lease timeout), and its record (429 rest, backoff streak, pacing buckets) is one JSON
-document in a `distributed.Variable`, read and rewritten under a `distributed.Lock`.
+document in the scheduler's metadata store, read and rewritten under a `distributed.Lock`.
 Every number read back is range-checked as a lease file's is (`lease_record.checked`):
 another run on the cluster may be older, or hostile.
 """
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from distributed import Client, Lock, Semaphore, Variable
+from distributed import Client, Lock, Semaphore
 
 from assemblyzero.keys.lease_record import State, checked, warn
 from assemblyzero.keys.leases import Busy, Lease, LeaseStore
@@ -35,7 +35,6 @@ class ClusterStore(LeaseStore):
         self._slots_of: dict[str, Semaphore] = {}
         self._held: dict[str, Semaphore] = {}  # lease token -> the semaphore it holds
         self._locks: dict[str, Lock] = {}
-        self._vars: dict[str, Variable] = {}
 
     # --- slots ----------------------------------------------------------------
     def _semaphore(self, name: str, limit: int) -> Semaphore:
@@ -85,15 +84,12 @@ class ClusterStore(LeaseStore):
         state["holders"] = [{"slot": n} for n in range(held)]  # counted only (the pacer's)
         return state
 
-    def _var(self, name: str) -> Variable:
-        if name not in self._vars:
-            self._vars[name] = Variable(f"{PREFIX}{name}", client=self.client)
-        return self._vars[name]
-
     def _update(self, name: str, change: Callable[[State], Any], held: int | None = None) -> Any:
         lock = self._locks.get(name)
         if lock is None:
-            lock = self._locks[name] = Lock(f"{PREFIX}{name}-record", client=self.client)
+            lock = self._locks[name] = Lock(f"{PREFIX}{name}-record",
+                                            scheduler_rpc=self.client.scheduler,
+                                            loop=self.client.loop)
         if not lock.acquire(timeout=LOCK_WAIT):
             raise TimeoutError(f"the record of key {name} on the cluster stayed locked for "
                                f"{LOCK_WAIT:g}s")
@@ -103,18 +99,15 @@ class ClusterStore(LeaseStore):
             state["holders"] = []
             text = json.dumps(state, sort_keys=True)
             if text != before:
-                self._var(name).set(text)
+                self.client.set_metadata([PREFIX, name], text)
             return result
         finally:
             lock.release()
 
     def _read(self, name: str, held: int | None = None) -> tuple[State, str]:
         path = self.dir / f"{name}.json"
-        text = ""
-        try:
-            text = str(self._var(name).get(timeout=0))
-        except TimeoutError:  # never set: a fresh key
-            text = ""
+        stored = self.client.get_metadata([PREFIX, name], default="")  # "": a fresh key
+        text = stored if isinstance(stored, str) else ""
         record: Any = {}
         if text:
             try:

@@ -10,7 +10,7 @@ runs the same `python -m assemblyzero.worker` there. While it runs:
   worker waits for it on its link), so a host that dies costs at most the call in flight;
 - its pacing asks are served against the cluster's key records (cluster/store.py);
 - the coordinator's word (stop, kill, stop after the step) comes through the attempt's
-  `distributed.Event` and `Variable`; without a word from the coordinator for
+  `distributed.Event` and the scheduler's metadata; without a word from the coordinator for
   ALIVE_TIMEOUT seconds, it is gone, and the worker is stopped;
 - `--timeout` (and the grace after it) is enforced here too.
 
@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distributed import Event, Variable, get_client, get_worker
+from distributed import Event, get_client, get_worker
 
 from assemblyzero.cluster import link
 from assemblyzero.cluster.store import ClusterStore
@@ -89,9 +89,10 @@ def _scratch_root() -> str | None:
 def _command(client: Any, token: str) -> str:
     """The coordinator's last word to this attempt: '', 'stop', 'kill' or 'wind:REASON'."""
     try:
-        return str(Variable(token, client=client).get(timeout=0) or "")
-    except Exception:  # never set
+        word = client.get_metadata([token], default="")
+    except Exception:  # the scheduler cannot say: no word
         return ""
+    return word if isinstance(word, str) else ""
 
 
 class Attempt:
@@ -166,7 +167,6 @@ class Attempt:
         deadline = started + float(self.spec["timeout"]) + float(self.spec["grace"]) + 30
         grace = float(self.spec["grace"])
         look = Event(self.token, client=self.client)
-        alive = Variable(self.spec["alive"], client=self.client)
         beat, beat_seen, next_beat_check = None, time.monotonic(), 0.0
         kill_at: float | None = None
         spend_seen = b""
@@ -193,7 +193,7 @@ class Attempt:
             if now >= next_beat_check:
                 next_beat_check = now + ALIVE_EVERY
                 try:
-                    value = alive.get(timeout=0)
+                    value = self.client.get_metadata([self.spec["alive"]], default=None)
                 except Exception:
                     value = beat
                 if value != beat:

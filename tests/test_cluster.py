@@ -1,0 +1,266 @@
+"""The cluster backend on a real Dask cluster on 127.0.0.1: a LocalCluster of worker
+processes for most tests, the real `dask scheduler` / `dask worker` commands for one.
+
+Runs go through the CLI as a user's would (`--cluster=tcp://127.0.0.1:PORT`), so the
+coordinator is a process of its own, and the Dask workers run the real worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, cli, journal, latest_run, make_workspace, summary
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.e2e
+
+KEY = "sk-clustertest-0123456789abcdef"  # the offline key the cluster's hosts hold
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Two worker processes of 3 threads; their environment holds the test key."""
+    home = tmp_path_factory.mktemp("cluster-home")
+    env = {"HOME": str(home), "ASSEMBLYZERO_STATE_DIR": str(home / "state"),
+           "ASSEMBLYZERO_CREDENTIALS": str(home / "none.json"), "AZ_CLUSTER_KEY": KEY}
+    # `env`: also the environment of a worker its nanny restarts (after a kill)
+    local = distributed.LocalCluster(n_workers=2, threads_per_worker=3, processes=True,
+                                     dashboard_address=None, silence_logs=40, env=env)
+    client = distributed.Client(local)
+    try:
+        yield client
+    finally:
+        client.close()
+        local.close()
+
+
+def address(client: object) -> str:
+    return str(client.scheduler.address)  # type: ignore[attr-defined]
+
+
+def credentials(home: Path, max_concurrent: int, variable: str = "AZ_CLUSTER_KEY") -> None:
+    (home / "credentials.json").write_text(json.dumps({"credentials": [
+        {"name": "team-a", "provider": "offline", "key_env": variable,
+         "max_concurrent": max_concurrent}]}))
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every output file's text (the LLD index without its times)."""
+    out = {}
+    for path in sorted((root / "docs").rglob("*")):
+        if path.is_file():
+            text = path.read_text()
+            if path.name == "status.json":
+                text = re.sub(r'"updated": "[^"]*"', "", text)
+            out[str(path.relative_to(root))] = text
+    return out
+
+
+def test_a_cluster_run_writes_the_same_files_as_a_local_run_with_prefixed_lines(
+        cluster: object, tmp_path: Path):
+    local = make_workspace(tmp_path / "local", issues=["41", "42", "43", "44"])
+    remote = make_workspace(tmp_path / "remote", issues=["41", "42", "43", "44"])
+    env = {"ASSEMBLYZERO_OFFLINE_LATENCY": "0"}
+    assert cli("lld-all", "--parallel=3", "--repo", str(local), env=env).code == 0
+    run = cli("lld-all", f"--cluster={address(cluster)}", "--repo", str(remote), env=env)
+    assert run.code == 0, run.out + run.err
+    assert tree(remote) == tree(local)
+    assert not list((remote / ".assemblyzero/checkpoints").glob("*.db"))
+    lines = run.out.splitlines()
+    assert any(line.startswith("[LLD-041]") and "finalize: wrote" in line for line in lines)
+    assert all(re.match(r"\[(LLD-04[1-4]|COORDINATOR)\] ", line) for line in lines), lines
+    assert "slot(s)" in run.out and "6 item(s) at a time" in run.out
+    data = summary(latest_run(remote))
+    assert {item["host"] for item in data["items"]} == {socket.gethostname()}
+    assert "HOST" in run.out
+    log = (latest_run(remote) / "lld-41.log").read_text()
+    assert "finalize: wrote docs/lld/active/LLD-041.md" in log  # written by the coordinator
+
+
+def test_a_killed_dask_worker_costs_only_the_call_in_flight(cluster: object, tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["51"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assemblyzero", "lld-all", f"--cluster={address(cluster)}",
+         "--repo", str(ws)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env={**os.environ, "ASSEMBLYZERO_OFFLINE_LATENCY": "1.0"})
+    checkpoint = ws / ".assemblyzero/checkpoints/lld-51.db"
+    deadline = time.monotonic() + 60
+    while not checkpoint.exists() and time.monotonic() < deadline:  # a step reached us
+        time.sleep(0.05)
+    assert checkpoint.exists()
+    time.sleep(0.3)  # into the next call
+    running = {addr: keys for addr, keys in cluster.processing().items() if keys}  # type: ignore[attr-defined]
+    assert len(running) == 1
+    pids = cluster.run(os.getpid)  # type: ignore[attr-defined]
+    os.kill(pids[next(iter(running))], signal.SIGKILL)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out
+    assert "was lost mid-item; resuming from its checkpoint" in out
+    log = (latest_run(ws) / "lld-51.log").read_text()
+    completed = _completed_calls(log)
+    assert len(completed) == len(set(completed)), completed  # no completed call twice
+    data = summary(latest_run(ws))
+    assert data["items"][0]["status"] == "done" and data["items"][0]["attempts"] == 2
+    assert (ws / "docs/lld/active/LLD-051.md").exists()
+
+
+def _completed_calls(log: str) -> list[tuple[str, str]]:
+    """(role, iteration) of every call whose reply came, in the order made."""
+    done, pending = [], None
+    for line in log.splitlines():
+        if m := re.search(r"(\w+): calling .*\(iteration (\d+)\)", line):
+            pending = (m.group(1), m.group(2))
+        elif pending and re.search(rf"{pending[0]}: reply in", line):
+            done.append(pending)
+            pending = None
+    return done
+
+
+def test_two_concurrent_runs_never_exceed_a_keys_max_concurrent(
+        cluster: object, tmp_path: Path, isolated_home: Path):
+    credentials(isolated_home, max_concurrent=2)
+    env = {"ASSEMBLYZERO_OFFLINE_LATENCY": "0.2", "AZ_CLUSTER_KEY": KEY}
+    spaces = [make_workspace(tmp_path / f"ws{n}", issues=[str(60 + n * 5 + k) for k in range(4)])
+              for n in range(2)]
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "assemblyzero", "lld-all", f"--cluster={address(cluster)}",
+         "--parallel=4", "--repo", str(ws)], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}) for ws in spaces]
+    outs = [p.communicate(timeout=90)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    spans = []
+    for ws in spaces:
+        started = {}
+        for event in journal(latest_run(ws)):
+            if event["event"] == "start":
+                started[event["item"]] = event["ts"]
+            elif event["event"] == "end" and event["item"] in started:
+                spans.append((started.pop(event["item"]), event["ts"]))
+    peak = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
+    assert peak == 2  # the key's two slots were used, never a third, across both runs
+    assert KEY not in "".join(outs)
+
+
+def test_ctrl_c_stops_the_tasks_keeps_checkpoints_and_exits_130(cluster: object,
+                                                                tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["71", "72"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assemblyzero", "lld-all", f"--cluster={address(cluster)}",
+         "--repo", str(ws), "--grace=5"], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "ASSEMBLYZERO_OFFLINE_LATENCY": "1.5"})
+    checkpoints = [ws / f".assemblyzero/checkpoints/lld-{n}.db" for n in (71, 72)]
+    deadline = time.monotonic() + 60
+    while not all(p.exists() for p in checkpoints) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert all(p.exists() for p in checkpoints)
+    assert {i["status"] for i in summary(latest_run(ws))["items"]} == {"interrupted"}
+    time.sleep(0.5)
+    assert not any(cluster.processing().values())  # type: ignore[attr-defined]
+
+
+def test_a_host_without_the_key_fails_the_item_naming_host_and_variable(
+        cluster: object, tmp_path: Path, isolated_home: Path):
+    credentials(isolated_home, max_concurrent=2, variable="AZ_NOT_ON_THE_HOSTS")
+    ws = make_workspace(tmp_path / "ws", issues=["81"])
+    run = cli("lld-all", f"--cluster={address(cluster)}", "--repo", str(ws),
+              env={"AZ_NOT_ON_THE_HOSTS": "sk-only-here-0123456789abcdef"})
+    assert run.code == 1
+    item = summary(latest_run(ws))["items"][0]
+    assert item["status"] == "failed"
+    assert "AZ_NOT_ON_THE_HOSTS is not set" in item["reason"]
+    assert socket.gethostname() in item["reason"]
+    assert "sk-only-here" not in run.out + run.err
+
+
+def test_an_unreachable_scheduler_is_a_usage_error_before_any_item(tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["91"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = cli("lld-all", f"--cluster=tcp://127.0.0.1:{port}", "--repo", str(ws),
+              env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"})
+    assert run.code == 2
+    assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in run.err
+    assert "Traceback" not in run.err
+    assert not (ws / "logs").exists()
+
+
+def test_without_the_extra_cluster_is_a_clear_usage_error(tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["92"])
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "distributed.py").write_text("raise ImportError('not installed')\n")
+    run = cli("dry-run", "--cluster=local:1", "--repo", str(ws),
+              env={"PYTHONPATH": str(hide)})
+    assert run.code == 2
+    assert "pip install 'assemblyzero[cluster]'" in run.err
+
+
+def test_the_real_dask_cli_runs_every_item_and_dry_run_counts_its_slots(tmp_path: Path):
+    """`dask scheduler` and two `dask worker` processes, started as an operator would."""
+    dask = shutil.which("dask", path=str(Path(sys.executable).parent))
+    assert dask
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    try:
+        for n in range(2):
+            procs.append(subprocess.Popen(
+                [dask, "worker", url, "--nthreads", "2", "--no-dashboard", "--name", f"w{n}",
+                 "--local-directory", str(tmp_path / f"w{n}")], env=env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        ws = make_workspace(tmp_path / "ws", issues=["101", "102", "103"])
+        plan = _until_ready(ws, url)
+        assert plan["cluster"]["workers"] == 2 and plan["cluster"]["slots"] == 4
+        assert plan["parallel"] == 4
+        run = cli("lld-all", f"--cluster={url}", "--repo", str(ws),
+                  env={"ASSEMBLYZERO_OFFLINE_LATENCY": "0"})
+        assert run.code == 0, run.out + run.err
+        assert sorted(p.name for p in (ws / "docs/lld/active").iterdir()) == [
+            "LLD-101.md", "LLD-102.md", "LLD-103.md"]
+        status = cli("status", f"--cluster={url}", "--repo", str(ws))
+        assert status.code == 0 and "2 worker(s)" in status.out
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _until_ready(ws: Path, url: str) -> dict:  # type: ignore[type-arg]
+    """The plan, once both workers have joined (they start in a few seconds)."""
+    deadline = time.monotonic() + 60
+    while True:
+        run = cli("dry-run", "--json", f"--cluster={url}", "--repo", str(ws), "--kind=lld",
+                  env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"})
+        if run.code == 0:
+            plan = json.loads(run.out)
+            if plan["cluster"]["workers"] == 2 or time.monotonic() > deadline:
+                return plan  # type: ignore[no-any-return]
+        elif time.monotonic() > deadline:
+            raise AssertionError(run.err)
+        time.sleep(0.5)
