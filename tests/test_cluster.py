@@ -264,3 +264,76 @@ def _until_ready(ws: Path, url: str) -> dict:  # type: ignore[type-arg]
         elif time.monotonic() > deadline:
             raise AssertionError(run.err)
         time.sleep(0.5)
+
+
+def test_tasks_stop_their_workers_once_the_coordinator_is_gone(cluster: object,
+                                                               tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["95"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assemblyzero", "lld-all", f"--cluster={address(cluster)}",
+         "--repo", str(ws)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "ASSEMBLYZERO_OFFLINE_LATENCY": "5"})
+    deadline = time.monotonic() + 60
+    while not _workers_on(cluster) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _workers_on(cluster)
+    proc.kill()  # SIGKILL: nothing of ours runs on after it
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while _workers_on(cluster) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _workers_on(cluster)  # the task saw no heartbeat, and stopped its worker
+
+
+def _workers_on(cluster: object) -> list[int]:
+    """The pids of our worker processes the cluster's Dask workers have started."""
+
+    def ours() -> list[int]:
+        import psutil
+
+        found = []
+        for child in psutil.Process().children(recursive=True):
+            try:  # a zombie has ended: only its exit status is left to collect
+                if (child.status() != psutil.STATUS_ZOMBIE
+                        and "assemblyzero.worker" in " ".join(child.cmdline())):
+                    found.append(child.pid)
+            except psutil.Error:  # gone meanwhile
+                continue
+        return found
+
+    found = cluster.run(ours)  # type: ignore[attr-defined]
+    return [pid for pids in found.values() for pid in pids]
+
+
+def test_the_cluster_store_shares_slots_rests_and_budgets_between_clients(cluster: object):
+    from assemblyzero.cluster.store import PREFIX, ClusterStore
+    from assemblyzero.keys.leases import Busy, Lease
+    from assemblyzero.keys.pacing import Limits, Need
+
+    other = distributed.Client(address(cluster), set_as_default=False)
+    try:
+        a, b = ClusterStore(cluster), ClusterStore(other)  # type: ignore[arg-type]
+        name = f"share-{os.getpid()}"
+        leases = [a.acquire(name, 2, "run-a", "x"), a.acquire(name, 2, "run-a", "y")]
+        assert all(isinstance(lease, Lease) for lease in leases)
+        assert isinstance(b.acquire(name, 2, "run-b", "z"), Busy)  # the other run's too
+        assert len(b.peek(name)["holders"]) == 2
+        a.release(leases[0])  # type: ignore[arg-type]
+        taken = b.acquire(name, 2, "run-b", "z")
+        assert isinstance(taken, Lease)
+        b.release(taken)
+        a.release(leases[1])  # type: ignore[arg-type]
+        limits = Limits(rpm=2)
+        assert a.reserve(name, limits, Need()) == 0 and b.reserve(name, limits, Need()) == 0
+        assert a.reserve(name, limits, Need()) > 0  # the minute's two requests are spent
+        until = b.cool_down(name, 30.0, jitter=False)
+        assert a.peek(name)["cooldown_until"] == pytest.approx(until)
+        busy = a.acquire(name, 2, "run-a", "w")
+        assert isinstance(busy, Busy) and "cooling down" in busy.reason
+        # a record another (older, hostile) run wrote: reset, never believed
+        cluster.set_metadata([PREFIX, name], '{"cooldown_until": 1e300, "streak": "x"')  # type: ignore[attr-defined]
+        assert a.peek(name)["cooldown_until"] == 0.0
+        cluster.set_metadata([PREFIX, name], json.dumps({"cooldown_until": 1e300}))  # type: ignore[attr-defined]
+        assert a.peek(name)["cooldown_until"] < time.time() + 86400 * 2
+    finally:
+        other.close()

@@ -319,3 +319,42 @@ def test_max_output_tokens_from_each_source_and_its_bounds(
                       ("lots", "must be a whole number (got 'lots')")):
         with pytest.raises(UsageError, match=r"--max-output-tokens " + re.escape(says)):
             resolve(repo, {"max_output_tokens": bad})
+
+
+def test_on_a_cluster_parallel_has_no_cap_and_defaults_to_every_slot():
+    assert parse_parallel(None, cluster=True).workers == 0  # 0: as many as the cluster has
+    assert parse_parallel("40", cluster=True) == Parallel(40)
+    assert parse_parallel("40").workers == 10  # one machine's cap stays
+
+
+@pytest.mark.parametrize("value", ["local:2", "local:3x4", "tcp://10.0.0.5:8786",
+                                   "tls://sched.example:8786"])
+def test_cluster_addresses_are_taken_from_the_flag(repo: Path, value: str):
+    assert resolve(repo, {"cluster": value}).cluster == value
+
+
+@pytest.mark.parametrize("value", ["10.0.0.5:8786", "local:0", "local:999", "http://x",
+                                   "tcp://", "local:2\x1b[2J"])
+def test_a_bad_cluster_address_is_a_usage_error_naming_its_source(repo: Path, value: str):
+    with pytest.raises(UsageError, match="--cluster") as caught:
+        resolve(repo, {"cluster": value})
+    assert "\x1b" not in str(caught.value)
+
+
+def test_the_cluster_variable_is_read(repo: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ASSEMBLYZERO_CLUSTER", "local:1")
+    assert resolve(repo, {}).cluster == "local:1"
+
+
+def test_a_workspace_may_name_only_a_cluster_on_this_machine(repo: Path):
+    """The client unpickles what a scheduler sends: a cloned repository must not pick one."""
+    (repo / "pyproject.toml").write_text('[tool.assemblyzero]\ncluster = "local:2"\n')
+    assert resolve(repo, {}).cluster == "local:2"
+    (repo / "pyproject.toml").write_text(
+        '[tool.assemblyzero]\ncluster = "tcp://127.0.0.1:8786"\n')
+    assert resolve(repo, {}).cluster == "tcp://127.0.0.1:8786"
+    (repo / "pyproject.toml").write_text(
+        '[tool.assemblyzero]\ncluster = "tcp://evil.example:8786"\n')
+    with pytest.raises(UsageError, match="only a cluster on this machine"):
+        resolve(repo, {})
+    assert resolve(repo, {"cluster": "tcp://evil.example:8786"}).cluster  # the user's own
