@@ -53,7 +53,7 @@ def test_pacing_requests_reach_the_served_store_and_answer_as_it_would(tmp_path:
 def test_a_gone_task_is_an_oserror_the_pacer_survives():
     ours, theirs = socket.socketpair()
     theirs.close()  # the task (and the Dask worker with it) is gone
-    with pytest.raises(OSError, match="gone|does not answer"):
+    with pytest.raises(OSError, match=r"gone|does not answer"):
         link.RemoteStore(link.Link(ours.detach())).peek("team-a")
 
 
