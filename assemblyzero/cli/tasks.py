@@ -300,7 +300,7 @@ def status(c: Context, repo: str = ".", json_: bool = False, cluster: str | None
 
 
 @task(optional=["parallel"], auto_shortflags=False, help={
-    "parallel": _RUN_HELP["parallel"], **_ONE_HELP})
+    "parallel": _RUN_HELP["parallel"], **_ONE_HELP, "cluster": _SHARED["cluster"]})
 def retry_failed(c: Context, parallel: Parallelism = None, repo: str = ".",
                  timeout: str | None = None, grace: str | None = None, drafter: str | None = None,
                  reviewer: str | None = None, max_iterations: str | None = None,
