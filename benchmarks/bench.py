@@ -46,6 +46,14 @@ Figures (`--only` takes these group names, or the row names of the table):
                 enforces per-key rpm/tpm limits (OpenAI and Anthropic wire formats, real
                 headers and 429s): paced, --no-pacing and two concurrent runs; wall against
                 the floor the limits set, calls answered 429, items lost
+  cluster       benchmarks/cluster.py: 48 items at 1 s per model call, `lld-all
+                --cluster=tcp://...` on a LocalCluster of 2 worker processes x 3 threads
+                (started once by the bench, its start-up beside, not counted) against
+                local `lld-all --parallel=6`, fresh copies of one workspace, as a ratio;
+                for information: one zero-latency item on each (the per-attempt
+                overhead), the scheduler's rate for tasks submitted one by one
+                (pure=False), client.log_event from a task (round trip, events/s);
+                runs once (about 100 s)
   live          the overhead items, `lld-all --parallel=4` with stdout on a
                 pseudo-terminal (the live status area) against stdout piped
   sdk_start     for information, per real provider (openai, anthropic, gemini):
@@ -1051,14 +1059,66 @@ def pacing_rows(bench: Bench) -> None:
             row.details.update(r)
 
 
+def cluster_rows(bench: Bench) -> None:
+    """benchmarks/cluster.py: the cluster backend on a LocalCluster against local workers,
+    and what the scheduler costs (measured once: each run averages over its 48 items)."""
+    import cluster
+
+    quick = bench.sizes is QUICK
+    sizes = cluster.QUICK if quick else cluster.DEFAULT
+    ratio = bench.row("cluster", f"{sizes.items} items at {sizes.latency:g}s/call, "
+                      f"--cluster (LocalCluster {cluster.WORKERS}x{cluster.THREADS} threads) "
+                      f"vs --parallel={cluster.PARALLEL}", "x", "-", ("<=", cluster.GOAL_X))
+    ratio.absolute_unit = "s"
+    floor = -(-sizes.items // cluster.PARALLEL) * cluster.CALLS_PER_ITEM * sizes.latency
+    local = bench.row("cluster.local", f"  local --parallel={cluster.PARALLEL} wall "
+                      f"(floor {floor:g}s)", "s")
+    startup = bench.row("cluster.startup", "  LocalCluster start-up (not counted)", "s")
+    attempt = bench.row("cluster.attempt", "  one zero-latency item, cluster vs local wall", "x")
+    attempt.absolute_unit = "ms"
+    item = bench.row("cluster.attempt_item", "  the same, the item's own time (journal), "
+                     "cluster minus local", "ms")
+    tasks = bench.row("cluster.tasks", "  scheduler: trivial tasks, one submit(pure=False) "
+                      "each", "/s")
+    event_ms = bench.row("cluster.log_event", "  client.log_event from a task, ~100 B message, "
+                         "round trip (median)", "ms")
+    event_rate = bench.row("cluster.log_event_rate", "  log_event calls/s of one task's "
+                           "client, a subscriber attached", "/s")
+    try:
+        result = cluster.measure(bench.box.fresh("cluster"), quick, bench.log,
+                                 bench.box.env(0))
+    except cluster.Broken as exc:
+        raise Broken(f"cluster: {exc}") from None
+    ratio.samples = [result["ratio"]]
+    ratio.absolute = [result["cluster"]["wall_s"]]
+    local.samples = [result["local"]["wall_s"]]
+    startup.samples = [result["startup_s"]]
+    a = result["attempt"]
+    attempt.samples = [a["ratio"]]
+    attempt.absolute = [a["extra_ms"]]
+    item.samples = [a["item_extra_ms"]]
+    tasks.samples = [r["per_s"] for r in result["tasks"]["runs"]]
+    event_ms.samples = [result["events"]["round_trip_ms_median"]]
+    event_rate.samples = [result["events"]["pushed_per_s"]]
+    details = cluster.rounded(result)
+    ratio.details.update({k: v for k, v in details.items()
+                          if k not in ("attempt", "tasks", "events")})
+    attempt.details.update(details["attempt"])
+    tasks.details.update(details["tasks"])
+    event_ms.details.update(details["events"])
+    if not result["outputs"]["identical"]:
+        raise Broken(f"cluster: the cluster run's LLDs differ from the local run's: "
+                     f"{result['outputs']['differing']}")
+
+
 GROUPS: dict[str, Callable[[Bench], None]] = {
     "speedup": Bench.speedup, "overhead": Bench.overhead, "first_worker": Bench.first_worker,
     "rss": Bench.rss, "lease": Bench.lease, "ctrl_c": Bench.ctrl_c, "dry_run": Bench.dry_run,
     "scaling": Bench.scaling, "live": Bench.live, "sdk_start": Bench.sdk_start,
-    "pacing": pacing_rows,
+    "pacing": pacing_rows, "cluster": cluster_rows,
 }
 ORDER = ["first_worker", "rss", "dry_run", "lease", "ctrl_c", "speedup", "overhead", "scaling",
-         "live", "sdk_start", "pacing"]
+         "live", "sdk_start", "pacing", "cluster"]
 ALIASES = {"dry_run_1000": "dry_run", "rss_worker": "rss", "rss_coordinator": "rss",
            "lease_rate": "lease", "lease_double": "lease"}
 
