@@ -88,6 +88,13 @@ def test_a_cluster_run_writes_the_same_files_as_a_local_run_with_prefixed_lines(
     log = (latest_run(remote) / "lld-41.log").read_text()
     assert "finalize: wrote docs/lld/active/LLD-041.md" in log  # written by the coordinator
 
+    def left(dask_scheduler: object) -> list[str]:  # what the run left on the scheduler
+        topics = list(dask_scheduler._broker._topics)  # type: ignore[attr-defined]
+        return [str(k) for k in [*topics, *dask_scheduler.task_metadata]  # type: ignore[attr-defined]
+                if str(k).startswith(f"assemblyzero-{latest_run(remote).name}")]
+
+    assert cluster.run_on_scheduler(left) == []  # type: ignore[attr-defined]
+
 
 def test_a_killed_dask_worker_costs_only_the_call_in_flight(cluster: object, tmp_path: Path):
     ws = make_workspace(tmp_path / "ws", issues=["51"])

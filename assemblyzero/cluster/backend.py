@@ -365,6 +365,7 @@ class ClusterBackend:
         if int(outcome.get("sent", 0)) > remote.seen and time.monotonic() < deadline:
             return False
         remote.ended = True
+        remote.handle.future = None  # its result leaves the cluster's memory with it
         try:
             end = self._end(remote, outcome)
         except Exception as exc:
@@ -438,9 +439,9 @@ class ClusterBackend:
                 db.save(str(saved[0]), json.loads(saved[1]))
 
     def _forget(self, token: str) -> None:
+        """The attempt's Events go (its word in the metadata goes with its task)."""
+
         def clean() -> None:
-            with contextlib.suppress(Exception):
-                self.client.set_metadata([token], "")
             for name in (token, f"{token}-claim"):
                 with contextlib.suppress(Exception):
                     Event(name, client=self.client).clear()
@@ -453,11 +454,20 @@ class ClusterBackend:
         self._pump.join(5)
         self._alive.join(5)
         self._control.shutdown(wait=True)
-        try:
-            self.client.unsubscribe_topic(self.topic)
-            self.client.set_metadata([self.alive_name], None)
-        except Exception:
-            pass
+        # Not unsubscribe_topic: that message would reach the scheduler after forget_run
+        # and make the topic anew; the topic goes with its subscription.
+        self.client._event_handlers.pop(self.topic, None)
+
+        def forget_run(dask_scheduler: Any, topic: str = self.topic,
+                       alive: str = self.alive_name) -> None:
+            """On the scheduler: the run's topic (its events) and heartbeat go."""
+            topics = getattr(getattr(dask_scheduler, "_broker", None), "_topics", None)
+            if isinstance(topics, dict):
+                topics.pop(topic, None)
+            dask_scheduler.task_metadata.pop(alive, None)
+
+        with contextlib.suppress(Exception):  # best effort: an older scheduler keeps them
+            self.client.run_on_scheduler(forget_run)
 
 
 def _outcome(future: Future) -> dict[str, Any]:

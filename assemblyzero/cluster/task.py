@@ -54,7 +54,8 @@ HOST = socket.gethostname()
 ALIVE_EVERY = 1.0  # seconds between the coordinator's heartbeats (a counter it raises)
 ALIVE_TIMEOUT = 5.0  # no heartbeat for this long: the coordinator is gone
 GONE_GRACE = 3.0  # then the worker gets this long to save before SIGKILL
-LOOK_EVERY = 0.5  # seconds the control loop waits on the attempt's event at most
+LOOK_EVERY = 1.0  # seconds the listener waits on the attempt's event at most
+EXIT_POLL = 0.05  # seconds between looks at whether the worker has exited
 OUT_CHUNK = 65536
 FILE_MAX = 16 << 20  # bytes of one returned file at most
 FILES_MAX = 500  # lineage files returned at most
@@ -166,50 +167,69 @@ class Attempt:
         started = time.monotonic()
         deadline = started + float(self.spec["timeout"]) + float(self.spec["grace"]) + 30
         grace = float(self.spec["grace"])
-        look = Event(self.token, client=self.client)
+        words: queue.SimpleQueue[str] = queue.SimpleQueue()
+        over = threading.Event()
+        listener = threading.Thread(target=self._listen, args=(words, over), daemon=True)
+        listener.start()
         beat, beat_seen, next_beat_check = None, time.monotonic(), 0.0
         kill_at: float | None = None
         spend_seen = b""
-        while (code := self.proc.poll()) is None:
-            now = time.monotonic()
-            if kill_at is not None and now >= kill_at:
-                _signal_group(self.proc.pid, signal.SIGKILL)
-            try:
-                told = look.wait(timeout=LOOK_EVERY)
-            except Exception:
-                told = False
-                time.sleep(LOOK_EVERY)
-            if told:
-                look.clear()
-                word = _command(self.client, self.token)
-                if word == "kill":
-                    _signal_group(self.proc.pid, signal.SIGKILL)
-                elif word == "stop" and kill_at is None:
-                    _signal_group(self.proc.pid, signal.SIGTERM)
-                    kill_at = time.monotonic() + grace
-                elif word.startswith("wind:"):
-                    self._wind(word[5:])
-            now = time.monotonic()
-            if now >= next_beat_check:
-                next_beat_check = now + ALIVE_EVERY
+        try:
+            while True:
                 try:
-                    value = self.client.get_metadata([self.spec["alive"]], default=None)
-                except Exception:
-                    value = beat
-                if value != beat:
-                    beat, beat_seen = value, now
-                elif now - beat_seen > ALIVE_TIMEOUT and kill_at is None:
-                    self._say("the coordinator is gone (no word from it for "
-                              f"{ALIVE_TIMEOUT:g}s): stopping")
+                    code = self.proc.wait(timeout=EXIT_POLL)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                now = time.monotonic()
+                if kill_at is not None and now >= kill_at:
+                    _signal_group(self.proc.pid, signal.SIGKILL)
+                while not words.empty():
+                    word = words.get()
+                    if word == "kill":
+                        _signal_group(self.proc.pid, signal.SIGKILL)
+                    elif word == "stop" and kill_at is None:
+                        _signal_group(self.proc.pid, signal.SIGTERM)
+                        kill_at = now + grace
+                    elif word.startswith("wind:"):
+                        self._wind(word[5:])
+                if now >= next_beat_check:
+                    next_beat_check = now + ALIVE_EVERY
+                    try:
+                        value = self.client.get_metadata([self.spec["alive"]], default=None)
+                    except Exception:
+                        value = beat
+                    if value != beat:
+                        beat, beat_seen = value, now
+                    elif now - beat_seen > ALIVE_TIMEOUT and kill_at is None:
+                        self._say("the coordinator is gone (no word from it for "
+                                  f"{ALIVE_TIMEOUT:g}s): stopping")
+                        _signal_group(self.proc.pid, signal.SIGTERM)
+                        kill_at = now + GONE_GRACE
+                    spend_seen = self._spend(spend_seen)
+                if now >= deadline and kill_at is None:
+                    self._say(f"timed out after {self.spec['timeout']:g}s (enforced on "
+                              f"{HOST})")
                     _signal_group(self.proc.pid, signal.SIGTERM)
-                    kill_at = now + GONE_GRACE
-                spend_seen = self._spend(spend_seen)
-            if now >= deadline and kill_at is None:
-                self._say(f"timed out after {self.spec['timeout']:g}s (enforced on {HOST})")
-                _signal_group(self.proc.pid, signal.SIGTERM)
-                kill_at = now + grace
+                    kill_at = now + grace
+        finally:
+            over.set()
         self._spend(spend_seen)
         return code
+
+    def _listen(self, words: queue.SimpleQueue[str], over: threading.Event) -> None:
+        """The coordinator's words, as they come: its Event wakes us, its metadata says."""
+        look = Event(self.token, client=self.client)
+        while not over.is_set():
+            try:
+                told = look.wait(timeout=LOOK_EVERY)
+            except Exception:  # the scheduler is away for a moment
+                told = over.wait(LOOK_EVERY) and False
+            if told and not over.is_set():
+                with contextlib.suppress(Exception):
+                    look.clear()
+                if word := _command(self.client, self.token):
+                    words.put(word)
 
     # --- the scratch workspace ------------------------------------------------------
     def _lay_out(self) -> None:
