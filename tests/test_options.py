@@ -323,11 +323,11 @@ def test_max_output_tokens_from_each_source_and_its_bounds(
 
 def test_on_a_cluster_parallel_has_no_cap_and_defaults_to_every_slot():
     assert parse_parallel(None, cluster=True).workers == 0  # 0: as many as the cluster has
-    assert parse_parallel("40", cluster=True) == Parallel(40)
+    assert parse_parallel("40", cluster=True, capped=False) == Parallel(40)
     assert parse_parallel("40").workers == 10  # one machine's cap stays
 
 
-@pytest.mark.parametrize("value", ["local:2", "local:3x4", "tcp://10.0.0.5:8786",
+@pytest.mark.parametrize("value", ["local:2", "local:3x3", "tcp://10.0.0.5:8786",
                                    "tls://sched.example:8786"])
 def test_cluster_addresses_are_taken_from_the_flag(repo: Path, value: str):
     assert resolve(repo, {"cluster": value}).cluster == value
@@ -346,15 +346,20 @@ def test_the_cluster_variable_is_read(repo: Path, monkeypatch: pytest.MonkeyPatc
     assert resolve(repo, {}).cluster == "local:1"
 
 
-def test_a_workspace_may_name_only_a_cluster_on_this_machine(repo: Path):
-    """The client unpickles what a scheduler sends: a cloned repository must not pick one."""
+def test_a_workspace_may_name_only_a_local_cluster(repo: Path):
+    """The client unpickles what a scheduler sends: a cloned repository must not pick one,
+    not even on 127.0.0.1 (another user of the machine may listen there)."""
     (repo / "pyproject.toml").write_text('[tool.assemblyzero]\ncluster = "local:2"\n')
     assert resolve(repo, {}).cluster == "local:2"
-    (repo / "pyproject.toml").write_text(
-        '[tool.assemblyzero]\ncluster = "tcp://127.0.0.1:8786"\n')
-    assert resolve(repo, {}).cluster == "tcp://127.0.0.1:8786"
-    (repo / "pyproject.toml").write_text(
-        '[tool.assemblyzero]\ncluster = "tcp://evil.example:8786"\n')
-    with pytest.raises(UsageError, match="only a cluster on this machine"):
-        resolve(repo, {})
+    for far in ("tcp://127.0.0.1:8786", "tcp://evil.example:8786"):
+        (repo / "pyproject.toml").write_text(f'[tool.assemblyzero]\ncluster = "{far}"\n')
+        with pytest.raises(UsageError, match="only a cluster on this machine"):
+            resolve(repo, {})
     assert resolve(repo, {"cluster": "tcp://evil.example:8786"}).cluster  # the user's own
+
+
+@pytest.mark.parametrize("value", ["local:2x20", "local:11", "local:4x3"])
+def test_a_local_cluster_is_one_machine_and_keeps_its_cap(repo: Path, value: str):
+    with pytest.raises(UsageError, match="above the 10 items a machine runs at once"):
+        resolve(repo, {"cluster": value})
+    assert parse_parallel("40", cluster=True, capped=True).workers == 10

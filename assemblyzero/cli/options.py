@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -121,9 +120,11 @@ class Parallel:
     warning: str = ""
 
 
-def parse_parallel(value: bool | str | int | None, cluster: bool = False) -> Parallel:
-    """None: sequential; True (`--parallel` alone): 3; above 10: capped, warned. On a
-    cluster: None is 0 (every worker thread it has), and there is no cap."""
+def parse_parallel(value: bool | str | int | None, cluster: bool = False,
+                   capped: bool = True) -> Parallel:
+    """None: sequential; True (`--parallel` alone): 3; above 10: capped (if `capped`),
+    warned. On a cluster: None is 0 (every worker thread it has); a scheduler's cluster is
+    not `capped` (local:N is: it is one machine)."""
     if (value is None or value is False) and cluster:
         return Parallel(0)
     if value is None or value is False:
@@ -134,7 +135,7 @@ def parse_parallel(value: bool | str | int | None, cluster: bool = False) -> Par
     if n < 1:
         raise UsageError(f"--parallel must be at least 1 (got {n}); pass e.g. "
                          f"--parallel={DEFAULT_PARALLEL}, or leave it out to run one at a time")
-    if n > MAX_PARALLEL and not cluster:  # one machine's rule
+    if n > MAX_PARALLEL and capped:  # one machine's rule
         return Parallel(MAX_PARALLEL, f"--parallel={n} is above the cap; running "
                                       f"{MAX_PARALLEL} workers at most")
     return Parallel(n)
@@ -223,9 +224,10 @@ def cluster_setting(repo: Path, flag: str | None) -> str | None:
 def _cluster(value: object, source: str) -> str | None:
     """A cluster address (`tcp://HOST:8786`, `local:2`), or None: run on this machine.
 
-    A workspace's pyproject.toml may name only one on this machine (`local:N`, a loopback
-    scheduler): the client unpickles what the scheduler sends, so a far one must be the
-    user's own choice (the flag or the variable), as a cmd: model is."""
+    A workspace's pyproject.toml may name only `local:N`: the client unpickles what the
+    scheduler sends, so a scheduler (even on 127.0.0.1, where another user may listen) must
+    be the user's own choice (the flag or the variable), as a cmd: model is. local:N is
+    one machine: at most MAX_PARALLEL threads in all."""
     if value in (None, ""):
         return None
     from assemblyzero.cluster.connect import ClusterError, parse
@@ -234,16 +236,17 @@ def _cluster(value: object, source: str) -> str | None:
         address = parse(str(value), source)
     except ClusterError as exc:
         raise UsageError(str(exc)) from None
-    if source.startswith("[tool.assemblyzero] ") and not (
-            address.local or _LOOPBACK.match(address.text)):
+    if address.local and address.local_workers * address.local_threads > MAX_PARALLEL:
+        raise UsageError(f"{source}={address.text}: {address.local_workers} x "
+                         f"{address.local_threads} threads is above the {MAX_PARALLEL} items a "
+                         f"machine runs at once; pass e.g. {source}=local:2 (2 processes x 3 "
+                         "threads), or a scheduler's address for more")
+    if source.startswith("[tool.assemblyzero] ") and not address.local:
         raise UsageError(f"{source}: a workspace's pyproject.toml may name only a cluster on "
-                         f"this machine (local:N, tcp://127.0.0.1:PORT); pass a far one "
-                         f"yourself as --cluster={address.text} or {ENV_CLUSTER}=..., or "
-                         "remove it there")
+                         f"this machine (local:N); pass a scheduler yourself as "
+                         f"--cluster={address.text} or {ENV_CLUSTER}=..., or remove it there")
     return address.text
 
-
-_LOOPBACK = re.compile(r"(tcp|tls)://(127\.0\.0\.1|localhost|\[::1\]):\d+")
 
 
 def _budget(value: object, source: str) -> float | None:

@@ -79,6 +79,9 @@ def run_kind(
     problem = preflight(ws, [kind])
     if problem:
         raise UsageError(problem)
+    if settings.cluster and any(m.startswith("cmd:") for m in settings.models):
+        raise UsageError("a cmd: model does not run on a cluster (its spec may hold a key, "
+                         "and the scheduler keeps what it is sent); run it without --cluster")
     if origin.publish and settings.cluster:
         raise UsageError("--publish=github does not run on a cluster yet (its hosts would "
                          "each need gh and its login); run issue-all --publish=github "

@@ -27,6 +27,7 @@ from assemblyzero.backlog import Item, is_pending
 from assemblyzero.cli import plan
 from assemblyzero.cli.options import (
     Flags,
+    Parallel,
     UsageError,
     cluster_setting,
     parse_ids,
@@ -137,6 +138,12 @@ def _out(text: str) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # quiet exit flush
 
 
+def _parallel(value: Parallelism, cluster: str | None) -> Parallel:
+    """--parallel, on this machine or the cluster (only a scheduler's has no cap)."""
+    return parse_parallel(value, cluster=cluster is not None,
+                          capped=cluster is None or cluster.startswith("local:"))
+
+
 def _limit(limit: str | None) -> int | None:
     return None if limit is None else parse_int(limit, "--limit", minimum=1, example=10)
 
@@ -146,7 +153,7 @@ def _plan(kinds: list[Kind], as_json: bool, parallel: Parallelism, repo: str, on
     with _user_errors():
         ws = plan.workspace(repo)
         settings = resolve(ws.root, flags)
-        workers = parse_parallel(parallel, cluster=settings.cluster is not None)
+        workers = _parallel(parallel, settings.cluster)
         data = plan.describe(ws, kinds, settings, workers, parse_ids(only), _limit(limit),
                              origin)
     _out(plan.plan_json(data) if as_json else plan.render_plan(data, workers.warning))
@@ -162,7 +169,7 @@ def _run_all(kind: Kind, parallel: Parallelism, dry_run: bool, repo: str, only: 
     with _user_errors():
         ws = plan.workspace(repo)
         settings = resolve(ws.root, flags)
-        workers = parse_parallel(parallel, cluster=settings.cluster is not None)
+        workers = _parallel(parallel, settings.cluster)
         code = plan.run_kind(ws, kind, settings, workers, parse_ids(only), _limit(limit),
                              origin)
     if code:

@@ -22,9 +22,10 @@ import queue
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from assemblyzero.cost import Spend
 from assemblyzero.fileio import atomic_write, check_inside
 from assemblyzero.ids import Kind, slug
 from assemblyzero.results import Status, WorkerResult
-from assemblyzero.run.backend import Finished, Job, Post
+from assemblyzero.run.backend import Began, Finished, Job, Post
 from assemblyzero.ui.console import Console
 from assemblyzero.ui.prefix_tee import LinePrefixer, LogLines, format_prefix
 from assemblyzero.workflow.checkpoint import Checkpoint, CheckpointUnusable
@@ -48,7 +49,10 @@ from assemblyzero.workspace import Workspace
 # secret). Every other setting is the Dask worker's own environment.
 FORWARDED_ENV = ("ASSEMBLYZERO_OFFLINE_", "ASSEMBLYZERO_SIMULATE_")
 LATE_EVENTS_WAIT = 5.0  # seconds an end waits for the task's events still on their way
+GIVE_UP_AFTER = 10.0  # seconds after a kill with no end from the task: it is over anyway
+PUMP_POLL = 0.05  # seconds between the pump's looks while an end waits
 _LINEAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_INDEX_FIELDS = ("iterations", "file", "reason")  # what a worker records beside its status
 WRITE_MAX = 4096  # bytes per console write: whole lines, as a tee writes them
 
 
@@ -65,8 +69,8 @@ class _Remote:
     seen: int = 0  # events applied so far
     ended: bool = False
     last_step: list[str] | None = None  # [step, state JSON] last saved here
-    done: threading.Event = field(default_factory=threading.Event)
-    end: Finished | None = None
+    give_up_at: float | None = None  # killed: no answer by then, and it is over anyway
+    outcome: dict[str, Any] | None = None  # what its task returned, fetched once
 
 
 class ClusterHandle:
@@ -78,33 +82,32 @@ class ClusterHandle:
         self.host: str | None = None  # the Dask worker's host, once the task started
         self.started = False
         self._spent: Spend | None = None
+        self.done = threading.Event()  # its Finished was posted
+        self.end: Finished | None = None
 
     @property
     def pid(self) -> int | None:
         return None  # the worker runs on another host
 
     def stop(self) -> None:
-        self._tell("stop")
+        """A task that has not begun reads the word when it begins, and returns at once."""
+        self.backend.tell(self.token, "stop")
 
     def kill(self) -> None:
-        self._tell("kill")
+        """SIGKILL to its worker; if nothing answers (its host is gone and no other took
+        the task), the attempt is over anyway once the pump gives up on it."""
+        self.backend.tell(self.token, "kill")
+        self.backend.give_up(self.token)
 
     def stop_after_step(self, reason: str) -> None:
-        self._tell(f"wind:{reason}")
-
-    def _tell(self, word: str) -> None:
-        if not self.started and self.future is not None and word in ("stop", "kill"):
-            self.future.cancel()  # still queued: it never starts (and if it just did, the
-        self.backend.tell(self.token, word)  # word stops it at once)
+        self.backend.tell(self.token, f"wind:{reason}")
 
     def spent(self) -> Spend | None:
         return self._spent
 
     def wait(self) -> Finished:
-        remote = self.backend.remotes.get(self.token)
-        if remote is not None and remote.done.wait(self.backend.grace + LATE_EVENTS_WAIT):
-            assert remote.end is not None
-            return remote.end
+        if self.done.wait(self.backend.grace + LATE_EVENTS_WAIT + GIVE_UP_AFTER) and self.end:
+            return self.end
         return Finished(self.job.key, None, 137)
 
 
@@ -114,7 +117,7 @@ class Relay:
 
     def __init__(self, job: Job, console: Console, scrub: Callable[[str], str]) -> None:
         job.log.parent.mkdir(parents=True, exist_ok=True)
-        self.log = open(job.log, "ab")  # noqa: SIM115 - closed by close()
+        self.path = job.log  # opened for each write: a thousand running items hold no fd
         self.console, self.lines = console, LogLines()
         self.sink = console.sink(job.tag, scrub)
         clean: Callable[[bytes], bytes] = lambda line: scrub(line.decode()).encode()  # noqa: E731
@@ -131,9 +134,9 @@ class Relay:
         for theirs, ours in self.places:
             whole = whole.replace(theirs, ours)
         try:
-            self.log.write(whole)
-            self.log.flush()
-        except OSError:
+            with open(self.path, "ab") as log:
+                log.write(whole)
+        except OSError:  # the log is a copy: the console still gets the lines
             pass
         if self.sink is not None:
             self.sink(whole)
@@ -164,7 +167,6 @@ class Relay:
             self.sink(b"")
         elif self.prefixer is not None:
             self._write(self.prefixer.flush())
-        self.log.close()
 
 
 class ClusterBackend:
@@ -175,8 +177,12 @@ class ClusterBackend:
         self.client, self.post, self.console, self.scrub = cluster.client, post, console, scrub
         self.ws, self.run_id, self.key_env = ws, run_id, dict(key_env)
         self.grace, self.timeout, self.say = grace, timeout, say
-        self.topic = f"assemblyzero-{run_id}"
-        self.alive_name = f"assemblyzero-{run_id}-alive"
+        # Every name on the scheduler carries a random part: two machines' runs may share a
+        # run id (the same second, the same pid in two containers).
+        self.scope = f"assemblyzero-{run_id}-{uuid.uuid4().hex[:8]}"
+        self.topic = self.scope
+        self.alive_name = f"{self.scope}-alive"
+        self.words = f"{self.scope}-words"  # the coordinator's words, by attempt (metadata)
         self.remotes: dict[str, _Remote] = {}
         self._numbers: dict[str, int] = {}
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -196,7 +202,7 @@ class ClusterBackend:
         opts = dict(arg[2:].split("=", 1) for arg in job.args if "=" in arg)
         kind, item_id = Kind(opts["kind"]), opts["id"]
         number = self._numbers[job.key] = self._numbers.get(job.key, 0) + 1
-        token = f"assemblyzero-{self.run_id}-{job.key}-{number}"
+        token = f"{self.scope}-{job.key}-{number}"
         spec = self._spec(job, kind, item_id, opts, token)
         handle = ClusterHandle(self, job, token)
         relay = Relay(job, self.console, self.scrub)
@@ -246,8 +252,13 @@ class ClusterBackend:
                 for name, entry in (secrets.get("keys") or {}).items()}
         env = {k: place(v) for k, v in job.env.items()}
         env.update({k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)})
+        for value in (*args, *env.values()):  # the scheduler keeps the spec: no secret in it
+            if self.scrub(value) != value:
+                raise ValueError("its arguments or settings hold a secret (a key in a model "
+                                 "spec?), which must not go through the scheduler")
         return {
-            "token": token, "topic": self.topic, "alive": self.alive_name, "key": job.key,
+            "token": token, "topic": self.topic, "alive": self.alive_name, "words": self.words,
+            "key": job.key,
             "kind": kind.value, "id": item_id, "args": args, "env": env, "files": files,
             "keys": keys, "pace": secrets.get("pace"),
             "checkpoint": self._last_step(kind, item_id),
@@ -262,8 +273,12 @@ class ClusterBackend:
         }
 
     def _rel(self, path: Path) -> str:
-        return str(Path(path).resolve().relative_to(self.ws.root)) if Path(path).is_absolute() \
-            else str(path)
+        """`path` relative to the workspace, as written (not resolved: a folder that is a
+        link inside the workspace stays the name the worker writes to)."""
+        rel = os.path.relpath(path, self.ws.root)
+        if rel.startswith(".."):
+            raise ValueError(f"{path} is not inside the workspace {self.ws.root}")
+        return rel
 
     def _last_step(self, kind: Kind, item_id: str) -> list[str] | None:
         """[step, state JSON] of the item's checkpoint here; an unusable one is set aside."""
@@ -289,7 +304,7 @@ class ClusterBackend:
 
         def send() -> None:
             try:
-                self.client.set_metadata([token], word)
+                self.client.set_metadata([self.words, token], word)
                 Event(token, client=self.client).set()
             except Exception as exc:
                 self.say(f"warning: cannot reach the task of {token}: {exc}")
@@ -308,11 +323,19 @@ class ClusterBackend:
                     return
 
     # --- the pump -----------------------------------------------------------------------
+    def give_up(self, token: str) -> None:
+        """After a kill: if its task does not end by then, end the attempt here."""
+        remote = self.remotes.get(token)
+        if remote is not None and remote.give_up_at is None:
+            remote.give_up_at = time.monotonic() + self.grace + GIVE_UP_AFTER
+            self._inbox.put(("look", None))
+
     def _run_pump(self) -> None:
         later: list[tuple[float, str]] = []  # ends waiting for their last events
         while True:
+            waiting = later or any(r.give_up_at for r in self.remotes.values())
             try:
-                kind, value = self._inbox.get(timeout=0.05 if later else None)
+                kind, value = self._inbox.get(timeout=PUMP_POLL if waiting else None)
             except queue.Empty:
                 kind, value = "", None
             if kind == "stop":
@@ -325,8 +348,22 @@ class ClusterBackend:
                 for entry in list(later):
                     if self._try_end(*entry):
                         later.remove(entry)
+                now = time.monotonic()
+                for token, remote in list(self.remotes.items()):
+                    if remote.give_up_at is not None and now >= remote.give_up_at:
+                        self._abandoned(token, remote)
             except Exception as exc:  # one bad message must not stop the others' relay
                 self.say(f"warning: cluster backend: {type(exc).__name__}: {exc}")
+
+    def _abandoned(self, token: str, remote: _Remote) -> None:
+        """Killed, and nothing came back: its host is gone and no other took the task."""
+        if remote.handle.future is not None:
+            with contextlib.suppress(Exception):
+                remote.handle.future.cancel()
+        self.say(f"warning: {remote.job.tag}: its task did not answer the kill within "
+                 f"{self.grace + GIVE_UP_AFTER:g}s (is its Dask worker gone?); the "
+                 "attempt is over, its checkpoint as the steps that reached us left it")
+        self._finish(token, remote, Finished(remote.job.key, None, 137))
 
     def _event(self, message: Any) -> None:
         if not isinstance(message, dict):
@@ -334,12 +371,13 @@ class ClusterBackend:
         remote = self.remotes.get(str(message.get("token")))
         if remote is None or remote.ended:
             return  # not ours, or too late: its end was applied (its lock may be gone)
-        remote.seen = max(remote.seen, int(message.get("seq", 0)))
+        seq = message.get("seq")
+        remote.seen = max(remote.seen, seq if isinstance(seq, int) else 0)
         what = message.get("kind")
         if what == "out" and isinstance(message.get("data"), bytes):
             remote.relay.feed(message["data"])
-        elif what == "step":
-            step = [str(message["step"]), str(message["state"])]
+        elif what == "step" and isinstance(message.get("state"), str):
+            step = [str(message.get("step"))[:100], message["state"]]
             with Checkpoint(self.ws.checkpoint(remote.kind, remote.item_id),
                             slug(remote.kind, remote.item_id), self.ws.root) as db:
                 db.save(step[0], json.loads(step[1]))
@@ -348,78 +386,113 @@ class ClusterBackend:
             remote.handle._spent = spendfiles.parse(message["data"])
         elif what == "started":
             remote.handle.started = True
-            remote.handle.host = str(message.get("host", ""))[:100]
+            remote.handle.host = _text(message.get("host")) or "?"
             ours = (str(remote.job.result.parent.parent), str(self.ws.root))
             theirs = (message.get("run"), message.get("root"))
             remote.relay.places = [(t.encode(), o.encode()) for t, o in zip(theirs, ours,
                                                                             strict=True)
                                    if isinstance(t, str) and len(t) > 1]
+            self.post(Began(remote.job.key, remote.handle.host))
 
     def _try_end(self, deadline: float, token: str) -> bool:
+        """The task is done: once its events are in (or LATE_EVENTS_WAIT passed), apply
+        its end and post it. True: nothing more to wait for."""
         remote = self.remotes.get(token)
         if remote is None or remote.ended:
             return True
-        future = remote.handle.future
-        assert future is not None
-        outcome = _outcome(future)
-        if int(outcome.get("sent", 0)) > remote.seen and time.monotonic() < deadline:
+        if remote.outcome is None:
+            future = remote.handle.future
+            remote.outcome = _outcome(future) if future is not None else {"error": "lost"}
+            if remote.outcome.get("cancelled") and remote.give_up_at is None:
+                # not cancelled by us: the client lost the scheduler for a moment, and Dask
+                # cancels every future then; the task may run on, unwatched
+                remote.outcome = {"error": "the connection to the scheduler was lost (the "
+                                           "task may still run there)", "sent": 0}
+            remote.handle.future = None  # its result leaves the cluster's memory with it
+        sent = remote.outcome.get("sent")
+        if isinstance(sent, int) and sent > remote.seen and time.monotonic() < deadline:
             return False
-        remote.ended = True
-        remote.handle.future = None  # its result leaves the cluster's memory with it
+        end = Finished(remote.job.key, None, 1)
         try:
-            end = self._end(remote, outcome)
+            end = self._end(remote, remote.outcome)
         except Exception as exc:
             self.say(f"warning: {remote.job.tag}: its end could not be applied: "
                      f"{type(exc).__name__}: {exc}")
-            end = Finished(remote.job.key, None, 1)
         finally:
-            remote.relay.close()
-            self._forget(token)
-        remote.end = end
-        remote.done.set()
-        self.post(end)
+            self._finish(token, remote, end)
         return True
 
+    def _finish(self, token: str, remote: _Remote, end: Finished) -> None:
+        """The one place an attempt's end is posted: whatever failed before, it is."""
+        remote.ended = True
+        try:
+            with contextlib.suppress(Exception):
+                remote.relay.close()
+            with contextlib.suppress(Exception):
+                self._forget(token)
+        finally:
+            self.remotes.pop(token, None)
+            remote.handle.end = end
+            remote.handle.done.set()
+            self.post(end)
+
     def _end(self, remote: _Remote, outcome: dict[str, Any]) -> Finished:
-        job, host = remote.job, outcome.get("host") or remote.handle.host or "?"
-        remote.handle.host = remote.handle.host or outcome.get("host")
+        job = remote.job
+        host = remote.handle.host or _text(outcome.get("host")) or "?"
+        remote.handle.host = host
+        live = remote.handle.spent() or Spend()
+        spent = [live.usd, live.unpriced + 1]  # what it said it spent, and a call in flight
         if outcome.get("lost"):
             result = WorkerResult(remote.kind.value, remote.item_id, Status.FAILED,
                                   reason=f"its Dask worker on {host} was lost mid-item",
                                   retry={"kind": "lost", "credential": None,
-                                         "retry_after": None, "host": host})
+                                         "retry_after": None, "host": host}, spent=spent)
             atomic_write(job.result, json.dumps(result.to_json(), indent=2) + "\n")
             return Finished(job.key, result, 1)
         if "error" in outcome:
             result = WorkerResult(remote.kind.value, remote.item_id, Status.FAILED,
-                                  reason=f"its cluster task failed: {outcome['error']}")
+                                  reason=f"its cluster task failed: {_text(outcome['error'])}",
+                                  spent=spent)
             atomic_write(job.result, json.dumps(result.to_json(), indent=2) + "\n")
             return Finished(job.key, result, 1)
-        code = int(outcome.get("code", 1))
+        code = outcome.get("code")
+        code = code if isinstance(code, int) and not isinstance(code, bool) else 1
+        code = 128 - code if code < 0 else code  # killed by signal N: 128+N, as locally
         text = outcome.get("result")
         if isinstance(text, str):
             atomic_write(job.result, text)
         read = WorkerResult.read(job.result) if isinstance(text, str) else None
-        self._apply(remote, outcome, read)
+        read = self._apply(remote, outcome, read)
         return Finished(job.key, read, code)
 
     def _apply(self, remote: _Remote, outcome: dict[str, Any],
-               result: WorkerResult | None) -> None:
-        """The task's files, into the workspace: only the item's own outputs."""
+               result: WorkerResult | None) -> WorkerResult | None:
+        """The task's files, into the workspace: only the item's own outputs; the result,
+        as it stands once they are there (a done item whose output did not come back is
+        failed, its checkpoint kept)."""
         ws, kind, item_id = self.ws, remote.kind, remote.item_id
         output = self._rel(ws.output_file(kind, item_id))
         lineage = self._rel(ws.lineage_dir(kind, item_id))
-        done = result is not None and result.status is Status.DONE
-        for rel, data in (outcome.get("files") or {}).items():
+        files = outcome.get("files")
+        for rel, data in (files.items() if isinstance(files, dict) else ()):
             name = rel[len(lineage) + 1:] if rel.startswith(lineage + "/") else None
-            if rel != output and not (name and _LINEAGE_NAME.fullmatch(name)):
-                self.say(f"warning: {remote.job.tag}: ignored {rel!r} from its task: not "
-                         "one of the item's outputs")
+            if not isinstance(data, bytes) or (
+                    rel != output and not (name and _LINEAGE_NAME.fullmatch(name))):
+                self.say(f"warning: {remote.job.tag}: ignored {_text(rel)!r} from its task: "
+                         "not one of the item's outputs")
                 continue
             path = ws.root / rel
             check_inside(ws.root, path.parent)
             path.parent.mkdir(parents=True, exist_ok=True)
-            ws.write_text(path, bytes(data).decode("utf-8", "replace"))
+            ws.write_text(path, data.decode("utf-8", "replace"))
+        done = result is not None and result.status is Status.DONE
+        if done and (not isinstance(files, dict) or output not in files):
+            assert result is not None
+            result = replace(result, status=Status.FAILED,
+                             reason=f"its task reported it done, but {output} did not come "
+                                    "back; run retry-failed")
+            atomic_write(remote.job.result, json.dumps(result.to_json(), indent=2) + "\n")
+            done = False
         if done and kind is Kind.ISSUE and outcome.get("removed"):
             from assemblyzero.workflow.kinds import retire_brief
 
@@ -428,15 +501,18 @@ class ClusterBackend:
         if kind is Kind.LLD and isinstance(entry, dict) and isinstance(entry.get("status"), str):
             from assemblyzero.workflow import lld_index
 
-            fields = {k: v for k, v in entry.items()
-                      if k not in ("status", "updated") and isinstance(v, (str, int, float))}
+            fields = {k: v for k, v in entry.items() if k in _INDEX_FIELDS
+                      and isinstance(v, (str, int, float)) and not isinstance(v, bool)}
             lld_index.record_or_warn(ws, item_id, entry["status"][:40], self.say, **fields)
         path = ws.checkpoint(kind, item_id)
+        saved = outcome.get("checkpoint")
         if done and not outcome.get("checkpoint_kept"):
             Checkpoint(path, slug(kind, item_id), ws.root).delete()
-        elif (saved := outcome.get("checkpoint")) and list(saved) != remote.last_step:
+        elif (isinstance(saved, list) and len(saved) == 2
+              and all(isinstance(x, str) for x in saved) and saved != remote.last_step):
             with Checkpoint(path, slug(kind, item_id), ws.root) as db:
-                db.save(str(saved[0]), json.loads(saved[1]))
+                db.save(saved[0][:100], json.loads(saved[1]))
+        return result
 
     def _forget(self, token: str) -> None:
         """The attempt's Events go (its word in the metadata goes with its task)."""
@@ -459,25 +535,31 @@ class ClusterBackend:
         self.client._event_handlers.pop(self.topic, None)
 
         def forget_run(dask_scheduler: Any, topic: str = self.topic,
-                       alive: str = self.alive_name) -> None:
-            """On the scheduler: the run's topic (its events) and heartbeat go."""
+                       names: tuple[str, ...] = (self.alive_name, self.words)) -> None:
+            """On the scheduler: the run's topic (its events), heartbeat and words go."""
             topics = getattr(getattr(dask_scheduler, "_broker", None), "_topics", None)
             if isinstance(topics, dict):
                 topics.pop(topic, None)
-            dask_scheduler.task_metadata.pop(alive, None)
+            for name in names:
+                dask_scheduler.task_metadata.pop(name, None)
 
         with contextlib.suppress(Exception):  # best effort: an older scheduler keeps them
             self.client.run_on_scheduler(forget_run)
 
 
+def _text(value: Any, limit: int = 200) -> str:
+    """A string from a task's answer, bounded (it may be hostile)."""
+    return value[:limit] if isinstance(value, str) else ""
+
+
 def _outcome(future: Future) -> dict[str, Any]:
     """What the task returned; its failure said as `error`, its host's loss as `lost`."""
     if future.cancelled():
-        return {"code": 130, "sent": 0, "never_ran": True}
+        return {"code": 130, "sent": 0, "cancelled": True}
     try:
         value = future.result(timeout=30)
     except FutureCancelledError:
-        return {"code": 130, "sent": 0, "never_ran": True}
+        return {"code": 130, "sent": 0, "cancelled": True}
     except Exception as exc:
         if type(exc).__name__ == "KilledWorker":
             return {"lost": True, "sent": 0}

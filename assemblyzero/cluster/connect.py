@@ -9,8 +9,11 @@ ClusterError naming the fix, raised before any item starts (the CLI exits 2).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import resource
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,16 +88,44 @@ class Cluster:
                 self.local.close()
 
 
+def _local(distributed: Any, address: Address) -> Any:
+    """The LocalCluster of local:N: TLS with a temporary certificate (no other user of
+    this machine can submit to it), no dashboard on a fixed port, and worker processes
+    that a Ctrl+C on the terminal does not reach (they stop when the run tells them)."""
+    try:
+        saved = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the workers
+    except ValueError:  # not the main thread: leave signals alone
+        saved = None
+    try:
+        return distributed.LocalCluster(
+            n_workers=address.local_workers, threads_per_worker=address.local_threads,
+            processes=True, dashboard_address=":0", silence_logs=logging.ERROR,
+            security=distributed.security.Security.temporary(), protocol="tls://")
+    finally:
+        if saved is not None:
+            signal.signal(signal.SIGINT, saved)
+
+
+def _more_files() -> None:
+    """A cluster run keeps a socket or two per running item: raise the soft limit on open
+    files to the hard one (1024 is the usual soft limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               (min(hard, 1 << 16) if hard != resource.RLIM_INFINITY
+                                else 1 << 16, hard))
+
+
 def connect(address: Address) -> Cluster:
     """Reach the scheduler (or start the local cluster) and wait for a worker."""
     try:
         import distributed
     except ImportError:
         raise ClusterError(f"--cluster needs the cluster extra: {EXTRA_HINT}") from None
+    _more_files()
     if address.local:
-        cluster = distributed.LocalCluster(
-            n_workers=address.local_workers, threads_per_worker=address.local_threads,
-            processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+        cluster = _local(distributed, address)
         try:
             return Cluster(address, distributed.Client(cluster), cluster)
         except BaseException:

@@ -27,6 +27,16 @@ PREFIX = "assemblyzero-key-"  # every name this store makes on the scheduler sta
 LOCK_WAIT = 30.0  # seconds to wait for a key's record lock before the operation fails
 
 
+class SlotsDiffer(RuntimeError):
+    """Another run made the key's semaphore with another max_concurrent."""
+
+    def __init__(self, name: str, limit: int, detail: str) -> None:
+        super().__init__(f"key {name}: its slots on the cluster were made by another run "
+                         f"with another max_concurrent than this run's {limit} ({detail})")
+        self.fix = (f"give {name} the same max_concurrent in every credentials file used "
+                    "with this cluster, or restart its scheduler")
+
+
 class ClusterStore(LeaseStore):
     def __init__(self, client: Client, clock: Callable[[], float] = time.time) -> None:
         # Not LeaseStore.__init__: there is no folder; the file methods are never reached.
@@ -51,7 +61,13 @@ class ClusterStore(LeaseStore):
         if state["cooldown_until"] > self.clock():
             return Busy(name, "cooling down after a 429", state["cooldown_until"])
         sem = self._semaphore(name, limit)
-        if not sem.acquire(timeout=None if wait else 0):
+        try:
+            got = sem.acquire(timeout=None if wait else 0)
+        except RuntimeError as exc:
+            if "max leases" not in str(exc):
+                raise
+            raise SlotsDiffer(name, limit, str(exc)) from None
+        if not got:
             return Busy(name, f"all {limit} slot(s) held")
         token = uuid.uuid4().hex
         self._held[token] = sem

@@ -70,7 +70,7 @@ def run_attempt(spec: dict[str, Any]) -> dict[str, Any]:
     if claim.is_set():  # run before, on a host that died: the coordinator resumes the item
         return {**base, "lost": True}
     claim.set()
-    if _command(client, token):  # stopped before it began
+    if _command(client, spec["words"], token):  # stopped before it began
         return {**base, "code": 130, "sent": 0, "never_ran": True}
     scratch = Path(tempfile.mkdtemp(prefix=f"assemblyzero-{spec['key']}-",
                                     dir=_scratch_root()))
@@ -80,6 +80,18 @@ def run_attempt(spec: dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+_STORES: dict[str, ClusterStore] = {}  # one per worker process: its Locks live on
+_STORES_LOCK = threading.Lock()
+
+
+def _store_of(client: Any) -> ClusterStore:
+    with _STORES_LOCK:
+        store = _STORES.get(client.id)
+        if store is None:
+            store = _STORES[client.id] = ClusterStore(client)
+        return store
+
+
 def _scratch_root() -> str | None:
     try:
         return str(get_worker().local_directory)
@@ -87,10 +99,10 @@ def _scratch_root() -> str | None:
         return None
 
 
-def _command(client: Any, token: str) -> str:
+def _command(client: Any, words: str, token: str) -> str:
     """The coordinator's last word to this attempt: '', 'stop', 'kill' or 'wind:REASON'."""
     try:
-        word = client.get_metadata([token], default="")
+        word = client.get_metadata([words, token], default="")
     except Exception:  # the scheduler cannot say: no word
         return ""
     return word if isinstance(word, str) else ""
@@ -103,7 +115,7 @@ class Attempt:
         self.topic, self.token = spec["topic"], spec["token"]
         self.outbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.sent = 0
-        self.store = ClusterStore(client)
+        self.store = _store_of(client)
         self.proc: subprocess.Popen[bytes] | None = None
 
     # --- the run ----------------------------------------------------------------
@@ -228,7 +240,7 @@ class Attempt:
             if told and not over.is_set():
                 with contextlib.suppress(Exception):
                     look.clear()
-                if word := _command(self.client, self.token):
+                if word := _command(self.client, self.spec["words"], self.token):
                     words.put(word)
 
     # --- the scratch workspace ------------------------------------------------------
@@ -398,18 +410,25 @@ class Attempt:
     def _answer(self, request: dict[str, Any]) -> Any:
         if request.get("op") == "step":
             done = threading.Event()
-            self._post({"kind": "step", "step": str(request["step"]),
-                        "state": json.dumps(request["state"])}, done)
+            sent = self._post({"kind": "step", "step": str(request["step"]),
+                               "state": json.dumps(request["state"])}, done)
             if not done.wait(link.LINK_TIMEOUT):
                 raise TimeoutError("the scheduler did not take the step in time")
+            if not sent["ok"]:
+                raise OSError(f"the scheduler did not take the step: {sent['error']}")
             return None
         return link.serve(self.store, request)
 
-    def _post(self, message: dict[str, Any], done: threading.Event | None = None) -> None:
+    def _post(self, message: dict[str, Any],
+              done: threading.Event | None = None) -> dict[str, Any]:
+        """Queue `message` for the coordinator; `done` is set once it was sent (or could not
+        be: the returned dict's `ok` and `error` say)."""
         message["token"] = self.token
+        sent: dict[str, Any] = {"ok": False, "error": "not sent"}
         if done is not None:
-            message["_done"] = done
+            message["_done"], message["_sent"] = done, sent
         self.outbox.put(message)
+        return sent
 
     def _send_all(self) -> None:
         """Send the outbox in order: output chunks that queued up together as one event."""
@@ -435,11 +454,14 @@ class Attempt:
                         break
                     data.append(more["data"])
                 message["data"] = b"".join(data)
-            done = message.pop("_done", None)
+            done, sent = message.pop("_done", None), message.pop("_sent", {})
             self.sent += 1
             message["seq"] = self.sent
-            with contextlib.suppress(Exception):  # unreachable: the end says what it can
+            try:
                 self.client.log_event(self.topic, message)
+                sent["ok"] = True
+            except Exception as exc:  # unreachable: the end says what it can
+                sent["error"] = f"{type(exc).__name__}: {exc}"
             if done is not None:
                 done.set()
 

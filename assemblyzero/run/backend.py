@@ -45,13 +45,21 @@ class Finished:
 
 
 @dataclass(frozen=True)
+class Began:
+    """A queued attempt began to run (a cluster task on its Dask worker, on `host`)."""
+
+    key: str
+    host: str
+
+
+@dataclass(frozen=True)
 class Signalled:
     """SIGINT or SIGTERM reached the coordinator."""
 
     signum: int
 
 
-Message = Finished | Signalled
+Message = Finished | Signalled | Began
 Post = Callable[[Message], None]
 
 

@@ -50,7 +50,7 @@ from assemblyzero.keys.pool import Grant, NoCredential, Pool
 from assemblyzero.keys.redact import Redactor
 from assemblyzero.results import Status, WorkerResult, status_from_exit
 from assemblyzero.run import procs
-from assemblyzero.run.backend import Backend, Finished, Handle, Inbox, Signalled
+from assemblyzero.run.backend import Backend, Began, Finished, Handle, Inbox, Signalled
 from assemblyzero.run.budget import Budget
 from assemblyzero.run.jobs import RunOptions, job_for
 from assemblyzero.run.local import LocalBackend
@@ -434,6 +434,9 @@ class Coordinator:
             self._on_signal(message.signum)
         elif isinstance(message, Finished):
             self._ended(message)
+        elif isinstance(message, Began):  # it waited in the cluster's queue until now
+            self.sched.running_now(message.key)
+            self._show()
         self._carry_out(self.sched.due())  # a steady stream of ends must not postpone one
 
     def _carry_out(self, actions: list[Action]) -> None:
@@ -507,7 +510,8 @@ class Coordinator:
                 break
             if isinstance(message, Finished):
                 self._end_abandoned(message)
-            elif self.sched.stopped_by is None:  # the exit code says the user stopped it
+            elif isinstance(message, Signalled) and self.sched.stopped_by is None:
+                # the exit code says the user stopped it
                 self.sched.stopped_by = message.signum
         for attempt in list(self.running.values()):
             self._end_abandoned(attempt.handle.wait())
@@ -596,6 +600,8 @@ class Coordinator:
 
 def _start_fix(exc: Exception) -> str:
     """What to check when an item could not start: the lease folder, or the workspace's."""
+    if isinstance(fix := getattr(exc, "fix", None), str):  # it knows its own fix
+        return fix
     where = str(getattr(exc, "filename", None) or "")
     leases = state_dir() / "leases"
     if where and Path(where).is_relative_to(leases):

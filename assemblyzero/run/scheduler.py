@@ -201,6 +201,13 @@ class Scheduler:
             self.budget.started(slot.key)
         return slot
 
+    def running_now(self, key: str) -> None:
+        """The attempt `key`, queued until now (on a cluster), has begun to run: its
+        timeout and its duration count from here."""
+        slot = self.running.get(key)
+        if slot is not None and slot.ended_by is None:
+            slot.started = self.clock()
+
     def ended(self, key: str) -> tuple[Slot, float]:
         """The attempt `key` is over: its slot and its duration. Its keys came back, so
         an item held by a pause may try again at once."""
