@@ -344,3 +344,36 @@ def test_the_cluster_store_shares_slots_rests_and_budgets_between_clients(cluste
         assert a.peek(name)["cooldown_until"] < time.time() + 86400 * 2
     finally:
         other.close()
+
+
+def test_output_folders_that_are_links_inside_the_workspace_get_the_files(
+        cluster: object, tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["96"])
+    (ws / "generated/lld").mkdir(parents=True)
+    (ws / "docs/lld").symlink_to(ws / "generated/lld")
+    run = cli("lld-all", f"--cluster={address(cluster)}", "--repo", str(ws),
+              env={"ASSEMBLYZERO_OFFLINE_LATENCY": "0"})
+    assert run.code == 0, run.out + run.err
+    assert (ws / "generated/lld/active/LLD-096.md").is_file()
+    assert "approved" in (ws / "generated/lld/status.json").read_text()
+
+
+def test_local_n_survives_a_terminal_ctrl_c_and_keeps_the_checkpoints(tmp_path: Path):
+    """local:N's worker processes share the terminal's process group: Ctrl+C there must
+    reach the coordinator only, which stops them in order."""
+    ws = make_workspace(tmp_path / "ws", issues=["97", "98"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assemblyzero", "lld-all", "--cluster=local:1x2",
+         "--repo", str(ws)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+        env={**os.environ, "ASSEMBLYZERO_OFFLINE_LATENCY": "1.5"})
+    checkpoints = [ws / f".assemblyzero/checkpoints/lld-{n}.db" for n in (97, 98)]
+    deadline = time.monotonic() + 90
+    while not all(p.exists() for p in checkpoints) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl+C: the whole group
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 130, out
+    assert "KeyboardInterrupt" not in out and "Traceback" not in out
+    assert all(p.exists() for p in checkpoints)
+    assert {i["status"] for i in summary(latest_run(ws))["items"]} == {"interrupted"}

@@ -226,6 +226,9 @@ class Attempt:
                     kill_at = now + grace
         finally:
             over.set()
+            with contextlib.suppress(Exception):  # wake the listener: it is done too
+                Event(self.token, client=self.client).set()
+            listener.join(EXIT_POLL * 10)
         self._spend(spend_seen)
         return code
 
