@@ -255,7 +255,7 @@ def _push_events(topic: str, single: int, burst: int, token: str) -> dict[str, A
         claim = Event(f"{token}-{k}-claim", client=client)
         claim.is_set()
         claim.set()
-        _command(client, f"{token}-{k}")
+        _command(client, f"{token}-words", f"{token}-{k}")
         control.append(time.perf_counter() - t0)
         claim.clear()
     return {"call_s": calls, "burst_s": pushed, "control_s": control}
