@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, cli, journal, latest_run, make_workspace, summary
+from test_json_schemas import assert_valid
 
 distributed = pytest.importorskip("distributed")
 
@@ -83,6 +84,7 @@ def test_a_cluster_run_writes_the_same_files_as_a_local_run_with_prefixed_lines(
     assert all(re.match(r"\[(LLD-04[1-4]|COORDINATOR)\] ", line) for line in lines), lines
     assert "slot(s)" in run.out and "6 item(s) at a time" in run.out
     data = summary(latest_run(remote))
+    assert_valid("summary", data)
     assert {item["host"] for item in data["items"]} == {socket.gethostname()}
     assert "HOST" in run.out
     log = (latest_run(remote) / "lld-41.log").read_text()
@@ -121,6 +123,11 @@ def test_a_killed_dask_worker_costs_only_the_call_in_flight(cluster: object, tmp
     data = summary(latest_run(ws))
     assert data["items"][0]["status"] == "done" and data["items"][0]["attempts"] == 2
     assert (ws / "docs/lld/active/LLD-051.md").exists()
+    events = journal(latest_run(ws))
+    assert [e["kind"] for e in events if e["event"] == "retry"] == ["lost"]
+    for event in events:  # a cluster run's records are the documented formats
+        assert_valid("journal-event", event)
+    assert_valid("summary", data)
 
 
 def _completed_calls(log: str) -> list[tuple[str, str]]:
@@ -239,6 +246,7 @@ def test_the_real_dask_cli_runs_every_item_and_dry_run_counts_its_slots(tmp_path
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         ws = make_workspace(tmp_path / "ws", issues=["101", "102", "103"])
         plan = _until_ready(ws, url)
+        assert_valid("plan", plan)
         assert plan["cluster"]["workers"] == 2 and plan["cluster"]["slots"] == 4
         assert plan["parallel"] == 4
         run = cli("lld-all", f"--cluster={url}", "--repo", str(ws),
@@ -248,6 +256,8 @@ def test_the_real_dask_cli_runs_every_item_and_dry_run_counts_its_slots(tmp_path
             "LLD-101.md", "LLD-102.md", "LLD-103.md"]
         status = cli("status", f"--cluster={url}", "--repo", str(ws))
         assert status.code == 0 and "2 worker(s)" in status.out
+        as_json = cli("status", "--json", f"--cluster={url}", "--repo", str(ws))
+        assert_valid("status", json.loads(as_json.out))
     finally:
         for proc in reversed(procs):
             proc.terminate()
