@@ -129,10 +129,13 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any
 
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(HERE) not in sys.path:  # lease_rate.py, next to this file
     sys.path.insert(0, str(HERE))
+
+from journals import latest_events  # noqa: E402 - next to this file
 
 import lease_rate  # noqa: E402
 import sdk_server  # noqa: E402
@@ -455,13 +458,8 @@ def journal_breakdown(ws: Path, launched: float, wall: float, slots: int) -> dic
     startup: launch to the first worker started; refill: a worker's end to the next
     start (mean); busy: worker time / (wall * slots); tail: the last end to the exit.
     """
-    runs = ws / "logs" / "parallel"
-    try:
-        run = max((d for d in runs.iterdir() if d.is_dir() and not d.is_symlink()),
-                  key=lambda d: d.stat().st_mtime)
-        events = [json.loads(line) for line in
-                  (run / "journal.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    except (OSError, ValueError):
+    events = latest_events(ws)
+    if events is None:
         return {}
     starts = [e["ts"] for e in events if e.get("event") == Event.START]
     ends = [e["ts"] for e in events if e.get("event") == Event.END and "duration" in e]

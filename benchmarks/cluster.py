@@ -55,6 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from journals import latest_events
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 EXAMPLES = ROOT / "examples" / "workspace" / "docs" / "issues" / "active"
@@ -154,13 +156,8 @@ def llds(ws: Path) -> dict[str, bytes]:
 def journal(ws: Path, launched: float, wall: float) -> dict[str, Any]:
     """What the run's journal says: its --parallel, the attempts, the peak concurrency,
     the first start after launch, the busy share of the slots, the items' statuses."""
-    runs = ws / "logs" / "parallel"
-    try:
-        run = max((d for d in runs.iterdir() if d.is_dir() and not d.is_symlink()),
-                  key=lambda d: d.stat().st_mtime)
-        events = [json.loads(line) for line in
-                  (run / "journal.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    except (OSError, ValueError):
+    events = latest_events(ws)
+    if events is None:
         return {}
     head: dict[str, Any] = next((e for e in events if e.get("event") == "run-start"), {})
     starts = [e for e in events if e.get("event") == "start"]
