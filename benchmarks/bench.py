@@ -129,16 +129,14 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any
 
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(HERE) not in sys.path:  # lease_rate.py, next to this file
     sys.path.insert(0, str(HERE))
 
-from journals import latest_events  # noqa: E402 - next to this file
-
 import lease_rate  # noqa: E402
 import sdk_server  # noqa: E402
+from journals import latest_events  # noqa: E402 - next to this file
 
 from assemblyzero.constants import (  # noqa: E402
     DEFAULT_MAX_ITERATIONS,
