@@ -19,6 +19,20 @@ from assemblyzero.journal import Event
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The tests start hundreds of Python processes (the CLI, its workers, scripts). Where
+# PYTHONDONTWRITEBYTECODE is set, each of them compiles every module of assemblyzero it
+# imports again, a fifth of a short run's CPU: they share the bytecode in .pytest_cache
+# instead (PYTHONPYCACHEPREFIX: nothing is written next to the sources).
+if os.environ.get("PYTHONDONTWRITEBYTECODE") and "PYTHONPYCACHEPREFIX" not in os.environ:
+    _PYCACHE = ROOT / ".pytest_cache" / "pycache"
+    try:
+        _PYCACHE.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+    else:
+        os.environ["PYTHONPYCACHEPREFIX"] = str(_PYCACHE)
+        del os.environ["PYTHONDONTWRITEBYTECODE"]
+
 ISSUE = """# {title}
 
 ## User Story

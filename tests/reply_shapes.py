@@ -3,9 +3,11 @@
 `ShapeServer(wire)` answers OpenAI chat completions (`wire="openai"`, also what
 OpenAI-compatible servers speak) or Anthropic messages (`wire="anthropic"`). Each
 item's id names its shape (`make_workspace(issues=["d-fence-1", ...])`: the source
-the models get says "Feature d-fence-1"); `SHAPES` lists them with what must come
-of them. Review requests are told apart by the schema they carry (response_format,
-a forced tool) or by a prompt that starts with "Review".
+the models get says "Feature d-fence-1"), or a draft shape and a review shape
+together ("d-fence_r-bold-1": the drafts of d-fence, the reviews of r-bold);
+`SHAPES` lists them with what must come of them. Review requests are told apart by
+the schema they carry (response_format, a forced tool) or by a prompt that starts
+with "Review".
 
 `python tests/reply_shapes.py [N]` runs every shape N times (default 3) through the
 real CLI for both wire formats and prints the table of outcomes.
@@ -106,9 +108,33 @@ SHAPES = (
                     "findings": []},), expect="halted", reason="Refund to the card or as credit?"),
 )
 BY_NAME = {s.name: s for s in SHAPES}
+SHAPE_ID = re.compile(r"Feature ((?:d|r)-[a-z]+)(?:_((?:d|r)-[a-z]+))?(?:-\d+)?")
 # What differs between wire formats: how a cut, an empty reply and a native verdict arrive
 # (documents and text verdicts are read by the engine, the same for every provider).
 WIRE_SHAPES = ("d-cut", "d-cutcut", "d-empty", "r-native", "r-line")
+
+
+def paired(shapes: list[Shape]) -> list[tuple[Shape, ...]]:
+    """The shapes as items, a draft shape with a review shape where both must end done
+    (the draft shape's drafts, the review shape's reviews: one worker judged for both);
+    every other shape alone."""
+    def done(prefix: str) -> list[Shape]:
+        return [s for s in shapes if s.name.startswith(prefix) and s.expect == "done"]
+
+    drafts, reviews = done("d-"), done("r-")
+    pairs = list(zip(drafts, reviews, strict=False))  # the extra ones alone
+    taken = {s.name for pair in pairs for s in pair}
+    return [*pairs, *((s,) for s in shapes if s.name not in taken)]
+
+
+def combined(names: tuple[str, ...]) -> Shape:
+    """The shape the server plays for an item of `names` (one shape, or a draft shape and
+    a review shape)."""
+    if len(names) == 1:
+        return BY_NAME[names[0]]
+    draft, review = (BY_NAME[n] for n in sorted(names))  # "d-..." before "r-..."
+    return Shape("_".join(names), "", drafts=draft.drafts, reviews=review.reviews,
+                 cut=draft.cut, always_cut=draft.always_cut)
 
 
 class ShapeServer:
@@ -135,10 +161,12 @@ class ShapeServer:
     # --- the model ------------------------------------------------------------------------
     def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         prompt = _prompt(body)
-        found = re.search(r"Feature ((?:d|r)-[a-z]+)(?:-\d+)?", prompt)
-        shape = BY_NAME.get(found.group(1)) if found else None
-        if shape is None:
+        found = SHAPE_ID.search(prompt)
+        names = tuple(n for n in found.groups() if n) if found else ()
+        if not names or any(n not in BY_NAME for n in names) or (
+                len(names) == 2 and sorted(n[0] for n in names) != ["d", "r"]):
             return 400, {"error": {"message": "no shape for this prompt"}}
+        shape = combined(names)
         item = found.group(0) if found else ""
         asked_schema = bool(body.get("response_format") or body.get("tools"))
         review = asked_schema or prompt.lstrip().startswith("Review")
@@ -226,17 +254,22 @@ def problems(shape: Shape, item: dict[str, Any], lld: Path | None, prompts: list
     return "; ".join(wrong)
 
 
-def probe(root: Path, wire: str, repeat: int,
-          names: tuple[str, ...] | None = None) -> list[tuple[str, str, str]]:
+def probe(root: Path, wire: str, repeat: int, names: tuple[str, ...] | None = None,
+          pair: bool = False) -> list[tuple[str, str, str]]:
     """Run every shape (or those `names`) `repeat` times through the CLI on `wire`;
-    (shape, what, outcome) for each."""
+    (shape, what, outcome) for each. `pair`: a draft shape and a review shape share
+    an item where both must end done (`paired`), so fewer workers run; each shape is
+    still judged on its own terms, on the item it took part in."""
     shapes = [s for s in SHAPES if names is None or s.name in names]
+    items_of = paired(shapes) if pair else [(s,) for s in shapes]
+    base = {s.name: "_".join(x.name for x in item) for item in items_of for s in item}
     sys.path.insert(0, str(Path(__file__).parent))
     from conftest import cli, latest_run, make_workspace, summary
 
     server = ShapeServer(wire)
     try:
-        ids = [f"{s.name}-{n}" for s in shapes for n in range(1, repeat + 1)]
+        ids = [f"{'_'.join(s.name for s in item)}-{n}" for item in items_of
+               for n in range(1, repeat + 1)]
         ws = make_workspace(root / f"ws-{wire}", issues=ids)
         env = {"ASSEMBLYZERO_CALL_TIMEOUT": "20"}
         if wire == "openai":  # a local server, no credential: the README's recipe
@@ -258,13 +291,14 @@ def probe(root: Path, wire: str, repeat: int,
         for shape in shapes:
             outcomes = []
             for n in range(1, repeat + 1):
-                item_id = f"{shape.name}-{n}"
+                item_id = f"{base[shape.name]}-{n}"
                 lld = next(iter((ws / "docs/lld/active").glob(f"*{item_id}*")), None)
                 outcomes.append(problems(shape, items[item_id], lld,
                                          server.prompts.get(f"Feature {item_id}", [])))
             bad = [o for o in outcomes if o]
-            rows.append((shape.name, shape.what,
-                         f"{repeat - len(bad)}/{repeat} right" + (f" ({bad[0]})" if bad else "")))
+            shared = f" on item {base[shape.name]}" if base[shape.name] != shape.name else ""
+            rows.append((shape.name, shape.what, f"{repeat - len(bad)}/{repeat} right" + (
+                f" ({bad[0]}{shared})" if bad else "")))
         return rows
     finally:
         server.close()

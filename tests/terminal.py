@@ -17,8 +17,10 @@ import struct
 import subprocess
 import termios
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pyte
 
@@ -54,10 +56,35 @@ class TermRun:
         # As wide as the longest line written (plus room), not wider: pyte's cost grows
         # with the screen's width.
         width = max((len(segment) for segment in self.segments()), default=0) + 8
-        term = pyte.HistoryScreen(max(width, self.cols), self.rows, history=100_000)
+        term = _ScrollbackScreen(max(width, self.cols), self.rows, history=100_000)
         pyte.ByteStream(term).feed(self.raw)
-        old = ["".join(line[x].data for x in range(term.columns)) for line in term.history.top]
+        old = ["".join(line[x].data for x in range(term.columns)) for line in term.top]
         return [line.rstrip() for line in old + list(term.display)]
+
+
+class _ScrollbackScreen(pyte.Screen):
+    """The lines scrolled off the top, kept as pyte.HistoryScreen keeps them in
+    `history.top`, without its paging: HistoryScreen wraps every attribute access
+    of the screen (for pages never turned here), which makes a long replay slow."""
+
+    def __init__(self, columns: int, lines: int, history: int) -> None:
+        self.top: deque[Any] = deque(maxlen=history)
+        super().__init__(columns, lines)
+
+    def reset(self) -> None:
+        super().reset()
+        self.top.clear()
+
+    def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
+        super().erase_in_display(how, *args, **kwargs)
+        if how == 3:  # the scrollback too
+            self.top.clear()
+
+    def index(self) -> None:
+        top, bottom = self.margins or pyte.screens.Margins(0, self.lines - 1)
+        if self.cursor.y == bottom:
+            self.top.append(self.buffer[top])
+        super().index()
 
 
 def screen(raw: bytes, cols: int, rows: int) -> list[str]:

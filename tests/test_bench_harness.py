@@ -28,6 +28,20 @@ ROWS = ["first_worker", "first_worker.python_bare", "first_worker.import_cli",
         "lease_double"]
 
 
+# The quick sizes, smaller still: the harness runs every step of each figure, on less.
+SMOKE_SIZES = {"first_worker_items": 1, "startup_runs": 1, "rss_run_items": 2,
+               "lease_procs": 3, "lease_seconds": 0.2, "dry_run_items": 100}
+SMOKE = """import dataclasses, importlib.util, sys
+spec = importlib.util.spec_from_file_location("bench", {bench!r})
+bench = importlib.util.module_from_spec(spec)
+sys.modules["bench"] = bench  # registered, as its dataclasses need
+spec.loader.exec_module(bench)
+bench.QUICK = dataclasses.replace(bench.QUICK, **{sizes!r})
+sys.argv[0] = {bench!r}
+sys.exit(bench.main())
+"""
+
+
 def load(name: str) -> ModuleType:
     """A module of benchmarks/ (registered, as its dataclasses need), loaded once."""
     if f"bench_{name}" in sys.modules:
@@ -44,12 +58,15 @@ def load(name: str) -> ModuleType:
 @pytest.mark.e2e  # starts real processes
 def test_quick_bench_records_every_figure(tmp_path: Path, isolated_home: Path) -> None:
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--only", FAST,
+    smoke = tmp_path / "smoke_bench.py"  # bench.py's main, on SMOKE_SIZES
+    smoke.write_text(SMOKE.format(bench=str(BENCH), sizes=SMOKE_SIZES))
+    proc = subprocess.run([sys.executable, str(smoke), "--quick", "--only", FAST,
                            "--json-out", str(out)], capture_output=True, text=True,
                           timeout=90, stdin=subprocess.DEVNULL, cwd=tmp_path, check=False)
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     data = json.loads(out.read_text())
     assert data["quick"] is True and data["repeat"] == 1
+    assert all(data["sizes"][name] == value for name, value in SMOKE_SIZES.items())
     assert data["errors"] == {}
     assert set(data["figures"]) == set(ROWS)
     for name in ROWS:

@@ -32,7 +32,7 @@ def test_issue_all_never_overwrites_an_existing_issue_or_done_brief(tmp_path: Pa
 def test_a_closed_terminal_does_not_orphan_workers_or_lose_the_summary(ws: Path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "assemblyzero", "lld-all", "--parallel=3", "--repo", str(ws)],
-        env={**os.environ, "ASSEMBLYZERO_OFFLINE_LATENCY": "0.2"}, stdout=subprocess.PIPE,
+        env={**os.environ, "ASSEMBLYZERO_OFFLINE_LATENCY": "0.1"}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
     )
     assert proc.stdout is not None

@@ -46,7 +46,7 @@ def lease_file(name: str) -> dict:  # type: ignore[type-arg]
 def test_040_two_keys_six_items_pause_and_never_more_than_two_at_once(ws: Path):
     credentials(key("key-a"), key("key-b"))
     run = cli("lld-all", "--parallel=3", "--repo", str(ws),
-              env={"ASSEMBLYZERO_OFFLINE_LATENCY": "0.1"})
+              env={"ASSEMBLYZERO_OFFLINE_LATENCY": "0.05"})
     assert run.code == 0, run.out + run.err
     # One pause for as long as items wait for a key, not one per item that waited.
     assert run.out.count("[COORDINATOR] Credential pool exhausted. Pausing...") == 1
@@ -85,14 +85,14 @@ def test_a_429_on_every_attempt_fails_the_item_after_max_attempts(tmp_path: Path
     ws = make_workspace(tmp_path / "ws", issues=["7"])
     credentials(key("key-a"))
     run = cli("lld-all", "--repo", str(ws), "--max-attempts=2", "--no-pacing",  # reactive
-              env={"ASSEMBLYZERO_SIMULATE_429": "key-a:99:0.1"})
+              env={"ASSEMBLYZERO_SIMULATE_429": "key-a:99:0.01"})
     assert run.code == 1, run.out + run.err
     item = summary(latest_run(ws))["items"][0]
     assert item["status"] == "failed" and item["attempts"] == 2 and item["rate_limited"] == 2
     assert "no attempts left (2)" in run.out
     # Paced, each attempt first waits out 1 + RETRIES_429_MAX 429s on its key in the worker.
     paced = cli("lld-all", "--repo", str(ws), "--max-attempts=2",
-                env={"ASSEMBLYZERO_SIMULATE_429": "key-a:99:0.1"})
+                env={"ASSEMBLYZERO_SIMULATE_429": "key-a:99:0.01"})
     assert paced.code == 1, paced.out + paced.err
     item = summary(latest_run(ws))["items"][0]
     assert item["attempts"] == 2 and item["rate_limited"] == 18

@@ -22,10 +22,11 @@ SECTIONS = ("Context & Goal", "Proposed Changes", "Data Structures", "Interfaces
             "Rollout", "Open Questions", "Definition of Done")
 DRAFT = "# Design\n\n" + "\n\n".join(f"## {name}\n{name} is covered here." for name in SECTIONS)
 REVIEW = "VERDICT: APPROVED\n\nAll good."
+RETRY_AFTER = 0.2  # seconds, what the server's 429 says
 
 
 class LocalServer:
-    """Chat completions with no key; the first `limited` calls answer 429 (Retry-After 1)."""
+    """Chat completions with no key; the first `limited` calls answer 429 (RETRY_AFTER)."""
 
     def __init__(self, limited: int) -> None:
         self.calls, self.limited, self.lock = 0, limited, threading.Lock()
@@ -40,7 +41,8 @@ class LocalServer:
                     server.calls += 1
                     limit = server.calls <= server.limited
                 if limit:
-                    self.reply(429, {"error": {"message": "slow down"}}, {"Retry-After": "1"})
+                    self.reply(429, {"error": {"message": "slow down"}},
+                               {"Retry-After": str(RETRY_AFTER)})
                     return
                 asked = " ".join(str(m.get("content", "")) for m in body["messages"])
                 review = "response_format" in body or "VERDICT" in asked  # only a review asks
@@ -83,7 +85,7 @@ def test_a_429_from_a_keyless_local_server_is_waited_out_in_the_worker_on_the_sa
     assert item["retries"] == {"HTTP 429": 1}
     key = {k["name"]: k for k in data["credentials"]}[name]
     assert key["rate_limited"] == 1 and key["requests"] == 3  # the 429'd call, draft, review
-    assert key["waited_seconds"] >= 0.9  # its Retry-After (1 s), waited out before the call
+    assert key["waited_seconds"] >= 0.9 * RETRY_AFTER  # waited out before the call
     assert [e for e in journal(latest_run(ws)) if e["event"] == "retry"] == []
 
 
@@ -96,7 +98,8 @@ def test_without_pacing_a_429_from_a_keyless_local_server_rests_it_and_the_item_
     assert "rate limited on None" not in out and f"got a 429 on {name}" in out
     assert data["items"][0]["status"] == "done" and data["items"][0]["rate_limited"] == 1
     keys = {k["name"]: k for k in data["credentials"]}
-    assert keys[name]["rate_limited"] == 1 and keys[name]["cooldown_seconds"] >= 1
+    assert keys[name]["rate_limited"] == 1
+    assert keys[name]["cooldown_seconds"] >= 0.9 * RETRY_AFTER  # its Retry-After, from the 429
     assert [e["credential"] for e in journal(latest_run(ws)) if e["event"] == "retry"] == [name]
 
 

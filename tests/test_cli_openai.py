@@ -49,7 +49,7 @@ class ChatServer:
                     self.reply(404 if secret else 401, {"error": {"message": "no"}})
                 elif limit:
                     self.reply(429, {"error": {"message": "Rate limit reached"}},
-                               {"Retry-After": "1"})
+                               {"Retry-After": "0.2"})
                 else:
                     prompt = next(m["content"] for m in body["messages"]  # after the system's
                                   if m["role"] == "user")

@@ -201,9 +201,10 @@ def test_100_parallel_20_is_capped_at_10_with_a_warning(tmp_path: Path):
     assert journal(run_dir)[0]["parallel"] == 10 and summary(run_dir)["parallel"] == 10
 
 
-def test_110_parallel_alone_runs_3(ws: Path):
+def test_110_parallel_alone_runs_3(tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["41", "42", "43", "44"])  # one more than 3
     run = cli("lld-all", "--parallel", "--repo", str(ws),
-              env={"ASSEMBLYZERO_OFFLINE_LATENCY": "0.3"})
+              env={"ASSEMBLYZERO_OFFLINE_LATENCY": "0.1"})
     assert run.code == 0, run.out + run.err
     run_dir = latest_run(ws)
     assert journal(run_dir)[0]["parallel"] == 3

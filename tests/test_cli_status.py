@@ -11,19 +11,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli, latest_run, model_calls, summary
+from conftest import cli, latest_run, make_workspace, model_calls, summary
 
 pytestmark = pytest.mark.e2e  # every test here starts real processes
 
 
-def test_status_shows_the_latest_run_and_retry_failed_reruns_only_its_failures(ws: Path,
-                                                                             fast: None):
+def test_status_shows_the_latest_run_and_retry_failed_reruns_only_its_failures(
+        tmp_path: Path, fast: None):
+    ws = make_workspace(tmp_path / "ws", issues=["41", "42", "45"])
     first = cli("lld-all", "--parallel=3", "--repo", str(ws),
                 env={"ASSEMBLYZERO_SIMULATE_FAIL": "42,45"})
     assert first.code == 1
     text = cli("status", "--repo", str(ws))
     assert text.code == 0, text.err
-    assert "(finished, exit 1): 4 done, 2 failed" in text.out
+    assert "(finished, exit 1): 1 done, 2 failed" in text.out
     assert "LLD-042  failed  simulated failure of the review call" in text.out
     data = json.loads(cli("status", "--repo", str(ws), "--json").out)
     assert data["version"] == 1 and data["in_progress"] == []
@@ -66,7 +67,9 @@ def test_status_lists_a_run_in_progress_with_its_running_items(ws: Path):
         proc.communicate(timeout=30)
 
 
-def test_after_a_killed_coordinator_status_says_abandoned_and_retry_failed_finishes(ws: Path):
+def test_after_a_killed_coordinator_status_says_abandoned_and_retry_failed_finishes(
+        tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["41", "42", "43"])  # one never started
     proc = subprocess.Popen(
         [sys.executable, "-m", "assemblyzero", "lld-all", "--parallel=2", "--repo", str(ws)],
         env={**os.environ, "ASSEMBLYZERO_OFFLINE_LATENCY": "30"}, stdout=subprocess.PIPE,
@@ -82,8 +85,8 @@ def test_after_a_killed_coordinator_status_says_abandoned_and_retry_failed_finis
     retry = cli("retry-failed", "--repo", str(ws), "--parallel=3",
                 env={"ASSEMBLYZERO_OFFLINE_LATENCY": "0"})
     assert retry.code == 0, retry.out + retry.err
-    assert "retrying 6 lld item(s)" in retry.out
-    assert len(list((ws / "docs/lld/active").glob("LLD-*.md"))) == 6
+    assert "retrying 3 lld item(s)" in retry.out
+    assert len(list((ws / "docs/lld/active").glob("LLD-*.md"))) == 3
 
 
 def test_status_with_no_run_or_a_missing_run_folder_is_clear(ws: Path, fast: None):

@@ -9,7 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli, group_alive, latest_run, model_calls, started_groups, summary
+from conftest import (
+    cli,
+    group_alive,
+    latest_run,
+    make_workspace,
+    model_calls,
+    started_groups,
+    summary,
+)
 
 pytestmark = pytest.mark.e2e  # every test here starts real processes
 
@@ -33,7 +41,8 @@ def _wait_for_calls(proc: subprocess.Popen[bytes], count: int) -> list[str]:
     return seen
 
 
-def test_sigint_stops_workers_keeps_checkpoints_and_a_rerun_finishes(ws: Path):
+def test_sigint_stops_workers_keeps_checkpoints_and_a_rerun_finishes(tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["41", "42", "43", "44"])  # one more than 3
     proc = _start(ws, "--parallel=3", env={"ASSEMBLYZERO_OFFLINE_LATENCY": "30"})
     _wait_for_calls(proc, 3)
     proc.send_signal(signal.SIGINT)
@@ -55,7 +64,7 @@ def test_sigint_stops_workers_keeps_checkpoints_and_a_rerun_finishes(ws: Path):
         log = (second / f"lld-{item_id}.log").read_text()
         assert "resuming at step 'draft'" in log
         assert len(model_calls(log)) == 4
-    assert len(list((ws / "docs/lld/active").glob("LLD-*.md"))) == 6
+    assert len(list((ws / "docs/lld/active").glob("LLD-*.md"))) == 4
 
 
 def test_sigterm_gives_143(ws: Path):
@@ -85,7 +94,9 @@ def _wait_until_gone(groups: list[int], limit: float) -> list[int]:
     return alive
 
 
-def test_workers_of_a_killed_coordinator_stop_by_themselves_and_a_rerun_resumes(ws: Path):
+def test_workers_of_a_killed_coordinator_stop_by_themselves_and_a_rerun_resumes(
+        tmp_path: Path):
+    ws = make_workspace(tmp_path / "ws", issues=["41", "42", "43"])  # one never started
     proc = _start(ws, "--parallel=2", env={"ASSEMBLYZERO_OFFLINE_LATENCY": "30"})
     _wait_for_calls(proc, 2)
     run_dir = latest_run(ws)
@@ -99,4 +110,4 @@ def test_workers_of_a_killed_coordinator_stop_by_themselves_and_a_rerun_resumes(
     rerun = cli("lld-all", "--parallel=3", "--repo", str(ws))
     assert rerun.code == 0, rerun.out
     assert rerun.out.count("resuming at step 'draft'") == 2
-    assert len(list((ws / "docs/lld/active").glob("LLD-*.md"))) == 6
+    assert len(list((ws / "docs/lld/active").glob("LLD-*.md"))) == 3

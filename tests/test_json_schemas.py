@@ -184,14 +184,15 @@ def test_runs_with_everything_done_write_summary_and_journal_matching_their_sche
 
 
 @pytest.mark.e2e
-def test_status_json_after_a_finished_run_matches_status_schema(ws: Path, fast: None):
+def test_status_json_after_a_finished_run_matches_status_schema(tmp_path: Path, fast: None):
+    ws = make_workspace(tmp_path / "ws", issues=["41", "42", "43"])
     none_yet = json_out("status", "--json", "--repo", str(ws))
     assert_valid("status", none_yet)
     assert none_yet["latest"] is None
     assert cli("lld-all", "--parallel=3", "--repo", str(ws)).code == 0
     data = json_out("status", "--json", "--repo", str(ws))
     assert_valid("status", data)
-    assert data["latest"]["state"] == "finished" and data["latest"]["counts"]["done"] == 6
+    assert data["latest"]["state"] == "finished" and data["latest"]["counts"]["done"] == 3
 
 
 @pytest.mark.e2e
@@ -244,7 +245,7 @@ def test_a_run_with_a_failure_429_and_401_matches_summary_journal_status_plan_sc
 def test_a_timed_out_item_matches_summary_journal_and_status_schemas(tmp_path: Path,
                                                                     fast: None):
     ws = make_workspace(tmp_path / "ws", issues=["7"])
-    run = cli("lld-all", "--timeout=1", "--grace=0.2", "--repo", str(ws),
+    run = cli("lld-all", "--timeout=0.5", "--grace=0.2", "--repo", str(ws),
               env={"ASSEMBLYZERO_SIMULATE_HANG": "7"})
     assert run.code == 1, run.out + run.err
     run_dir = latest_run(ws)

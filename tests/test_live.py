@@ -229,13 +229,13 @@ def test_the_worker_never_imports_rich(ws: Path, tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_the_area_says_when_the_run_waits_for_a_free_key(tmp_path: Path) -> None:
-    ws = make_workspace(tmp_path / "ws", issues=IDS[:4])
+    ws = make_workspace(tmp_path / "ws", issues=IDS[:3])
     entries = [{"name": "solo", "provider": "offline", "max_concurrent": 1}]
     Path(os.environ["ASSEMBLYZERO_CREDENTIALS"]).write_text(json.dumps({"credentials": entries}))
     run = _lld_all(ws)
     assert run.code == 0, run.text[-2000:]
     waiting = [s for s in run.segments() if "· 0 failed · no free key" in s]
-    assert waiting and all(re.search(r"· 1 running · [1-3] pending", s) for s in waiting)
+    assert waiting and all(re.search(r"· 1 running · [12] pending", s) for s in waiting)
     assert max(len(s) for s in waiting) <= run.cols  # the area is cut to fit, never wrapped
 
 
@@ -345,6 +345,7 @@ _crashed = []
 def _crash_once_both_work(self):  # a bug in the coordinator, once both workers are busy
     if not _crashed and len(list(pathlib.Path({marks!r}).glob("*"))) >= 2:
         _crashed.append(True)
+        pathlib.Path({crashed!r}).touch()  # for the test: the crash is under way
         raise RuntimeError("injected crash")
     return _due(self)
 
@@ -364,17 +365,24 @@ def test_a_crash_mid_run_ends_each_item_after_its_last_line_and_gives_the_cursor
             "    print(f'item {sys.argv[1]} line {n:04d}')\n"
             f"pathlib.Path({str(marks)!r}, sys.argv[1]).touch()\n"
             "time.sleep(60)\n")
+    crashed = tmp_path / "crashed"
     script = driver(tmp_path, ws, work, timeout=2, console="for_terminal()",
-                    prelude=CRASH.format(marks=str(marks)))
-    stalled: list[bool] = []
+                    prelude=CRASH.format(marks=str(marks), crashed=str(crashed)))
+    stalled: list[bool] = []  # [did the crash come while the terminal was stalled]
 
     def stall(raw: bytes, proc: subprocess.Popen[bytes]) -> None:
-        if not stalled and b"line 000" in raw:  # a terminal that stops reading for a while:
-            stalled.append(True)  # the lines back up in the pipes while the crash happens
-            time.sleep(4)
+        # A terminal that stops reading for a while: the lines back up in the pipes while
+        # the crash happens (the stall lasts until it has, and a little longer).
+        if not stalled and b"line 000" in raw:
+            deadline = time.monotonic() + 30
+            while not crashed.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            stalled.append(crashed.exists())
+            time.sleep(0.3)  # the coordinator goes on into its cleanup, still unread
 
     run = run_in_pty([sys.executable, str(script)], _env(), timeout=60, on_output=stall)
     assert run.code == 1, run.text[-2000:]
+    assert stalled == [True]
     shown = run.history()
     crash = next(i for i, line in enumerate(shown) if "RuntimeError: injected crash" in line)
     for n in ("1", "2"):
