@@ -320,7 +320,7 @@ def _workers_on(cluster: object) -> list[int]:
 
 
 def test_the_cluster_store_shares_slots_rests_and_budgets_between_clients(cluster: object):
-    from assemblyzero.cluster.store import PREFIX, ClusterStore
+    from assemblyzero.cluster.store import PREFIX, ClusterStore, SlotsDiffer
     from assemblyzero.keys.leases import Busy, Lease
     from assemblyzero.keys.pacing import Limits, Need
 
@@ -337,6 +337,8 @@ def test_the_cluster_store_shares_slots_rests_and_budgets_between_clients(cluste
         assert isinstance(taken, Lease)
         b.release(taken)
         a.release(leases[1])  # type: ignore[arg-type]
+        with pytest.raises(SlotsDiffer, match="another max_concurrent than this run's 3"):
+            b.acquire(name, 3, "run-b", "z")  # another run's file says 3: said, not a crash
         limits = Limits(rpm=2)
         assert a.reserve(name, limits, Need()) == 0 and b.reserve(name, limits, Need()) == 0
         assert a.reserve(name, limits, Need()) > 0  # the minute's two requests are spent

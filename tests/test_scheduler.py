@@ -688,3 +688,23 @@ def test_a_killed_attempt_leaves_its_keys_cost_unknown_never_zero(tmp_path: Path
                timeout=2.0, grace=1.0)
     assert run.summary["credentials"][0]["cost"] == {"usd": None, "priced_usd": 0.0,
                                                      "unpriced_calls": 1}
+
+
+def test_a_queued_attempt_times_out_only_after_it_begins() -> None:
+    """On a cluster a submitted task may wait for a free Dask thread: that wait is not run
+    time, so its --timeout counts from when it begins (running_now)."""
+    clock = [0.0]
+    sched = _scheduler(clock, timeout=10.0)
+    sched.begin(_items("1"))
+    item = sched.next_item()
+    assert item is not None
+    slot = sched.started(item, (), 0)
+    slot.queued = True
+    clock[0] = 25.0  # queued far past its timeout
+    assert sched.due() == []  # no timeout while it waits in the queue
+    sched.running_now(slot.key)
+    clock[0] = 34.0
+    assert sched.due() == []  # 9 s of run time
+    clock[0] = 35.5
+    assert [type(a).__name__ for a in sched.due()] == ["Stop"]  # 10.5 s: timed out
+    assert sched.ended(slot.key)[1] == pytest.approx(10.5)  # its duration: run time only

@@ -51,6 +51,8 @@ FORWARDED_ENV = ("ASSEMBLYZERO_OFFLINE_", "ASSEMBLYZERO_SIMULATE_")
 LATE_EVENTS_WAIT = 5.0  # seconds an end waits for the task's events still on their way
 GIVE_UP_AFTER = 10.0  # seconds after a kill with no end from the task: it is over anyway
 PUMP_POLL = 0.05  # seconds between the pump's looks while an end waits
+CHECK_EVERY = 5.0  # seconds between the pump's looks at whether the cluster has workers
+NO_WORKER_SAY = 30.0  # no worker for this long, with items submitted: said
 _LINEAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _INDEX_FIELDS = ("iterations", "file", "reason")  # what a worker records beside its status
 WRITE_MAX = 4096  # bytes per console write: whole lines, as a tee writes them
@@ -81,7 +83,8 @@ class ClusterHandle:
         self.future: Future | None = None
         self.host: str | None = None  # the Dask worker's host, once the task started
         self.started = False
-        self._spent: Spend | None = None
+        self.queued = True  # until its task begins on a Dask worker (the scheduler's timeout
+        self._spent: Spend | None = None  # waits for that)
         self.done = threading.Event()  # its Finished was posted
         self.end: Finished | None = None
 
@@ -90,8 +93,12 @@ class ClusterHandle:
         return None  # the worker runs on another host
 
     def stop(self) -> None:
-        """A task that has not begun reads the word when it begins, and returns at once."""
+        """A task still queued is cancelled (should it begin meanwhile, it reads the word
+        as it begins, or its listener finds the Event set, and returns)."""
         self.backend.tell(self.token, "stop")
+        if not self.started and self.future is not None:
+            self.backend.cancelled.add(self.token)
+            self.future.cancel()
 
     def kill(self) -> None:
         """SIGKILL to its worker; if nothing answers (its host is gone and no other took
@@ -184,6 +191,9 @@ class ClusterBackend:
         self.alive_name = f"{self.scope}-alive"
         self.words = f"{self.scope}-words"  # the coordinator's words, by attempt (metadata)
         self.remotes: dict[str, _Remote] = {}
+        self.cancelled: set[str] = set()  # attempts whose future we cancelled (queued, stopped)
+        self._no_worker_since: float | None = None
+        self._next_check = 0.0
         self._numbers: dict[str, int] = {}
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._control = ThreadPoolExecutor(1, thread_name_prefix="assemblyzero-control")
@@ -252,7 +262,8 @@ class ClusterBackend:
                 for name, entry in (secrets.get("keys") or {}).items()}
         env = {k: place(v) for k, v in job.env.items()}
         env.update({k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)})
-        for value in (*args, *env.values()):  # the scheduler keeps the spec: no secret in it
+        urls = [str(k["base_url"]) for k in keys.values() if k.get("base_url")]
+        for value in (*args, *env.values(), *urls):  # the scheduler keeps the spec: no secret
             if self.scrub(value) != value:
                 raise ValueError("its arguments or settings hold a secret (a key in a model "
                                  "spec?), which must not go through the scheduler")
@@ -333,14 +344,15 @@ class ClusterBackend:
     def _run_pump(self) -> None:
         later: list[tuple[float, str]] = []  # ends waiting for their last events
         while True:
-            waiting = later or any(r.give_up_at for r in self.remotes.values())
+            waiting = later or any(r.give_up_at for r in list(self.remotes.values()))
             try:
-                kind, value = self._inbox.get(timeout=PUMP_POLL if waiting else None)
+                kind, value = self._inbox.get(timeout=PUMP_POLL if waiting else CHECK_EVERY)
             except queue.Empty:
                 kind, value = "", None
             if kind == "stop":
                 return
             try:
+                self._check_workers()
                 if kind == "event":
                     self._event(value)
                 elif kind == "done":
@@ -354,6 +366,26 @@ class ClusterBackend:
                         self._abandoned(token, remote)
             except Exception as exc:  # one bad message must not stop the others' relay
                 self.say(f"warning: cluster backend: {type(exc).__name__}: {exc}")
+
+    def _check_workers(self) -> None:
+        """Say once when the cluster has had no worker for a while: the items wait."""
+        now = time.monotonic()
+        if now < self._next_check or not self.remotes:
+            return
+        self._next_check = now + CHECK_EVERY
+        try:
+            workers = len(self.client.nthreads())
+        except Exception:
+            return
+        if workers:
+            self._no_worker_since = None
+        elif self._no_worker_since is None:
+            self._no_worker_since = now
+        elif now - self._no_worker_since >= NO_WORKER_SAY and self._no_worker_since > 0:
+            self._no_worker_since = -1.0  # said
+            self.say(f"warning: the cluster has had no worker for {NO_WORKER_SAY:g}s; "
+                     f"{len(self.remotes)} item(s) wait for one (start `dask worker`, or "
+                     "Ctrl+C: their checkpoints are kept)")
 
     def _abandoned(self, token: str, remote: _Remote) -> None:
         """Killed, and nothing came back: its host is gone and no other took the task."""
@@ -403,11 +435,13 @@ class ClusterBackend:
         if remote.outcome is None:
             future = remote.handle.future
             remote.outcome = _outcome(future) if future is not None else {"error": "lost"}
-            if remote.outcome.get("cancelled") and remote.give_up_at is None:
+            ours = remote.give_up_at is not None or token in self.cancelled
+            if remote.outcome.get("cancelled") and not ours:
                 # not cancelled by us: the client lost the scheduler for a moment, and Dask
-                # cancels every future then; the task may run on, unwatched
-                remote.outcome = {"error": "the connection to the scheduler was lost (the "
-                                           "task may still run there)", "sent": 0}
+                # cancels every future then; the task may run on: it is told to stop
+                self.tell(token, "kill")
+                remote.outcome = {"error": "the connection to the scheduler was lost; its "
+                                           "task was told to stop", "sent": 0}
             remote.handle.future = None  # its result leaves the cluster's memory with it
         sent = remote.outcome.get("sent")
         if isinstance(sent, int) and sent > remote.seen and time.monotonic() < deadline:
@@ -485,19 +519,20 @@ class ClusterBackend:
             check_inside(ws.root, path.parent)
             path.parent.mkdir(parents=True, exist_ok=True)
             ws.write_text(path, data.decode("utf-8", "replace"))
-        done = result is not None and result.status is Status.DONE
+        done, converted = result is not None and result.status is Status.DONE, False
         if done and (not isinstance(files, dict) or output not in files):
             assert result is not None
             result = replace(result, status=Status.FAILED,
                              reason=f"its task reported it done, but {output} did not come "
                                     "back; run retry-failed")
             atomic_write(remote.job.result, json.dumps(result.to_json(), indent=2) + "\n")
-            done = False
+            done, converted = False, True
         if done and kind is Kind.ISSUE and outcome.get("removed"):
             from assemblyzero.workflow.kinds import retire_brief
 
             retire_brief(ws, item_id)
-        entry = outcome.get("index")
+        entry = outcome.get("index") if result is None or result.status is not Status.FAILED \
+            or not converted else None
         if kind is Kind.LLD and isinstance(entry, dict) and isinstance(entry.get("status"), str):
             from assemblyzero.workflow import lld_index
 
@@ -517,8 +552,10 @@ class ClusterBackend:
     def _forget(self, token: str) -> None:
         """The attempt's Events go (its word in the metadata goes with its task)."""
 
+        names = (f"{token}-claim",) if token in self.cancelled else (token, f"{token}-claim")
+
         def clean() -> None:
-            for name in (token, f"{token}-claim"):
+            for name in names:
                 with contextlib.suppress(Exception):
                     Event(name, client=self.client).clear()
 

@@ -1,6 +1,6 @@
 """Which cluster a run uses, and reaching it: `--cluster=tcp://HOST:8786`, `tls://...`, or
 `local:N` (a LocalCluster of N worker processes on this machine, 3 threads each;
-`local:NxT` for T threads each).
+`local:NxT` for T threads each; at most 10 threads in all, cli/options.py checks).
 
 `parse` needs nothing installed; `connect` imports dask only then, so that a run without
 a cluster never does. A missing `cluster` extra or an unreachable scheduler is a
@@ -22,7 +22,8 @@ LOCAL_MAX = 64  # local:N at most (a typo would fork hundreds of processes)
 CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up
 _LOCAL = re.compile(r"local:(\d{1,3})(?:x(\d{1,3}))?")
 _REMOTE = re.compile(r"(tcp|tls|ucx|inproc|ws|wss)://[^\s/]+")
-EXTRA_HINT = "pip install 'assemblyzero[cluster]' (it brings dask[distributed])"
+EXTRA_HINT = ("pip install 'assemblyzero[cluster]' (it brings dask[distributed], and "
+              "cryptography for local:N's TLS)")
 
 
 class ClusterError(Exception):
@@ -97,10 +98,15 @@ def _local(distributed: Any, address: Address) -> Any:
     except ValueError:  # not the main thread: leave signals alone
         saved = None
     try:
+        try:
+            security = distributed.security.Security.temporary()
+        except ImportError as exc:  # cryptography: in the extra, but a hand-made install
+            raise ClusterError(f"--cluster={address.text} needs the cryptography package for "
+                               f"its TLS ({exc}): {EXTRA_HINT}") from None
         return distributed.LocalCluster(
             n_workers=address.local_workers, threads_per_worker=address.local_threads,
             processes=True, dashboard_address=":0", silence_logs=logging.ERROR,
-            security=distributed.security.Security.temporary(), protocol="tls://")
+            security=security, protocol="tls://")
     finally:
         if saved is not None:
             signal.signal(signal.SIGINT, saved)
@@ -110,11 +116,10 @@ def _more_files() -> None:
     """A cluster run keeps a socket or two per running item: raise the soft limit on open
     files to the hard one (1024 is the usual soft limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
+    want = 1 << 16 if hard == resource.RLIM_INFINITY else min(hard, 1 << 16)
+    if want > soft:  # only ever raised
         with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE,
-                               (min(hard, 1 << 16) if hard != resource.RLIM_INFINITY
-                                else 1 << 16, hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 def connect(address: Address) -> Cluster:

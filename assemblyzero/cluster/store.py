@@ -63,7 +63,7 @@ class ClusterStore(LeaseStore):
         sem = self._semaphore(name, limit)
         try:
             got = sem.acquire(timeout=None if wait else 0)
-        except RuntimeError as exc:
+        except (RuntimeError, ValueError) as exc:  # the scheduler says ValueError
             if "max leases" not in str(exc):
                 raise
             raise SlotsDiffer(name, limit, str(exc)) from None

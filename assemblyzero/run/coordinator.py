@@ -270,7 +270,8 @@ class Coordinator:
                 self._release(grant, lock, succeeded=False)
                 for say in later:
                     say()
-        self.sched.started(item, grant.names if grant else (), hue)
+        slot = self.sched.started(item, grant.names if grant else (), hue)
+        slot.queued = getattr(handle, "queued", False)  # a cluster task: until it begins
         self.running[job.key] = _Attempt(handle, lock, grant, job.log, item.tag)
         self.record.event(Event.START, item=item.tag, pid=handle.pid,
                           attempt=self.sched.attempts[job.key],

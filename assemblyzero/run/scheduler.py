@@ -49,6 +49,7 @@ class Slot:
     ended_by: Status | None = None  # TIMEOUT or INTERRUPTED once we stopped it
     winding: bool = False  # asked to stop after its current step (the budget was reached)
     kill_at: float | None = None  # when the SIGKILL follows our stop
+    queued: bool = False  # waiting in a cluster's queue: no timeout runs until it begins
 
     @property
     def key(self) -> str:
@@ -175,7 +176,7 @@ class Scheduler:
             if s.kill_at is not None and now >= s.kill_at:
                 actions.append(Kill(s.key))
                 s.kill_at = None
-            elif s.ended_by is None and now >= s.started + self.limits.timeout:
+            elif s.ended_by is None and not s.queued and now >= s.started + self.limits.timeout:
                 actions.append(self._stop(s, Status.TIMEOUT))
         return actions
 
@@ -186,7 +187,7 @@ class Scheduler:
     def _deadline(self, s: Slot) -> float:
         if s.kill_at is not None:
             return s.kill_at
-        return s.started + self.limits.timeout if s.ended_by is None else INF
+        return s.started + self.limits.timeout if s.ended_by is None and not s.queued else INF
 
     # --- what happened ------------------------------------------------------
     def free_hue(self, colours: int) -> int:
@@ -206,7 +207,7 @@ class Scheduler:
         timeout and its duration count from here."""
         slot = self.running.get(key)
         if slot is not None and slot.ended_by is None:
-            slot.started = self.clock()
+            slot.started, slot.queued = self.clock(), False
 
     def ended(self, key: str) -> tuple[Slot, float]:
         """The attempt `key` is over: its slot and its duration. Its keys came back, so
