@@ -18,14 +18,18 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT, cli, journal, latest_run, make_workspace, summary
 from test_json_schemas import assert_valid
 
-distributed = pytest.importorskip("distributed")
-
 pytestmark = pytest.mark.e2e
+
+
+def dask() -> Any:
+    """distributed, imported when a test needs it (collecting the unit tier imports none)."""
+    return pytest.importorskip("distributed")
 
 KEY = "sk-clustertest-0123456789abcdef"  # the offline key the cluster's hosts hold
 
@@ -37,9 +41,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     env = {"HOME": str(home), "ASSEMBLYZERO_STATE_DIR": str(home / "state"),
            "ASSEMBLYZERO_CREDENTIALS": str(home / "none.json"), "AZ_CLUSTER_KEY": KEY}
     # `env`: also the environment of a worker its nanny restarts (after a kill)
-    local = distributed.LocalCluster(n_workers=2, threads_per_worker=3, processes=True,
+    local = dask().LocalCluster(n_workers=2, threads_per_worker=3, processes=True,
                                      dashboard_address=None, silence_logs=40, env=env)
-    client = distributed.Client(local)
+    client = dask().Client(local)
     try:
         yield client
     finally:
@@ -270,7 +274,7 @@ def test_the_real_dask_cli_runs_every_item_and_dry_run_counts_its_slots(tmp_path
 
 def _until_ready(ws: Path, url: str) -> dict:  # type: ignore[type-arg]
     """The plan, once both workers have joined (they start in a few seconds)."""
-    client = distributed.Client(url, timeout=30, set_as_default=False)
+    client = dask().Client(url, timeout=30, set_as_default=False)
     try:
         client.wait_for_workers(2, timeout=60)
     finally:
@@ -324,7 +328,7 @@ def test_the_cluster_store_shares_slots_rests_and_budgets_between_clients(cluste
     from assemblyzero.keys.leases import Busy, Lease
     from assemblyzero.keys.pacing import Limits, Need
 
-    other = distributed.Client(address(cluster), set_as_default=False)
+    other = dask().Client(address(cluster), set_as_default=False)
     try:
         a, b = ClusterStore(cluster), ClusterStore(other)  # type: ignore[arg-type]
         name = f"share-{os.getpid()}"
