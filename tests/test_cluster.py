@@ -42,7 +42,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
            "ASSEMBLYZERO_CREDENTIALS": str(home / "none.json"), "AZ_CLUSTER_KEY": KEY}
     # `env`: also the environment of a worker its nanny restarts (after a kill)
     local = dask().LocalCluster(n_workers=2, threads_per_worker=3, processes=True,
-                                     dashboard_address=None, silence_logs=40, env=env)
+                                     dashboard_address=":0", silence_logs=40, env=env)
     client = dask().Client(local)
     try:
         yield client
