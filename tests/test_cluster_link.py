@@ -66,14 +66,16 @@ def test_a_bad_request_is_answered_with_an_error_not_a_crash(tmp_path: Path):
     assert remote.peek("team-a")["streak"] == 0  # still serving
 
 
-@pytest.mark.parametrize("raw", [None, "x", [], {"requests": "1e9"}, {"input": math.inf},
-                                 {"requests": True, "output": -5}])
-def test_hostile_needs_become_harmless(raw: object):
-    need = link.need_of(raw)
-    if need is not None:
-        assert all(math.isfinite(v) and v >= 0 for v in (need.requests, need.input,
-                                                         need.output))
-        assert need.requests in (0.0, 1.0) or raw == {"requests": "1e9"}
+@pytest.mark.parametrize(("raw", "need"), [
+    (None, None), ("x", None), ([], None),
+    ({}, Need()),  # nothing said: one request, no tokens (the defaults), never 0 requests
+    ({"requests": "1e9", "input": 10}, Need(1.0, 10.0, 0.0)),  # not a number: the default
+    ({"input": math.inf, "output": math.nan}, Need()),
+    ({"requests": True, "output": -5}, Need(1.0, 0.0, 0.0)),
+    ({"requests": 1e300, "input": 5e12}, Need(link.NEED_MAX, link.NEED_MAX, 0.0)),
+])
+def test_hostile_needs_become_harmless(raw: object, need: Need | None):
+    assert link.need_of(raw) == need
 
 
 def test_rate_info_survives_the_line_and_hostile_fields_are_dropped():

@@ -34,7 +34,7 @@ from distributed.client import FutureCancelledError
 
 from assemblyzero import spendfiles
 from assemblyzero.cluster.connect import Cluster
-from assemblyzero.cluster.task import ALIVE_EVERY, run_attempt
+from assemblyzero.cluster.task import ALIVE_EVERY, FILE_MAX, FILES_MAX, run_attempt
 from assemblyzero.cost import Spend
 from assemblyzero.fileio import atomic_write, check_inside
 from assemblyzero.ids import Kind, slug
@@ -508,9 +508,9 @@ class ClusterBackend:
         output = self._rel(ws.output_file(kind, item_id))
         lineage = self._rel(ws.lineage_dir(kind, item_id))
         files = outcome.get("files")
-        for rel, data in (files.items() if isinstance(files, dict) else ()):
+        for rel, data in list(files.items() if isinstance(files, dict) else ())[:FILES_MAX + 1]:
             name = rel[len(lineage) + 1:] if rel.startswith(lineage + "/") else None
-            if not isinstance(data, bytes) or (
+            if not isinstance(data, bytes) or len(data) > FILE_MAX or (
                     rel != output and not (name and _LINEAGE_NAME.fullmatch(name))):
                 self.say(f"warning: {remote.job.tag}: ignored {_text(rel)!r} from its task: "
                          "not one of the item's outputs")

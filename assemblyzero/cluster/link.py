@@ -95,11 +95,17 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+NEED_MAX = 1e9  # requests or tokens one call may take, at most (far beyond any limit)
+
+
 def need_of(raw: Any) -> Need | None:
+    """A Need from the line: a field missing or not a finite number is its default (one
+    request, no tokens); every value within 0..NEED_MAX."""
     if not isinstance(raw, dict):
         return None
-    values = [_number(raw.get(f.name)) for f in fields(Need)]
-    return Need(*(max(0.0, v or 0.0) for v in values))
+    given = {f.name: _number(raw.get(f.name)) for f in fields(Need)}
+    return Need(**{name: min(NEED_MAX, max(0.0, value)) for name, value in given.items()
+                   if value is not None})
 
 
 def info_json(info: RateInfo | None) -> dict[str, Any] | None:
