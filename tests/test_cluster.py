@@ -32,6 +32,7 @@ def dask() -> Any:
     return pytest.importorskip("distributed")
 
 KEY = "sk-clustertest-0123456789abcdef"  # the offline key the cluster's hosts hold
+OTHER_KEY = "sk-otherteam-0123456789abcdef"  # a key of another credential, also on the hosts
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """Two worker processes of 3 threads; their environment holds the test key."""
     home = tmp_path_factory.mktemp("cluster-home")
     env = {"HOME": str(home), "ASSEMBLYZERO_STATE_DIR": str(home / "state"),
-           "ASSEMBLYZERO_CREDENTIALS": str(home / "none.json"), "AZ_CLUSTER_KEY": KEY}
+           "ASSEMBLYZERO_CREDENTIALS": str(home / "none.json"), "AZ_CLUSTER_KEY": KEY,
+           "AZ_OTHER_KEY": OTHER_KEY}
     # `env`: also the environment of a worker its nanny restarts (after a kill)
     local = dask().LocalCluster(n_workers=2, threads_per_worker=3, processes=True,
                                      dashboard_address=":0", silence_logs=40, env=env)
@@ -390,3 +392,43 @@ def test_local_n_survives_a_terminal_ctrl_c_and_keeps_the_checkpoints(tmp_path: 
     assert "KeyboardInterrupt" not in out and "Traceback" not in out
     assert all(p.exists() for p in checkpoints)
     assert {i["status"] for i in summary(latest_run(ws))["items"]} == {"interrupted"}
+
+
+def test_the_worker_on_a_host_sees_no_credential_variable_of_the_run(
+        cluster: object, tmp_path: Path, isolated_home: Path):
+    """Its key arrives on the secrets pipe; the host's variables of every credential listed
+    (leased or not) are kept out of its environment, as a local worker's are."""
+    (isolated_home / "credentials.json").write_text(json.dumps({"credentials": [
+        {"name": "team-a", "provider": "offline", "key_env": "AZ_CLUSTER_KEY"},
+        {"name": "team-b", "provider": "openai", "key_env": "AZ_OTHER_KEY"}]}))
+    ws = make_workspace(tmp_path / "ws", issues=["99"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assemblyzero", "lld-all", f"--cluster={address(cluster)}",
+         "--repo", str(ws)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env={**os.environ, "ASSEMBLYZERO_OFFLINE_LATENCY": "1",
+                        "AZ_CLUSTER_KEY": KEY})
+    environs: list[bytes] = []
+    deadline = time.monotonic() + 60
+    while not environs and time.monotonic() < deadline:
+        time.sleep(0.1)
+        environs = [e for found in cluster.run(_environs).values() for e in found]  # type: ignore[attr-defined]
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert environs
+    for environ in environs:
+        assert b"AZ_CLUSTER_KEY=" not in environ and b"AZ_OTHER_KEY=" not in environ
+        assert KEY.encode() not in environ and OTHER_KEY.encode() not in environ
+
+
+def _environs() -> list[bytes]:
+    """The environments of our worker processes under this Dask worker."""
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "assemblyzero.worker" in " ".join(child.cmdline()):
+                found.append(Path(f"/proc/{child.pid}/environ").read_bytes())
+        except (psutil.Error, OSError):
+            continue
+    return found

@@ -272,6 +272,8 @@ class ClusterBackend:
             "key": job.key,
             "kind": kind.value, "id": item_id, "args": args, "env": env, "files": files,
             "keys": keys, "pace": secrets.get("pace"),
+            # every credential's variable (names only): hidden from the worker, as locally
+            "hide": sorted({v for v in self.key_env.values() if v}),
             "checkpoint": self._last_step(kind, item_id),
             "checkpoint_rel": self._rel(ws.checkpoint(kind, item_id)),
             "output_rel": self._rel(ws.output_file(kind, item_id)),

@@ -274,8 +274,8 @@ class Attempt:
         return [self._placed(arg) for arg in self.spec["args"]]
 
     def _env(self) -> dict[str, str]:
-        hidden = set(SECRET_ENV_VARS) | {k["key_env"] for k in self.spec["keys"].values()
-                                         if k.get("key_env")}
+        hidden = set(SECRET_ENV_VARS) | set(self.spec.get("hide", ())) | {
+            k["key_env"] for k in self.spec["keys"].values() if k.get("key_env")}
         env = {k: v for k, v in os.environ.items() if k not in hidden}
         env.update({k: self._placed(v) for k, v in self.spec["env"].items()})
         env[ENV_WORKFLOW_DB] = str(self._inside(self.spec["checkpoint_rel"]))
