@@ -399,8 +399,9 @@ def test_the_worker_on_a_host_sees_no_credential_variable_of_the_run(
     """Its key arrives on the secrets pipe; the host's variables of every credential listed
     (leased or not) are kept out of its environment, as a local worker's are."""
     (isolated_home / "credentials.json").write_text(json.dumps({"credentials": [
-        {"name": "team-a", "provider": "offline", "key_env": "AZ_CLUSTER_KEY"},
-        {"name": "team-b", "provider": "openai", "key_env": "AZ_OTHER_KEY"}]}))
+        # names of their own: a key's slots on the shared cluster keep their max_concurrent
+        {"name": "env-a", "provider": "offline", "key_env": "AZ_CLUSTER_KEY"},
+        {"name": "env-b", "provider": "openai", "key_env": "AZ_OTHER_KEY"}]}))
     ws = make_workspace(tmp_path / "ws", issues=["99"])
     proc = subprocess.Popen(
         [sys.executable, "-m", "assemblyzero", "lld-all", f"--cluster={address(cluster)}",
