@@ -406,7 +406,7 @@ def test_the_worker_on_a_host_sees_no_credential_variable_of_the_run(
     proc = subprocess.Popen(
         [sys.executable, "-m", "assemblyzero", "lld-all", f"--cluster={address(cluster)}",
          "--repo", str(ws)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, env={**os.environ, "ASSEMBLYZERO_OFFLINE_LATENCY": "1",
+        text=True, env={**os.environ, "ASSEMBLYZERO_OFFLINE_LATENCY": "0.5",
                         "AZ_CLUSTER_KEY": KEY})
     environs: list[bytes] = []
     deadline = time.monotonic() + 60
