@@ -58,6 +58,26 @@ def read_record(path: Path, limit: int = RECORD_LIMIT) -> bytes:
         os.close(fd)
 
 
+def tail_lines(path: Path, count: int, window: int = 8192) -> list[str]:
+    """The last `count` non-blank lines of a log of ours (its last `window` bytes), read as
+    a plain file only (never through a symlink, never a FIFO); [] when it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        size = os.fstat(fd).st_size
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []
+        os.lseek(fd, max(0, size - window), os.SEEK_SET)
+        lines = os.read(fd, window).decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+    return [line for line in lines if line.strip()][-count:]
+
+
 def atomic_write(path: Path, data: str | bytes, root: Path | None = None,
                  fsync: bool = True) -> None:
     """Write `path` so that readers see the old or the new content, never half.

@@ -116,6 +116,26 @@ def latest_run(ws: Workspace) -> tuple[Path | None, list[str]]:
     return newest, problems
 
 
+def find_run(ws: Workspace, run_id: str | None) -> Path:
+    """The folder of run `run_id` (a folder name under logs/parallel), or of the latest run;
+    UsageError naming what is wrong (no such run, a name that is not one)."""
+    if run_id is None:
+        latest, problems = latest_run(ws)
+        for problem in problems:
+            print(printable(f"warning: {problem}"), file=sys.stderr)
+        if latest is None:
+            raise UsageError(f"no run yet in {ws.root} ({ws.runs} holds none): run lld-all "
+                             "or issue-all first")
+        return latest
+    runs = _run_dirs(ws)
+    for run in runs:
+        if run.name == run_id:
+            return run
+    shown = ", ".join(r.name for r in runs[-3:])
+    raise UsageError(f"no run {run_id!r} in {ws.runs}: pass a run folder's name"
+                     + (f" (the latest: {shown})" if shown else "; no run there yet"))
+
+
 def _run_dirs(ws: Workspace) -> list[Path]:
     """The run folders (real folders only, never `latest`), by name."""
     try:

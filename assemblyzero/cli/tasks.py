@@ -306,6 +306,30 @@ def status(c: Context, repo: str = ".", json_: bool = False, cluster: str | None
     _out(json.dumps(data, indent=2) if json_ else history.render(data))
 
 
+@task(auto_shortflags=False, help={
+    "repo": _SHARED["repo"],
+    "run": "the run to draw: its folder's name under logs/parallel, e.g. "
+           "--run=20261202-101500-lld-all-4242 (default: the latest run)",
+    "open": "open the page in the web browser ($BROWSER, else the system's)"})
+def report(c: Context, repo: str = ".", run: str | None = None, open_: bool = False) -> None:
+    """Draw a run's report.html again from its journal (and summary.json), and print its path.
+
+    Every run writes the page when it ends; this redraws it, for a run that was cut short
+    (kill -9) or drawn by an older release, or while a run is still going."""
+    from assemblyzero import report as pages
+    from assemblyzero.cli import history
+
+    with _user_errors():
+        ws = plan.workspace(repo)
+        path = pages.write(history.find_run(ws, run), ws.root)
+    _out(str(path))
+    if open_:
+        import webbrowser
+
+        if not webbrowser.open(path.as_uri()):
+            _out(f"no web browser found: open {path} in one (or set $BROWSER)")
+
+
 @task(optional=["parallel"], auto_shortflags=False, help={
     "parallel": _RUN_HELP["parallel"], **_ONE_HELP, "cluster": _SHARED["cluster"]})
 def retry_failed(c: Context, parallel: Parallelism = None, repo: str = ".",
@@ -362,7 +386,7 @@ def demo(c: Context, dest: str | None = None, latency: str | None = None) -> Non
 
 # The user's commands. The developer tasks (bench, test, lint) live in the checkout's
 # tasks.py, which adds them to these.
-ns = Collection(lld_all, issue_all, dry_run, status, retry_failed, lld, issue, demo)
+ns = Collection(lld_all, issue_all, dry_run, status, retry_failed, report, lld, issue, demo)
 
 
 def _parse_error(exc: ParseError) -> str:

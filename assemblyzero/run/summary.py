@@ -9,6 +9,7 @@ from typing import Any
 
 from assemblyzero.constants import EXIT_NOT_DONE, EXIT_OK
 from assemblyzero.cost import Spend, money
+from assemblyzero.fileio import tail_lines
 from assemblyzero.ids import sort_key
 from assemblyzero.journal import Event
 from assemblyzero.results import Status
@@ -33,7 +34,8 @@ def finish(record: RunRecord, outcomes: list[Outcome], keys: list[Any], meta: di
             f"cannot write {record.dir / 'summary.json'}: {exc.strerror or exc}")
         code = code if code != EXIT_OK else EXIT_NOT_DONE
     record.event(Event.RUN_END, exit_code=code, wall_seconds=meta["wall_seconds"])
-    print_summary(say, summary, outcomes, root, path)
+    page = draw_report(record.dir, root, say)
+    print_summary(say, summary, outcomes, root, path, page)
     if record.broken:
         say(f"error: {record.broken}; this run's record is incomplete (exit {code}): free "
             "some space, then run retry-failed (every unfinished item resumes from its "
@@ -73,16 +75,32 @@ def total_cost(outcomes: Sequence[Outcome]) -> Spend:
     return total
 
 
+def draw_report(run_dir: Path, root: Path, say: Callable[[str], None]) -> Path | None:
+    """The run's report.html, or None (said) when it could not be drawn: the run's outcome
+    stands either way, and `assemblyzero report` can draw it again later."""
+    from assemblyzero import report  # only here: a worker never needs it
+
+    try:
+        return report.write(run_dir, root)
+    except OSError as exc:
+        say(f"warning: cannot write {run_dir / report.REPORT_NAME}: {exc.strerror or exc}; "
+            f"`assemblyzero report --run={run_dir.name}` draws it again once there is space")
+    except Exception as exc:  # a bug in drawing must not cost the run its summary
+        say(f"warning: the report of this run could not be drawn ({type(exc).__name__}: "
+            f"{exc}); summary.json and the journal are complete")
+    return None
+
+
 def print_summary(say: Callable[[str], None], summary: dict[str, Any], outcomes: list[Outcome],
-                  root: Path, path: Path | None) -> None:
+                  root: Path, path: Path | None, page: Path | None = None) -> None:
     """The table, failed items' last log lines, keys and totals (`path`: summary.json, if
-    it could be written)."""
+    it could be written; `page`: report.html, if it could be drawn)."""
     say(f"summary of run {summary['run_id']}:")
     for line in table(outcomes, root):
         say("  " + line)
     for o in outcomes:  # what a failed item last said, so nobody has to open its log first
         if o.status in (Status.FAILED, Status.TIMEOUT, Status.HALTED) and o.log:
-            for line in _tail(Path(o.log), TAIL_LINES):
+            for line in tail_lines(Path(o.log), TAIL_LINES):
                 say(f"  {o.tag} | {line}")
     if summary["credentials"]:
         rows = [("KEY", "PROVIDER", "STARTS", "REQUESTS", "TOKENS", "COST", "429S", "WAITED",
@@ -105,7 +123,8 @@ def print_summary(say: Callable[[str], None], summary: dict[str, Any], outcomes:
     speed = f" ({work / wall:.1f}x)" if wall > 0 else ""
     say(f"{counts or 'nothing run'}; wall {wall:.1f}s, worker time {work:.1f}s{speed}; "
         f"cost {_cost(summary['cost'])}; "
-        f"{_rel(str(path), root) if path else 'summary.json not written'}")
+        f"{_rel(str(path), root) if path else 'summary.json not written'}"
+        + (f"; report {_rel(str(page), root)}" if page else ""))
 
 
 def _cost(data: dict[str, Any]) -> str:
@@ -135,16 +154,6 @@ def retries(outcomes: Sequence[Outcome]) -> dict[str, int]:
 
 
 TAIL_LINES = 3  # lines of a failed item's log shown under the summary
-
-
-def _tail(path: Path, count: int) -> list[str]:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(max(0, path.stat().st_size - 8192))
-            lines = handle.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return []
-    return [line for line in lines if line.strip()][-count:]
 
 
 _ORDER = {Status.FAILED: 0, Status.TIMEOUT: 1, Status.HALTED: 2, Status.INTERRUPTED: 3,
