@@ -191,14 +191,16 @@ def _wait(bar: Bar, event: dict[str, Any], t0: float) -> None:
 
 
 def _pack(line: Timeline) -> None:
-    """Each bar into the lowest lane of its group that is free when it begins: on one
-    machine the lanes are the run's slots (never more than --parallel at once)."""
+    """Each bar into a lane of its group that is free when it begins, the one freed last:
+    on one machine the lanes are the run's slots (never more than --parallel at once)."""
     line.bars.sort(key=lambda b: (b.start, b.end, b.item))
     free_at: dict[str, list[float]] = {}
     for bar in line.bars:
         bar.group = bar.host
         lanes = free_at.setdefault(bar.group, [])
-        lane = next((i for i, t in enumerate(lanes) if t <= bar.start), len(lanes))
+        free = [i for i, t in enumerate(lanes) if t <= bar.start]
+        # The lane freed last: an item (or a retry) takes over the slot just given back.
+        lane = max(free, key=lambda i: (lanes[i], -i)) if free else len(lanes)
         if lane == len(lanes):
             lanes.append(bar.end)
         lanes[lane] = bar.end
