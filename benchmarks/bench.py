@@ -54,6 +54,9 @@ Figures (`--only` takes these group names, or the row names of the table):
                 overhead), the scheduler's rate for tasks submitted one by one
                 (pure=False), client.log_event from a task (round trip, events/s);
                 runs once (about 100 s)
+  report        benchmarks/report.py: `assemblyzero report` drawing report.html of a
+                made-up 1000-item run (10 slots, waits, 429 retries, failures with logs,
+                pauses), timed as a process, and report.write in process beside it
   live          the overhead items, `lld-all --parallel=4` with stdout on a
                 pseudo-terminal (the live status area) against stdout piped
   sdk_start     for information, per real provider (openai, anthropic, gemini):
@@ -1107,14 +1110,32 @@ def cluster_rows(bench: Bench) -> None:
                      f"{result['outputs']['differing']}")
 
 
+def report_rows(bench: Bench) -> None:
+    """benchmarks/report.py: report.html drawn for a made-up run of 1000 items."""
+    import report
+
+    quick = bench.sizes is QUICK
+    items = 100 if quick else 1000
+    row = bench.row("report", f"report.html of {items} items: `assemblyzero report` "
+                    "(a process, its start included)", "s", "-", ("<", 1.0))
+    inner = bench.row("report.in_process", "  the same, drawn in the coordinator "
+                      "(report.write)", "ms")
+    result = report.measure(items, 1 if quick else bench.repeat)
+    row.samples = result["command_s"]
+    inner.samples = [s * 1000 for s in result["in_process_s"]]
+    row.details.update({"bytes": result["bytes"], "bars": result["bars"]})
+    bench.log(f"report: {items} items, {result['bytes'] // 1024} KB, "
+              f"{statistics.median(result['command_s']):.3f}s")
+
+
 GROUPS: dict[str, Callable[[Bench], None]] = {
     "speedup": Bench.speedup, "overhead": Bench.overhead, "first_worker": Bench.first_worker,
     "rss": Bench.rss, "lease": Bench.lease, "ctrl_c": Bench.ctrl_c, "dry_run": Bench.dry_run,
     "scaling": Bench.scaling, "live": Bench.live, "sdk_start": Bench.sdk_start,
-    "pacing": pacing_rows, "cluster": cluster_rows,
+    "pacing": pacing_rows, "cluster": cluster_rows, "report": report_rows,
 }
 ORDER = ["first_worker", "rss", "dry_run", "lease", "ctrl_c", "speedup", "overhead", "scaling",
-         "live", "sdk_start", "pacing", "cluster"]
+         "live", "sdk_start", "pacing", "cluster", "report"]
 ALIASES = {"dry_run_1000": "dry_run", "rss_worker": "rss", "rss_coordinator": "rss",
            "lease_rate": "lease", "lease_double": "lease"}
 

@@ -169,30 +169,33 @@ class Page:
             last = next((b for b in line.bars if b.critical), None)
             facts.append(("tail", f"{_secs(line.t1 - line.tail_start)} with slots idle, "
                                   f"waiting on {last.item if last else '-'}"))
-        rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in facts)
+        rows = "".join(f"<div><span>{_esc(k)}</span><b>{_esc(v)}</b></div>" for k, v in facts)
         notes = "".join(f'<p class="problem">{_esc(p)}</p>' for p in self.problems)
         notes += "".join(f'<p class="problem">coordinator error: {_esc(e)}</p>'
                          for e in line.errors)
-        return f'<div class="chips">{chips}</div><table class="facts">{rows}</table>{notes}'
+        return f'<div class="chips">{chips}</div><div class="facts">{rows}</div>{notes}'
 
     def _failures(self) -> str:
         failed = [i for i in self.items if i.get("status") in UNFINISHED]
         if not failed:
             return ""
-        out = [f"<h2>Not finished ({len(failed)})</h2>"]
+        out = [f'<h2>Not finished ({len(failed)})</h2><div class="failures">']
         for n, item in enumerate(failed):
             href = self._log_href(item)
             log = f' <a href="{href}">log</a>' if href else ""
-            out.append(f'<div class="failure"><b>{_esc(item["tag"])}</b> '
-                       f'<span class="chip s-{_esc(item.get("status"))}">'
-                       f'{_esc(item.get("status"))}</span>{log}'
-                       f'<div class="reason">{_esc(item.get("reason") or "")}</div>')
+            head = (f'<b>{_esc(item["tag"])}</b> <span class="chip s-{_esc(item.get("status"))}">'
+                    f'{_esc(item.get("status"))}</span>{log} <span class="reason">'
+                    f'{_esc(item.get("reason") or "")}</span>')
             path = item.get("log")
-            if n < TAILS_MAX and href and isinstance(path, str):
-                lines = tail_lines(Path(path), TAIL_LINES)
-                if lines:
-                    out.append("<pre>" + "\n".join(_esc(x) for x in lines) + "</pre>")
-            out.append("</div>")
+            lines = (tail_lines(Path(path), TAIL_LINES)
+                     if n < TAILS_MAX and href and isinstance(path, str) else [])
+            if lines:  # the tail under the line, open while there are only a few
+                out.append(f'<details class="failure"{" open" if len(failed) <= 3 else ""}>'
+                           f"<summary>{head}</summary><pre>"
+                           + "\n".join(_esc(x) for x in lines) + "</pre></details>")
+            else:
+                out.append(f'<div class="failure">{head}</div>')
+        out.append("</div>")
         return "".join(out)
 
     def _legend(self) -> str:
@@ -312,8 +315,8 @@ class Page:
                        f'y2="{axis_y}"><title>the budget was reached</title></line>')
         for n, name in enumerate(keys):
             ky = keys_top + n * key_row
-            out.append(f'<text class="label" x="{LEFT - 6}" y="{ky + 11}">key '
-                       f'{_esc(name)}</text><rect class="keyrow" x="{LEFT}" y="{ky + 1}" '
+            out.append(f'<text class="label" x="{LEFT - 6}" y="{ky + 11}">'
+                       f'{_esc(name[:22])}</text><rect class="keyrow" x="{LEFT}" y="{ky + 1}" '
                        f'width="{plot}" height="{key_row - 2}"/>')
             for rest in (r for r in line.rests if r.credential == name):
                 rx = x(rest.start)
@@ -423,13 +426,16 @@ h1{font-size:20px;margin:0 0 8px}h2{font-size:16px;margin:24px 0 8px}
 table{border-collapse:collapse}th,td{text-align:left;padding:3px 10px 3px 0;vertical-align:top}
 table.items{font-size:13px;font-variant-numeric:tabular-nums}
 table.items thead th{border-bottom:1px solid #d0d7de}table.items td{border-bottom:1px solid #eee}
-table.facts th{font-weight:600;color:#57606a}
+.facts{display:flex;flex-wrap:wrap;gap:6px 22px;margin:6px 0 4px}.facts div{display:flex;
+flex-direction:column}.facts span{font-size:12px;color:#57606a}.facts b{font-weight:600}
 .chips{margin:4px 0 10px}.chip{display:inline-block;padding:0 7px;border-radius:9px;
 font-size:12px;color:#fff;background:#57606a;margin-right:4px}
 .s-done{background:#2e9e5b}.s-failed{background:#d64545}.s-timeout{background:#8e44ad}
 .s-halted{background:#e08a1e}.s-interrupted{background:#7f8c8d}.s-skipped{background:#aab2bb}
 .s-retried{background:#c9a000}.s-unfinished{background:#5b8def}
-.failure{border-left:3px solid #d64545;padding:4px 10px;margin:8px 0;background:#fdf4f4}
+.failures{max-height:24em;overflow:auto}
+.failure{border-left:3px solid #d64545;padding:3px 10px;margin:4px 0;background:#fdf4f4}
+.failure summary{cursor:pointer}
 .reason{color:#57606a;overflow-wrap:anywhere}
 pre{background:#f6f8fa;padding:6px 8px;margin:6px 0 0;font-size:12px;white-space:pre-wrap;
 overflow-wrap:anywhere;max-height:18em;overflow:auto}
