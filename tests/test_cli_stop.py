@@ -56,6 +56,9 @@ def test_sigint_stops_workers_keeps_checkpoints_and_a_rerun_finishes(tmp_path: P
     assert not any(group_alive(g) for g in started_groups(run_dir))
     for item_id in running:
         assert (ws / f".assemblyzero/checkpoints/lld-{item_id}.db").exists()
+    page = (run_dir / "report.html").read_text(encoding="utf-8")  # drawn after Ctrl+C too
+    assert page.count('<rect class="bar') == 3 and page.count('data-outcome="interrupted"') == 3
+    assert out.strip().splitlines()[-1].endswith("report.html")
 
     rerun = cli("lld-all", "--parallel=3", "--repo", str(ws))
     assert rerun.code == 0, rerun.out
