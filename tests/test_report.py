@@ -261,7 +261,7 @@ def test_hostile_journal_lines_are_left_out_or_bounded(tmp_path: Path, bad: Any)
     assert float(svg["height"]) < 2000
 
 
-def test_log_tails_are_never_read_through_a_symlink(tmp_path: Path) -> None:
+def test_log_tails_are_never_read_through_a_symlink_or_outside_the_run_folder(tmp_path: Path) -> None:
     secret = tmp_path / "elsewhere.txt"
     secret.write_text("SECRET-LINE\n", encoding="utf-8")
     run_dir = tmp_path / "logs/parallel/20261202-100000-lld-all-1"
@@ -272,6 +272,11 @@ def test_log_tails_are_never_read_through_a_symlink(tmp_path: Path) -> None:
     (run_dir / "lld-3.log").symlink_to(secret)
     text = report.render(run_dir, tmp_path)
     assert "boom" in text and "SECRET-LINE" not in text
+    # A log named outside the run folder (an edited summary) is neither linked nor read.
+    summary["items"][0]["log"] = str(secret)
+    (run_dir / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    text = report.render(run_dir, tmp_path)
+    assert "boom" in text and "SECRET-LINE" not in text and "elsewhere.txt" not in text
 
 
 def test_a_summary_that_is_not_ours_is_said_and_the_journal_drawn(tmp_path: Path) -> None:

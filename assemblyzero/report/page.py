@@ -108,8 +108,10 @@ class Page:
         log = item.get("log")
         if not isinstance(log, str) or not os.path.isabs(log):
             return None
-        rel = os.path.relpath(os.path.normpath(log), self.run_dir)
-        return quote(rel) if not rel.startswith("..") else None
+        path = os.path.normpath(log)  # an item's log lies in the run folder itself, or none
+        if os.path.dirname(path) != os.path.normpath(self.run_dir):
+            return None
+        return quote(os.path.basename(path))
 
     def _lineage_href(self, item: dict[str, Any]) -> str | None:
         kind, item_id = item.get("kind"), item.get("id")
