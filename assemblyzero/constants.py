@@ -11,6 +11,7 @@ DEFAULT_MAX_ITERATIONS = 3  # revisions after the first draft
 MAX_STATE_ITERATION = 10_000  # a checkpoint claiming more iterations is not one of ours
 DEFAULT_TIMEOUT = 1800.0  # seconds per workflow before its group is ended
 DEFAULT_GRACE = 5.0  # seconds between SIGTERM and SIGKILL on stop
+WAITS_MAX = 50  # key waits one attempt's result keeps for the report (the rest are only summed)
 MAX_TIMEOUT = 604800.0  # --timeout above 7 days is refused (a typo, or a hostile pyproject)
 MAX_GRACE = 3600.0  # --grace above an hour is refused
 MAX_BUDGET = 1_000_000.0  # USD: a --budget above this is a typo

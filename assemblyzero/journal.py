@@ -18,6 +18,8 @@ class Event(StrEnum):
     START = "start"  # a worker started (an attempt of an item)
     END = "end"  # an item's attempt ended, or an item ended without a worker
     RETRY = "retry"  # a 429 or 401/403: the item runs again on another key
+    BEGAN = "began"  # on a cluster: a queued attempt began on a host
+    WAIT = "wait"  # an attempt's worker waited for a key's budget or rest (at its end)
     PAUSE = "pause"  # every key held or resting: items wait
     RESUME = "resume"
     BUDGET = "budget"  # the spend reached --budget: nothing more starts, running items wind down

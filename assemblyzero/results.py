@@ -14,6 +14,7 @@ from assemblyzero.constants import (
     MAX_TIMEOUT,
     RETRY_COUNT_MAX,
     RETRY_NAME_LIMIT,
+    WAITS_MAX,
 )
 from assemblyzero.cost import Spend
 
@@ -79,6 +80,10 @@ class WorkerResult:
     # waited for its budget or its rest, "rate_limited": 429s} (keys/pacer.py). Not
     # cumulative; empty in results of releases up to 0.2.x.
     key_use: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    # Each wait of this attempt for a key: {"credential", "why": "budget" or "rest", "from":
+    # wall time, "seconds"} (keys/pacer.py, at most WAITS_MAX); the coordinator journals
+    # them for the report. Empty in results of releases up to 0.2.x.
+    waits: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def spend(self) -> Spend:
@@ -107,6 +112,7 @@ class WorkerResult:
             data["spent_by_key"] = {name: _spend(pair) for name, pair in by_key.items()
                                     if isinstance(name, str)} if isinstance(by_key, dict) else {}
             data["key_use"] = _key_use(data.get("key_use"))
+            data["waits"] = _waits(data.get("waits"))
             return cls(**data)
         except (OSError, ValueError, KeyError, TypeError, RecursionError):  # nested too deep
             return None
@@ -165,3 +171,29 @@ def _key_use(value: Any) -> dict[str, dict[str, float | int]]:
         if len(fields) == len(KEY_USE_MAX):
             found[name] = fields
     return found
+
+
+NAME_MAX = 200  # characters of a key name in a wait
+
+
+def _waits(value: Any) -> list[dict[str, Any]]:
+    """`waits` as read: the well-formed entries (a key name, a known why, a time and a
+    duration in range), at most WAITS_MAX; [] when absent."""
+    if not isinstance(value, list):
+        return []
+    found: list[dict[str, Any]] = []
+    for entry in value[:WAITS_MAX]:
+        if not isinstance(entry, dict):
+            continue
+        name, why = entry.get("credential"), entry.get("why")
+        since, seconds = _number(entry.get("from")), _number(entry.get("seconds"))
+        if (isinstance(name, str) and 0 < len(name) <= NAME_MAX and why in ("budget", "rest")
+                and since is not None and seconds is not None
+                and 0 < since < 1e12 and 0 <= seconds <= MAX_TIMEOUT):  # NaN fails these
+            found.append({"credential": name, "why": why, "from": since, "seconds": seconds})
+    return found
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else None

@@ -267,7 +267,8 @@ def run_item(
         result = ended(Status.FAILED, reason)
     finally:
         checkpoint.close()
-    result = replace(result, key_use=pacer.use_json())  # what each key did, however it ended
+    # What each key did, and when the attempt waited for one, however it ended.
+    result = replace(result, key_use=pacer.use_json(), waits=pacer.waits_json())
     _settle(ws, kind, checkpoint, result)
     return result
 

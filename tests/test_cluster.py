@@ -131,6 +131,9 @@ def test_a_killed_dask_worker_costs_only_the_call_in_flight(cluster: object, tmp
     assert (ws / "docs/lld/active/LLD-051.md").exists()
     events = journal(latest_run(ws))
     assert [e["kind"] for e in events if e["event"] == "retry"] == ["lost"]
+    # Each attempt journals when it began on its Dask worker's host, and its end names it.
+    assert [(e["event"], e.get("host")) for e in events if e["event"] in ("began", "end")] \
+        == [("began", socket.gethostname()), ("end", socket.gethostname())] * 2
     for event in events:  # a cluster run's records are the documented formats
         assert_valid("journal-event", event)
     assert_valid("summary", data)

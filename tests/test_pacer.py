@@ -21,7 +21,7 @@ import pytest
 from conftest import T0, Clock, make_workspace
 from test_engine import APPROVED, ITEM, Drafter, Reviewer, run, workflow
 
-from assemblyzero.constants import BACKOFF_JITTER, COOLDOWN_MAX, EXIT_RATE_LIMITED
+from assemblyzero.constants import BACKOFF_JITTER, COOLDOWN_MAX, EXIT_RATE_LIMITED, WAITS_MAX
 from assemblyzero.keys import leases, pacer, pacing
 from assemblyzero.keys.credentials import Credential, CredentialFile
 from assemblyzero.keys.gate import KeyGate, Refusal
@@ -551,6 +551,78 @@ def test_a_results_key_use_keeps_only_well_formed_entries(tmp_path: Path) -> Non
     del data["key_use"]  # a result of an older release
     path.write_text(json.dumps(data), encoding="utf-8")
     assert WorkerResult.read(path).key_use == {}  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- waits
+
+
+def test_each_wait_for_a_keys_budget_is_kept_with_its_start_and_length(
+        store: LeaseStore, clock: Clock, fake_time: None) -> None:
+    paced, _, _ = shared(store, clock, Limits(rpm=60))
+    assert grants(store, Limits(rpm=60)) == 60
+    paced.before(KEY, "draft", 0)
+    assert paced.waits_json() == [{"credential": KEY, "why": "budget", "from": T0,
+                                   "seconds": 1.0}]
+    clock.now += 4.5  # the budget refills 4.5 requests: the next 4 go out without a wait
+    for _ in range(5):
+        paced.before(KEY, "review", 0)
+    (first, second) = paced.waits_json()
+    assert first["from"] == T0 and second["from"] == pytest.approx(T0 + 5.5)
+    assert second["seconds"] == pytest.approx(0.5) and second["why"] == "budget"
+
+
+def test_a_wait_cut_into_pauses_is_kept_as_one_period(store: LeaseStore, clock: Clock,
+                                                     fake_time: None) -> None:
+    limits = Limits(rpm=6)
+    paced, pause, _ = shared(store, clock, limits, part=0.5)  # each pause ends halfway
+    assert grants(store, limits) == 6
+    paced.before(KEY, "review", 0)
+    assert len(pause.waits) > 3
+    (period,) = paced.waits_json()
+    assert period["from"] == T0 and period["seconds"] == pytest.approx(10, abs=0.01)
+
+
+def test_the_wait_after_a_429_is_kept_as_a_rest(store: LeaseStore, clock: Clock,
+                                               fake_time: None, no_jitter: None) -> None:
+    paced, _, _ = shared(store, clock, Limits(rpm=60))
+    ticket = paced.before(KEY, "draft", 0)
+    assert paced.waits_json() == []  # the budget was free
+    assert paced.refused(ticket, refusal(5)) is True
+    paced.before(KEY, "draft", 0)  # the same call again, after its rest
+    (rest,) = paced.waits_json()
+    assert rest["why"] == "rest" and rest["from"] == T0
+    assert rest["seconds"] == pytest.approx(5, abs=0.01)
+
+
+def test_an_attempt_keeps_at_most_the_cap_of_wait_periods(store: LeaseStore, clock: Clock,
+                                                          fake_time: None) -> None:
+    paced, _, _ = shared(store, clock, Limits(rpm=60))
+    assert grants(store, Limits(rpm=60)) == 60
+    for _ in range(WAITS_MAX + 20):
+        paced.before(KEY, "draft", 0)  # waits 1 s, then a gap: a period of its own
+        clock.now += 0.5
+    assert len(paced.waits_json()) == WAITS_MAX
+    assert paced.use[KEY].waited == pytest.approx(0.5 * (WAITS_MAX + 20) + 0.5, abs=0.01)
+
+
+def test_a_results_waits_keep_only_well_formed_entries(tmp_path: Path) -> None:
+    good = {"credential": "team-a", "why": "rest", "from": T0, "seconds": 2.5}
+    bad = [{**good, "seconds": -1}, {**good, "seconds": float("nan")},
+           {**good, "from": float("inf")}, {**good, "from": True}, {**good, "seconds": 1e300},
+           {**good, "why": "<script>"}, {**good, "credential": 7}, {**good, "credential": ""},
+           {**good, "credential": "k" * 201}, {"credential": "team-a"}, "text", [1, 2], None]
+    data = WorkerResult("lld", "1", Status.DONE).to_json()
+    path = tmp_path / "result.json"
+    for value, expected in (([good, *bad, {**good, "why": "budget"}],
+                             [good, {**good, "why": "budget"}]),
+                            ([good] * 10_000, [good] * WAITS_MAX),
+                            ({"a": good}, []), ("nonsense", []), (None, [])):
+        path.write_text(json.dumps({**data, "waits": value}), encoding="utf-8")
+        read = WorkerResult.read(path)
+        assert read is not None and read.waits == expected
+    del data["waits"]  # a result of an older release
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert WorkerResult.read(path).waits == []  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------- pool and gate

@@ -261,7 +261,7 @@ def test_hostile_journal_lines_are_left_out_or_bounded(tmp_path: Path, bad: Any)
     assert float(svg["height"]) < 2000
 
 
-def test_log_tails_are_never_read_through_a_symlink_or_outside_the_run_folder(tmp_path: Path) -> None:
+def test_log_tails_are_never_read_through_a_symlink_or_outside_the_run(tmp_path: Path) -> None:
     secret = tmp_path / "elsewhere.txt"
     secret.write_text("SECRET-LINE\n", encoding="utf-8")
     run_dir = tmp_path / "logs/parallel/20261202-100000-lld-all-1"

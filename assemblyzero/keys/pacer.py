@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from assemblyzero.constants import WAITS_MAX
 from assemblyzero.keys import pacing
 from assemblyzero.keys.pacing import Limits, Need
 from assemblyzero.providers import ModelReply, RateInfo, RateLimited
@@ -115,10 +116,21 @@ class Ticket:
 
 
 @dataclass
+class WaitPeriod:
+    """One wait on a key: from when (the pacer's wall clock), how long, and why."""
+
+    credential: str
+    why: str  # "budget": its shared budget; "rest": a 429's rest, waited out here
+    start: float
+    seconds: float
+
+
+@dataclass
 class Pacer:
     """Counts only: no budget, and a 429 ends the attempt (today's reactive behaviour)."""
 
     use: dict[str, Use] = field(default_factory=dict)
+    waits: list[WaitPeriod] = field(default_factory=list)
 
     def before(self, key: str | None, role: str, prompt_chars: int,
                max_output: int | None = None) -> Ticket:
@@ -136,6 +148,12 @@ class Pacer:
 
     def use_json(self) -> dict[str, dict[str, Any]]:
         return {name: use.to_json() for name, use in self.use.items()}
+
+    def waits_json(self) -> list[dict[str, Any]]:
+        """Each wait of this attempt: {credential, why ("budget" or "rest"), from (wall
+        time), seconds}, in order; the report draws them on its timeline."""
+        return [{"credential": w.credential, "why": w.why, "from": round(w.start, 3),
+                 "seconds": round(w.seconds, 3)} for w in self.waits]
 
 
 class KeyMoved(RateLimited):
@@ -190,11 +208,22 @@ class SharedPacer(Pacer):
                 said = True
                 self.say(f"{role}: waiting {wait:.1f}s for {key}'s budget "
                          f"({self._budget(key, plan)})")
-            started = time.monotonic()
+            started, since = time.monotonic(), self.clock()
             self.pause(wait)
-            use.waited += time.monotonic() - started
+            waited = time.monotonic() - started
+            use.waited += waited
+            self._waited(key, "rest" if self._streak else "budget", since, waited)
         use.requests += 1
         return Ticket(key, role, need, self.clock())
+
+    def _waited(self, key: str, why: str, since: float, seconds: float) -> None:
+        """Keep the wait period; one that goes straight on from the last is merged."""
+        last = self.waits[-1] if self.waits else None
+        if (last is not None and last.credential == key and last.why == why
+                and abs(last.start + last.seconds - since) < 0.05):
+            last.seconds = since + seconds - last.start
+        elif len(self.waits) < WAITS_MAX:
+            self.waits.append(WaitPeriod(key, why, since, seconds))
 
     def _move_if_better(self, key: str, plan: KeyPlan, need: Need, wait: float) -> None:
         """End the attempt (KeyMoved) rather than wait `wait` seconds on `key`, when that is

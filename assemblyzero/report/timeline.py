@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from assemblyzero.constants import WAITS_MAX  # wait periods drawn per attempt
 from assemblyzero.journal import Event
 
 SPAN_MAX = 31 * 86400.0  # seconds after run-start beyond which an event's time is not believed
-WAITS_MAX = 50  # wait periods drawn per attempt (the worker keeps no more)
+
 NAME_MAX = 255  # characters of a tag, host or key name kept
-BEGAN, WAIT = "began", "wait"  # Event.BEGAN, Event.WAIT (added with the report)
 
 
 @dataclass
@@ -130,10 +130,10 @@ def build(events: Iterable[dict[str, Any]]) -> Timeline:
                               ts, ts, "unfinished",
                               [_name(c) for c in creds if _name(c)] if isinstance(creds, list)
                               else [])
-        elif kind == BEGAN and item in open_:
+        elif kind == Event.BEGAN and item in open_:
             bar = open_[item]
             bar.queued, bar.start, bar.host = bar.start, ts, _name(event.get("host"))
-        elif kind == WAIT and item in open_:
+        elif kind == Event.WAIT and item in open_:
             _wait(open_[item], event, t0)
         elif kind == Event.END and item:
             ended = open_.pop(item, None)
@@ -170,7 +170,6 @@ def build(events: Iterable[dict[str, Any]]) -> Timeline:
         line.bars.append(bar)
     if paused is not None:  # a pause the run ended in (stopped while items waited)
         line.pauses.append(Band(paused[0], line.t1, paused[1]))
-    line.t1 = max([line.t1, *(r.end for r in line.rests)])
     for bar in line.bars:
         bar.waits = [w for w in bar.waits if w.end > bar.start and w.start < bar.end]
         for wait in bar.waits:

@@ -63,6 +63,7 @@ from assemblyzero.workflow import lld_index
 from assemblyzero.workspace import Workspace
 
 PAUSE_MESSAGE = "Credential pool exhausted. Pausing..."
+HOST_MAX = 255  # characters of a host name journaled (it comes from another machine)
 
 
 @dataclass(frozen=True)
@@ -323,9 +324,13 @@ class Coordinator:
         self.gate.charge(end.key, attempt.grant, result)
         for use in (result.key_use.values() if result else ()):  # 429s the worker waited out
             self.sched.rate_limited(end.key, int(use["rate_limited"]))
+        for wait in (result.waits if result else ()):  # when it waited, for the report
+            self.record.event(Event.WAIT, item=item.tag, **wait)
         self._spent(end.key, item.tag, attempt, result, status)
+        host = getattr(attempt.handle, "host", None)  # on a cluster: where it ran
         self.record.event(Event.END, item=item.tag, status=status.value, exit_code=code,
-                          duration=round(duration, 3))
+                          duration=round(duration, 3),
+                          **({"host": str(host)[:HOST_MAX]} if host else {}))
         if slot.ended_by is None and self._retry(item, attempt.grant, result, code):
             return
         self._outcome(item, status, reason, duration, result, slot, attempt)
@@ -403,8 +408,10 @@ class Coordinator:
             self.say(f"{item.tag} {refusal.describe()}; no attempts left ({most}): "
                      "run retry-failed once the key has rested, or raise --max-attempts")
             return False
+        rests = refusal.kind == "rate_limited" and not refusal.moved
         self.record.event(Event.RETRY, item=item.tag, credential=refusal.credential,
-                          kind=refusal.kind)
+                          kind=refusal.kind,
+                          rest=round(max(0.0, refusal.rest), 3) if rests else None)
         self.say(f"{item.tag} {refusal.describe()}; resuming from its checkpoint "
                  f"(attempt {self.sched.attempts[key] + 1} of {most})")
         return True
@@ -416,7 +423,7 @@ class Coordinator:
             self.say(f"{item.tag} {result.reason}; no attempts left ({most}): run "
                      "retry-failed")
             return False
-        self.record.event(Event.RETRY, item=item.tag, credential=None, kind="lost")
+        self.record.event(Event.RETRY, item=item.tag, credential=None, kind="lost", rest=None)
         self.say(f"{item.tag} {result.reason}; resuming from its checkpoint "
                  f"(attempt {self.sched.attempts[key] + 1} of {most})")
         return True
@@ -437,6 +444,8 @@ class Coordinator:
             self._ended(message)
         elif isinstance(message, Began):  # it waited in the cluster's queue until now
             self.sched.running_now(message.key)
+            if began := self.running.get(message.key):
+                self.record.event(Event.BEGAN, item=began.tag, host=message.host[:HOST_MAX])
             self._show()
         self._carry_out(self.sched.due())  # a steady stream of ends must not postpone one
 
