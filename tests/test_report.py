@@ -136,6 +136,28 @@ def test_waits_rests_pauses_and_the_tail_are_drawn_where_they_happened(tmp_path:
     assert {"key-a", "key-b"} <= set(page.text)  # a row of its own for each key
 
 
+def test_the_tail_starts_when_a_slot_falls_idle_for_good_even_before_a_later_retry(
+        tmp_path: Path) -> None:
+    # LLD-1 ends at 3 s and its slot runs nothing more; LLD-2 is retried at 5 s in its own
+    # slot, after a first attempt on a key that moved it; the tail is 3-8 s, not 8-8 s.
+    events = [ev("run-start", 0, label="lld-all", items=["LLD-1", "LLD-2"], ids=["1", "2"],
+                 parallel=2, pid=1, pid_start="1"),
+              start("LLD-1", 0), start("LLD-2", 0),
+              end("LLD-1", 3, "done"), end("LLD-2", 5, "failed", 75),
+              ev("retry", 5, item="LLD-2", credential="key-a", kind="rate_limited", rest=None),
+              start("LLD-2", 5, attempt=2), end("LLD-2", 8, "done", since=5),
+              ev("run-end", 8, exit_code=0, counts={"done": 2})]
+    page = Elements(report.render(run_folder(tmp_path, events), tmp_path))
+    scale = (WIDTH - LEFT - RIGHT) / 8.0
+    (tail,) = page.of("rect", "tail")
+    assert (float(tail["x"]) - LEFT) / scale == pytest.approx(3.0, abs=0.01)
+    assert "5.0s with slots idle, waiting on LLD-2" in " ".join(page.text)
+    # One slot all along: no tail to show.
+    alone = [e for e in events if e.get("item") != "LLD-1"]
+    one = Elements(report.render(run_folder(tmp_path / "one", alone), tmp_path / "one"))
+    assert one.of("rect", "tail") == [] and "with slots idle" not in " ".join(one.text)
+
+
 def test_a_1000_item_run_keeps_its_slots_as_rows_and_labels_only_bars_they_fit(
         tmp_path: Path) -> None:
     events = [ev("run-start", 0, label="lld-all", items=[], ids=[], parallel=10, pid=1,

@@ -40,6 +40,7 @@ WIDTH, LEFT, RIGHT = 1180, 150, 16  # the timeline's width and margins (SVG unit
 TAIL_LINES = 12  # log lines shown per failed item
 TAILS_MAX = 100  # failed items whose log tails are read (the rest: the table)
 CHAR_PX = 6.6  # width of one character of an 11 px label, about
+TAIL_MIN = 0.05  # seconds of idle slots at the end below which no tail is shown
 
 
 def _esc(value: Any) -> str:
@@ -167,7 +168,7 @@ class Page:
                  ("speed-up", f"{busy / wall:.2f}x" if wall > 0 else "-"),
                  ("parallel efficiency", f"{efficiency:.0%} of {slots} slot(s) busy"),
                  ("cost", _cost(s.get("cost")) if s else "-")]
-        if line.tail_start is not None and line.t1 - line.tail_start > 0:
+        if line.tail_start is not None and line.t1 - line.tail_start >= TAIL_MIN:
             last = next((b for b in line.bars if b.critical), None)
             facts.append(("tail", f"{_secs(line.t1 - line.tail_start)} with slots idle, "
                                   f"waiting on {last.item if last else '-'}"))
@@ -293,7 +294,7 @@ class Page:
                f'data-scale="{scale:.6f}" role="img" aria-label="timeline of the run">',
                PATTERNS]
         out += self._axis(x, top, axis_y, line)
-        if line.tail_start is not None and line.t1 > line.tail_start:
+        if line.tail_start is not None and line.t1 - line.tail_start >= TAIL_MIN:
             tx = x(line.tail_start)
             out.append(f'<rect class="tail" x="{tx:.1f}" y="{top}" width="{x(line.t1) - tx:.1f}" '
                        f'height="{slots_h}"><title>the tail: {_secs(line.t1 - line.tail_start)}'
@@ -329,11 +330,12 @@ class Page:
                 for w in bar.waits:
                     if w.credential == name:
                         wx = x(w.start)
-                        out.append(f'<rect class="keywait" x="{wx:.1f}" y="{ky + 3}" '
+                        why = "rest" if w.why == "rest" else "budget"  # a rest: red
+                        out.append(f'<rect class="keywait why-{why}" x="{wx:.1f}" y="{ky + 3}" '
                                    f'width="{max(1.0, x(w.end) - wx):.1f}" '
                                    f'height="{key_row - 6}"><title>{_esc(bar.item)} waited '
                                    f'{_secs(w.end - w.start)} for {_esc(name)}\'s '
-                                   f'{"rest" if w.why == "rest" else "budget"}</title></rect>')
+                                   f'{why}</title></rect>')
         out.append("</svg>")
         return f'<div class="scroll">{"".join(out)}</div>'
 
@@ -450,6 +452,7 @@ svg .bar{stroke:#fff;stroke-width:0.5}svg .bar.critical{stroke:#1f2328;stroke-wi
 svg .wait{fill:url(#hatch)}svg .pause{fill:#8c959f;fill-opacity:0.18}
 svg .tail{fill:#f0b429;fill-opacity:0.12}svg .keyrow{fill:#f6f8fa}
 svg .rest{fill:#d64545;fill-opacity:0.55}svg .keywait{fill:#e6b800;fill-opacity:0.8}
+svg .keywait.why-rest{fill:#d64545;fill-opacity:0.55}
 svg .budget{stroke:#d64545;stroke-width:1.5;stroke-dasharray:4 3}
 .legend{font-size:12px;color:#57606a;margin:6px 0}.legend span{margin-right:14px;
 white-space:nowrap}.legend i{display:inline-block;width:12px;height:10px;margin-right:4px;

@@ -208,11 +208,14 @@ def _pack(line: Timeline) -> None:
 
 
 def _tail(line: Timeline) -> None:
-    """The tail: once the last attempt has started, the first slot to fall idle has nothing
-    left to run; the attempt that ends last is the one the run waited for."""
+    """The tail: from when the first slot fell idle for good (nothing left for it to run)
+    to the end; the attempt that ends last is the one the run waited for. A retry that
+    started later in another slot does not hide the idle one."""
     if not line.bars:
         return
-    last_start = max(b.start for b in line.bars)
-    ends = [b.end for b in line.bars if b.end > last_start or b.start == last_start]
-    line.tail_start = min(ends) if ends else None
+    last_end: dict[tuple[str, int], float] = {}
+    for bar in line.bars:
+        lane = (bar.group, bar.lane)
+        last_end[lane] = max(last_end.get(lane, bar.end), bar.end)
+    line.tail_start = min(last_end.values()) if len(last_end) > 1 else None
     max(line.bars, key=lambda b: (b.end, b.start)).critical = True
