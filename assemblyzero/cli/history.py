@@ -116,17 +116,22 @@ def latest_run(ws: Workspace) -> tuple[Path | None, list[str]]:
     return newest, problems
 
 
+def _latest(ws: Workspace, none: str, hint: str) -> Path:
+    """The latest run's folder, its problems said as warnings; UsageError `none` + `hint`
+    when there is no run."""
+    latest, problems = latest_run(ws)
+    for problem in problems:
+        print(printable(f"warning: {problem}"), file=sys.stderr)
+    if latest is None:
+        raise UsageError(f"{none} in {ws.root} ({ws.runs} holds none){hint}")
+    return latest
+
+
 def find_run(ws: Workspace, run_id: str | None) -> Path:
     """The folder of run `run_id` (a folder name under logs/parallel), or of the latest run;
     UsageError naming what is wrong (no such run, a name that is not one)."""
     if run_id is None:
-        latest, problems = latest_run(ws)
-        for problem in problems:
-            print(printable(f"warning: {problem}"), file=sys.stderr)
-        if latest is None:
-            raise UsageError(f"no run yet in {ws.root} ({ws.runs} holds none): run lld-all "
-                             "or issue-all first")
-        return latest
+        return _latest(ws, "no run yet", ": run lld-all or issue-all first")
     runs = _run_dirs(ws)
     for run in runs:
         if run.name == run_id:
@@ -215,12 +220,8 @@ def render(data: dict[str, Any]) -> str:
 
 def unfinished(ws: Workspace) -> tuple[Kind, list[str], Origin]:
     """The kind, ids and origin (source, label, publish) the latest run did not finish."""
-    latest, problems = latest_run(ws)
-    for problem in problems:
-        print(printable(f"warning: {problem}"), file=sys.stderr)
-    if latest is None:
-        raise UsageError(f"no run to retry in {ws.root} ({ws.runs} holds none); run lld-all "
-                         "or issue-all, which resume every item that has a checkpoint")
+    latest = _latest(ws, "no run to retry", "; run lld-all or issue-all, which resume "
+                     "every item that has a checkpoint")
     run = read_run(latest)
     if run["state"] == "running":
         pid = run["run_id"].rpartition("-")[2]
