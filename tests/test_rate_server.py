@@ -17,8 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import anthropic
-import openai
 import pytest
 from conftest import ROOT, cli, latest_run, make_workspace, summary
 
@@ -205,6 +203,8 @@ def _check_script(replies: list[str]) -> None:
 
 
 def test_the_openai_sdk_reads_every_reply_and_an_item_is_revise_then_approved() -> None:
+    import openai  # the SDKs take a second to import: only where a test uses them
+
     with RateServer(Limits(rpm=100, tpm=100_000)) as server:
         client = openai.OpenAI(api_key="sk-test", base_url=server.base_url("openai"),
                                max_retries=0)
@@ -231,6 +231,8 @@ def test_the_openai_sdk_reads_every_reply_and_an_item_is_revise_then_approved() 
 
 
 def test_the_anthropic_sdk_reads_every_reply_and_a_forced_tool_gets_a_tool_use_block() -> None:
+    import anthropic
+
     with RateServer(Limits(rpm=5, input_tpm=100_000, output_tpm=100_000)) as server:
         client = anthropic.Anthropic(api_key="sk-ant-test", base_url=server.base_url("anthropic"),
                                      max_retries=0)
