@@ -40,6 +40,9 @@ WIDTH, LEFT, RIGHT = 1180, 150, 16  # the timeline's width and margins (SVG unit
 TAIL_LINES = 12  # log lines shown per failed item
 TAILS_MAX = 100  # failed items whose log tails are read (the rest: the table)
 CHAR_PX = 6.6  # width of one character of an 11 px label, about
+KEY_HEADS = {  # what the keys table's time columns count (as the terminal summary's)
+    "time waited": "inside attempts: for the key's budget, or for a 429 rest waited out there",
+    "time rested": "429 rests that ended an attempt, until the key was free again"}
 TAIL_MIN = 0.05  # seconds of idle slots at the end below which no tail is shown
 
 
@@ -254,7 +257,8 @@ class Page:
         head = ["key", "provider", "starts", "requests", "tokens", "cost", "429s",
                 "time waited", "time rested", "disabled"]
         rows = ["<h2>Keys</h2><table class=\"items\"><thead><tr>"
-                + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+                + "".join(f'<th title="{KEY_HEADS[h]}">{h}</th>' if h in KEY_HEADS
+                          else f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
         for key in keys:
             name = key["name"]
             waits = _num(key.get("waited_seconds"))
