@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from assemblyzero.keys.redact import Redactor
+from assemblyzero.numbers import finite
 
 # The built-in prices, USD per million tokens, and where each came from.
 PRICES_AS_OF = "2026-12-02"
@@ -110,8 +111,8 @@ class Spend:
         if not (isinstance(value, list) and len(value) == 2):
             return None
         usd, unpriced = value
-        if (isinstance(usd, bool) or not isinstance(usd, (int, float))
-                or not math.isfinite(usd) or not 0 <= usd <= SPEND_MAX):
+        usd = finite(usd)
+        if usd is None or not 0 <= usd <= SPEND_MAX:
             return None
         if isinstance(unpriced, bool) or not isinstance(unpriced, int) or not (
                 0 <= unpriced <= CALLS_MAX):

@@ -63,7 +63,7 @@ def tail_lines(path: Path, count: int, window: int = 8192) -> list[str]:
     a plain file only (never through a symlink, never a FIFO); [] when it cannot be read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name
         return []
     try:
         size = os.fstat(fd).st_size

@@ -17,6 +17,7 @@ from assemblyzero.constants import (
     WAITS_MAX,
 )
 from assemblyzero.cost import Spend
+from assemblyzero.numbers import finite
 
 if TYPE_CHECKING:
     from assemblyzero.workflow.state import WorkflowState
@@ -194,6 +195,4 @@ def _waits(value: Any) -> list[dict[str, Any]]:
     return found
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-        else None
+_number = finite

@@ -609,6 +609,7 @@ def test_a_results_waits_keep_only_well_formed_entries(tmp_path: Path) -> None:
     good = {"credential": "team-a", "why": "rest", "from": T0, "seconds": 2.5}
     bad = [{**good, "seconds": -1}, {**good, "seconds": float("nan")},
            {**good, "from": float("inf")}, {**good, "from": True}, {**good, "seconds": 1e300},
+           {**good, "from": 10**400},  # valid JSON; too big for a float
            {**good, "why": "<script>"}, {**good, "credential": 7}, {**good, "credential": ""},
            {**good, "credential": "k" * 201}, {"credential": "team-a"}, "text", [1, 2], None]
     data = WorkerResult("lld", "1", Status.DONE).to_json()

@@ -16,7 +16,6 @@ Any failure is an OSError: the pacer then goes unpaced, the checkpoint is only l
 from __future__ import annotations
 
 import json
-import math
 import socket
 import threading
 import time
@@ -25,6 +24,7 @@ from dataclasses import asdict, fields
 from typing import Any
 
 from assemblyzero.keys.pacing import Limits, Need
+from assemblyzero.numbers import finite
 from assemblyzero.providers import RateInfo, Window
 
 LINK_TIMEOUT = 60.0  # seconds one call may take (a record lock is waited for up to 30 s)
@@ -89,10 +89,7 @@ class RemoteStore:
 
 
 # --- the values on the line: plain JSON, checked on the way in -----------------------
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+_number = finite
 
 
 NEED_MAX = 1e9  # requests or tokens one call may take, at most (far beyond any limit)

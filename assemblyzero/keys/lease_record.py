@@ -13,7 +13,6 @@ facts it asks are here: a process's start time, whether a slot is locked.
 from __future__ import annotations
 
 import fcntl
-import math
 import os
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, TypeGuard
 
 from assemblyzero.constants import COOLDOWN_MAX, LEASE_GENERATION_MAX, LEASE_STREAK_MAX, LEASE_TTL
 from assemblyzero.keys import pacing
+from assemblyzero.numbers import finite
 from assemblyzero.ui.console import printable
 
 LEASE_VERSION = 1
@@ -166,15 +166,6 @@ def _cooldown(value: Any, path: Path, now: float) -> float:
     warn(path, f"cooldown_until is {shown(value)}, not a time within {COOLDOWN_MAX:g}s from now; "
                "reset to 0 (no cooldown)")
     return 0.0
-
-
-def finite(value: Any) -> float | None:
-    """`value` as a finite float; None for NaN, infinities, ints beyond a float, non-numbers."""
-    try:
-        number = float(value) if _is_number(value) else math.nan
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _is_int(value: Any) -> TypeGuard[int]:

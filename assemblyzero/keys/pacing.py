@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from assemblyzero.numbers import finite
 from assemblyzero.providers import RateInfo, Window
 
 PACE_FIELDS = ("rpm", "tpm", "input_tpm", "output_tpm")  # the credential's fields
@@ -324,14 +325,7 @@ def checked(raw: Any, now: float, ahead: float) -> tuple[dict[str, Any], list[st
     return pace, problems
 
 
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
+_finite = finite
 
 
 def _limit(value: Any) -> float | None:

@@ -9,8 +9,8 @@ Content-Security-Policy, should something ever slip through.
 from __future__ import annotations
 
 import html
-import math
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ from assemblyzero import __version__
 from assemblyzero.cost import Spend
 from assemblyzero.fileio import tail_lines
 from assemblyzero.ids import InvalidId, check_id
-from assemblyzero.report.timeline import Bar, Timeline
+from assemblyzero.numbers import finite
+from assemblyzero.report.timeline import Band, Bar, Timeline, Wait
 from assemblyzero.ui.console import printable
 
 # Attempt outcomes and their colours (the legend lists them in this order).
@@ -43,21 +44,23 @@ CHAR_PX = 6.6  # width of one character of an 11 px label, about
 KEY_HEADS = {  # what the keys table's time columns count (as the terminal summary's)
     "time waited": "inside attempts: for the key's budget, or for a 429 rest waited out there",
     "time rested": "429 rests that ended an attempt, until the key was free again"}
+TEXT_MAX = 2000  # characters of one name, title or reason from outside shown
+KEYS_MAX = 50  # key rows drawn on the timeline (the keys table lists every key)
 TAIL_MIN = 0.05  # seconds of idle slots at the end below which no tail is shown
 
 
 def _esc(value: Any) -> str:
-    return html.escape(printable(str(value)), quote=True)
+    """Text from outside as HTML text or an attribute value: printable, at most TEXT_MAX
+    characters, escaped."""
+    text = printable(str(value)[:TEXT_MAX + 1])
+    return html.escape(text if len(text) <= TEXT_MAX else text[:TEXT_MAX] + "…", quote=True)
 
 
 def _int(value: Any) -> int | None:
     return value if type(value) is int and abs(value) < 1 << 53 else None
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+_num = finite
 
 
 def _secs(value: float | None) -> str:
@@ -108,14 +111,24 @@ class Page:
                      for tag, status in last.items()]
         return sorted(items, key=lambda i: (ORDER.get(str(i.get("status")), 9), i["tag"]))
 
-    def _log_href(self, item: dict[str, Any]) -> str | None:
+    def _log(self, item: dict[str, Any]) -> Path | None:
+        """The item's log: the file of that name in the run folder itself (also when the
+        folder was moved since), or None."""
         log = item.get("log")
-        if not isinstance(log, str) or not os.path.isabs(log):
+        if not isinstance(log, str) or "\0" in log:
             return None
-        path = os.path.normpath(log)  # an item's log lies in the run folder itself, or none
-        if os.path.dirname(path) != os.path.normpath(self.run_dir):
+        name = os.path.basename(log)
+        if name in ("", ".", ".."):
             return None
-        return quote(os.path.basename(path))
+        try:  # a plain file, never a symlink (the browser would follow it)
+            plain = stat.S_ISREG(os.lstat(self.run_dir / name).st_mode)
+        except OSError:
+            return None
+        return self.run_dir / name if plain else None
+
+    def _log_href(self, item: dict[str, Any]) -> str | None:
+        log = self._log(item)
+        return quote(log.name) if log else None
 
     def _lineage_href(self, item: dict[str, Any]) -> str | None:
         kind, item_id = item.get("kind"), item.get("id")
@@ -192,9 +205,8 @@ class Page:
             head = (f'<b>{_esc(item["tag"])}</b> <span class="chip s-{_esc(item.get("status"))}">'
                     f'{_esc(item.get("status"))}</span>{log} <span class="reason">'
                     f'{_esc(item.get("reason") or "")}</span>')
-            path = item.get("log")
-            lines = (tail_lines(Path(path), TAIL_LINES)
-                     if n < TAILS_MAX and href and isinstance(path, str) else [])
+            path = self._log(item) if n < TAILS_MAX else None
+            lines = tail_lines(path, TAIL_LINES) if path else []
             if lines:  # the tail under the line, open while there are only a few
                 out.append(f'<details class="failure"{" open" if len(failed) <= 3 else ""}>'
                            f"<summary>{head}</summary><pre>"
@@ -280,12 +292,13 @@ class Page:
         line = self.line
         lanes = sum(n for _, n in line.groups) or 1
         row = 22 if lanes <= 24 else max(3, min(22, 520 // lanes))
-        keys = line.key_names()
+        names = line.key_names()
+        keys, more = names[:KEYS_MAX], len(names) - KEYS_MAX  # rows beyond: the table only
         top, plot = 6, WIDTH - LEFT - RIGHT
         slots_h = lanes * row
         key_row = 16
         keys_top = top + slots_h + (12 if keys else 0)
-        axis_y = keys_top + len(keys) * key_row + 4
+        axis_y = keys_top + (len(keys) + (more > 0)) * key_row + 4
         height = axis_y + 22
         scale = plot / line.span
 
@@ -320,26 +333,33 @@ class Page:
             bx = x(line.budget_at)
             out.append(f'<line class="budget" x1="{bx:.1f}" x2="{bx:.1f}" y1="{top}" '
                        f'y2="{axis_y}"><title>the budget was reached</title></line>')
+        rests: dict[str, list[Band]] = {}
+        for rest in line.rests:
+            rests.setdefault(rest.credential, []).append(rest)
+        waits: dict[str, list[tuple[Bar, Wait]]] = {}
+        for bar in line.bars:
+            for w in bar.waits:
+                waits.setdefault(w.credential, []).append((bar, w))
+        if more > 0:
+            out.append(f'<text class="label" x="{LEFT - 6}" '
+                       f'y="{keys_top + len(keys) * key_row + 11}">+{more} keys</text>')
         for n, name in enumerate(keys):
             ky = keys_top + n * key_row
             out.append(f'<text class="label" x="{LEFT - 6}" y="{ky + 11}">'
                        f'{_esc(name[:22])}</text><rect class="keyrow" x="{LEFT}" y="{ky + 1}" '
                        f'width="{plot}" height="{key_row - 2}"/>')
-            for rest in (r for r in line.rests if r.credential == name):
+            for rest in rests.get(name, ()):
                 rx = x(rest.start)
                 out.append(f'<rect class="rest" x="{rx:.1f}" y="{ky + 1}" '
                            f'width="{max(1.0, x(rest.end) - rx):.1f}" height="{key_row - 2}">'
                            f'<title>{_esc(rest.label)}</title></rect>')
-            for bar in line.bars:
-                for w in bar.waits:
-                    if w.credential == name:
-                        wx = x(w.start)
-                        why = "rest" if w.why == "rest" else "budget"  # a rest: red
-                        out.append(f'<rect class="keywait why-{why}" x="{wx:.1f}" y="{ky + 3}" '
-                                   f'width="{max(1.0, x(w.end) - wx):.1f}" '
-                                   f'height="{key_row - 6}"><title>{_esc(bar.item)} waited '
-                                   f'{_secs(w.end - w.start)} for {_esc(name)}\'s '
-                                   f'{why}</title></rect>')
+            for bar, w in waits.get(name, ()):
+                wx = x(w.start)
+                why = "rest" if w.why == "rest" else "budget"  # a rest: red
+                out.append(f'<rect class="keywait why-{why}" x="{wx:.1f}" y="{ky + 3}" '
+                           f'width="{max(1.0, x(w.end) - wx):.1f}" height="{key_row - 6}">'
+                           f'<title>{_esc(bar.item)} waited {_secs(w.end - w.start)} for '
+                           f'{_esc(name)}\'s {why}</title></rect>')
         out.append("</svg>")
         return f'<div class="scroll">{"".join(out)}</div>'
 

@@ -8,13 +8,13 @@ span, and a run without `run-end` is drawn up to its last event.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from assemblyzero.constants import WAITS_MAX  # wait periods drawn per attempt
 from assemblyzero.journal import Event
+from assemblyzero.numbers import finite
 
 SPAN_MAX = 31 * 86400.0  # seconds after run-start beyond which an event's time is not believed
 
@@ -93,11 +93,7 @@ class Timeline:
         return sum(b.end - b.start for b in self.bars)
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+_num = finite
 
 
 def _name(value: Any) -> str:
@@ -124,6 +120,9 @@ def build(events: Iterable[dict[str, Any]]) -> Timeline:
         line.t1 = max(line.t1, ts)
         kind, item = event.get("event"), _name(event.get("item"))
         if kind == Event.START and item:
+            if (earlier := open_.pop(item, None)) is not None:  # a start without its end
+                earlier.end = max(ts, earlier.start)
+                line.bars.append(earlier)
             attempt = event.get("attempt")
             creds = event.get("credentials")
             open_[item] = Bar(item, attempt if type(attempt) is int and attempt > 0 else 1,
@@ -132,7 +131,8 @@ def build(events: Iterable[dict[str, Any]]) -> Timeline:
                               else [])
         elif kind == Event.BEGAN and item in open_:
             bar = open_[item]
-            bar.queued, bar.start, bar.host = bar.start, ts, _name(event.get("host"))
+            bar.queued, bar.start = bar.start, max(ts, bar.start)  # never before it was queued
+            bar.host = _name(event.get("host"))
         elif kind == Event.WAIT and item in open_:
             _wait(open_[item], event, t0)
         elif kind == Event.END and item:
@@ -141,7 +141,7 @@ def build(events: Iterable[dict[str, Any]]) -> Timeline:
             if ended is None:  # settled without a worker: skipped, no key left
                 line.settled[item] = status
                 continue
-            ended.end, ended.outcome = ts, status
+            ended.end, ended.outcome = max(ts, ended.start), status  # a clock stepped back
             code = event.get("exit_code")
             ended.exit_code = code if type(code) is int else None
             ended.host = ended.host or _name(event.get("host"))
