@@ -115,7 +115,7 @@ class WorkerResult:
             data["key_use"] = _key_use(data.get("key_use"))
             data["waits"] = _waits(data.get("waits"))
             return cls(**data)
-        except (OSError, ValueError, KeyError, TypeError, RecursionError):  # nested too deep
+        except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError):
             return None
 
 
