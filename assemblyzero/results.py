@@ -187,7 +187,7 @@ def _waits(value: Any) -> list[dict[str, Any]]:
         if not isinstance(entry, dict):
             continue
         name, why = entry.get("credential"), entry.get("why")
-        since, seconds = _number(entry.get("from")), _number(entry.get("seconds"))
+        since, seconds = finite(entry.get("from")), finite(entry.get("seconds"))
         if (isinstance(name, str) and 0 < len(name) <= NAME_MAX and why in ("budget", "rest")
                 and since is not None and seconds is not None
                 and 0 < since < 1e12 and 0 <= seconds <= MAX_TIMEOUT):  # NaN fails these
@@ -195,4 +195,3 @@ def _waits(value: Any) -> list[dict[str, Any]]:
     return found
 
 
-_number = finite

@@ -89,8 +89,6 @@ class RemoteStore:
 
 
 # --- the values on the line: plain JSON, checked on the way in -----------------------
-_number = finite
-
 
 NEED_MAX = 1e9  # requests or tokens one call may take, at most (far beyond any limit)
 
@@ -100,7 +98,7 @@ def need_of(raw: Any) -> Need | None:
     request, no tokens); every value within 0..NEED_MAX."""
     if not isinstance(raw, dict):
         return None
-    given = {f.name: _number(raw.get(f.name)) for f in fields(Need)}
+    given = {f.name: finite(raw.get(f.name)) for f in fields(Need)}
     return Need(**{name: min(NEED_MAX, max(0.0, value)) for name, value in given.items()
                    if value is not None})
 
@@ -116,12 +114,12 @@ def info_of(raw: Any) -> RateInfo | None:
     def window(value: Any) -> Window | None:
         if not isinstance(value, dict):
             return None
-        return Window(*(_number(value.get(f.name)) for f in fields(Window)))
+        return Window(*(finite(value.get(f.name)) for f in fields(Window)))
 
     quota = raw.get("daily_quota")
     return RateInfo(window(raw.get("requests")), window(raw.get("tokens")),
                     window(raw.get("input_tokens")), window(raw.get("output_tokens")),
-                    _number(raw.get("retry_after")),
+                    finite(raw.get("retry_after")),
                     quota[:200] if isinstance(quota, str) else "")
 
 
@@ -140,10 +138,10 @@ def serve(store: Any, request: dict[str, Any]) -> Any:
         return None
     if op == "refused":
         return store.refused(name, ceiling, info_of(request.get("info")),
-                             _number(request.get("retry_after")),
+                             finite(request.get("retry_after")),
                              need_of(request.get("reserved")))
     if op == "cool_down":
-        return store.cool_down(name, _number(request.get("retry_after")),
+        return store.cool_down(name, finite(request.get("retry_after")),
                                request.get("jitter") is not False)
     if op == "peek":
         return store.peek(name)

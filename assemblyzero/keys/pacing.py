@@ -230,10 +230,10 @@ def _server_level(window: Window, limit: float | None, kept: bool) -> float | No
     the bucket is full again (`reset`) places it inside that: limit - reset x limit/60.
     Without a reset: remaining + 1 bounds a bucket we kept ourselves (`kept`), and a
     bucket started from the header starts at remaining."""
-    remaining = _finite(window.remaining)
+    remaining = finite(window.remaining)
     if limit is None or remaining is None or remaining < 0:
         return None
-    reset = _finite(window.reset)
+    reset = finite(window.reset)
     if reset is not None and reset >= 0:
         return min(remaining + 1.0, max(remaining, limit - reset * limit / WINDOW))
     return remaining + 1.0 if kept else remaining
@@ -304,8 +304,8 @@ def checked(raw: Any, now: float, ahead: float) -> tuple[dict[str, Any], list[st
             problems.append("pace has an unknown bucket; dropped")
             continue
         if (isinstance(value, list) and len(value) == 2
-                and (held := _finite(value[0])) is not None and abs(held) <= LIMIT_MAX
-                and (at := _finite(value[1])) is not None and at <= now + ahead):
+                and (held := finite(value[0])) is not None and abs(held) <= LIMIT_MAX
+                and (at := finite(value[1])) is not None and at <= now + ahead):
             pace["buckets"][dimension] = [held, at]
         else:
             problems.append(f"pace bucket '{dimension}' is not [level, time] in range; reset")
@@ -317,7 +317,7 @@ def checked(raw: Any, now: float, ahead: float) -> tuple[dict[str, Any], list[st
             problems.append("pace has a learned limit out of range; dropped")
     averages = raw.get("output_avg", {})
     for role, value in (averages.items() if isinstance(averages, dict) else ()):
-        number = _finite(value)
+        number = finite(value)
         if role in ROLES and number is not None and 0 <= number <= OUTPUT_MAX:
             pace["output_avg"][role] = number
         else:
@@ -325,11 +325,9 @@ def checked(raw: Any, now: float, ahead: float) -> tuple[dict[str, Any], list[st
     return pace, problems
 
 
-_finite = finite
-
 
 def _limit(value: Any) -> float | None:
-    number = _finite(value)
+    number = finite(value)
     return number if number is not None and 0 < number <= LIMIT_MAX else None
 
 

@@ -60,8 +60,6 @@ def _int(value: Any) -> int | None:
     return value if type(value) is int and abs(value) < 1 << 53 else None
 
 
-_num = finite
-
 
 def _secs(value: float | None) -> str:
     if value is None:
@@ -162,7 +160,7 @@ class Page:
 
     def _head(self) -> str:
         s, line = self.summary or {}, self.line
-        wall = _num(s.get("wall_seconds")) or line.span
+        wall = finite(s.get("wall_seconds")) or line.span
         busy = line.busy_seconds()
         parallel = _int(s.get("parallel")) or line.parallel
         lanes = sum(n for _, n in line.groups)
@@ -200,13 +198,12 @@ class Page:
             return ""
         out = [f'<h2>Not finished ({len(failed)})</h2><div class="failures">']
         for n, item in enumerate(failed):
-            href = self._log_href(item)
-            log = f' <a href="{href}">log</a>' if href else ""
+            path = self._log(item)
+            log = f' <a href="{quote(path.name)}">log</a>' if path else ""
             head = (f'<b>{_esc(item["tag"])}</b> <span class="chip s-{_esc(item.get("status"))}">'
                     f'{_esc(item.get("status"))}</span>{log} <span class="reason">'
                     f'{_esc(item.get("reason") or "")}</span>')
-            path = self._log(item) if n < TAILS_MAX else None
-            lines = tail_lines(path, TAIL_LINES) if path else []
+            lines = tail_lines(path, TAIL_LINES) if path and n < TAILS_MAX else []
             if lines:  # the tail under the line, open while there are only a few
                 out.append(f'<details class="failure"{" open" if len(failed) <= 3 else ""}>'
                            f"<summary>{head}</summary><pre>"
@@ -239,7 +236,7 @@ class Page:
                 links.append(f'<a href="{href}">lineage</a>')
             status = str(item.get("status"))
             cells = [_esc(item["tag"]), f'<span class="chip s-{_esc(status)}">{_esc(status)}'
-                     "</span>", _esc(_secs(_num(item.get("duration")))),
+                     "</span>", _esc(_secs(finite(item.get("duration")))),
                      _esc(_int(item.get("iterations")) if "iterations" in item else "-"),
                      _esc(_int(item.get("model_calls")) if "model_calls" in item else "-"),
                      _esc(_tokens(item.get("tokens"))), _esc(_cost(item.get("cost"))),
@@ -273,8 +270,8 @@ class Page:
                           else f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
         for key in keys:
             name = key["name"]
-            waits = _num(key.get("waited_seconds"))
-            rests = _num(key.get("cooldown_seconds"))
+            waits = finite(key.get("waited_seconds"))
+            rests = finite(key.get("cooldown_seconds"))
             cells = [name, key.get("provider") or "-",
                      _int(key.get("attempts")) if "attempts" in key else "-",
                      _int(key.get("requests")) if "requests" in key else "-",

@@ -17,7 +17,6 @@ from assemblyzero.journal import Event
 from assemblyzero.numbers import finite
 
 SPAN_MAX = 31 * 86400.0  # seconds after run-start beyond which an event's time is not believed
-
 NAME_MAX = 255  # characters of a tag, host or key name kept
 
 
@@ -93,8 +92,6 @@ class Timeline:
         return sum(b.end - b.start for b in self.bars)
 
 
-_num = finite
-
 
 def _name(value: Any) -> str:
     return value[:NAME_MAX] if isinstance(value, str) else ""
@@ -104,8 +101,8 @@ def build(events: Iterable[dict[str, Any]]) -> Timeline:
     """The timeline of one run's journal events, in the order they were written."""
     events = [e for e in events if isinstance(e, dict)]
     first = events[0] if events and events[0].get("event") == Event.RUN_START else {}
-    stamps = [t for e in events if (t := _num(e.get("ts"))) is not None and t > 0]
-    t0 = _num(first.get("ts")) or (min(stamps) if stamps else 0.0)
+    stamps = [t for e in events if (t := finite(e.get("ts"))) is not None and t > 0]
+    t0 = finite(first.get("ts")) or (min(stamps) if stamps else 0.0)
     parallel = first.get("parallel")
     line = Timeline(t0, t0, [], [], [], [], False,
                     parallel if type(parallel) is int and 0 < parallel <= 100_000 else 1,
@@ -114,7 +111,7 @@ def build(events: Iterable[dict[str, Any]]) -> Timeline:
     last: dict[str, Bar] = {}
     paused: tuple[float, str] | None = None
     for event in events:
-        ts = _num(event.get("ts"))
+        ts = finite(event.get("ts"))
         if ts is None or not t0 <= ts <= t0 + SPAN_MAX:
             continue
         line.t1 = max(line.t1, ts)
@@ -150,7 +147,7 @@ def build(events: Iterable[dict[str, Any]]) -> Timeline:
         elif kind == Event.RETRY and item in last:
             bar = last[item]
             bar.outcome, bar.retry = "retried", _name(event.get("kind")) or "retry"
-            rest, key = _num(event.get("rest")), _name(event.get("credential"))
+            rest, key = finite(event.get("rest")), _name(event.get("credential"))
             if rest and rest > 0 and key:
                 line.rests.append(Band(ts, min(ts + rest, t0 + SPAN_MAX), f"{key} rests "
                                        f"{rest:.1f}s after a 429", key))
@@ -180,7 +177,7 @@ def build(events: Iterable[dict[str, Any]]) -> Timeline:
 
 
 def _wait(bar: Bar, event: dict[str, Any], t0: float) -> None:
-    start, seconds = _num(event.get("from")), _num(event.get("seconds"))
+    start, seconds = finite(event.get("from")), finite(event.get("seconds"))
     why = event.get("why")
     if (start is None or seconds is None or seconds <= 0 or why not in ("budget", "rest")
             or len(bar.waits) >= WAITS_MAX or not t0 <= start <= t0 + SPAN_MAX):
